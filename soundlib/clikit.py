@@ -1,0 +1,136 @@
+"""Shared plumbing for the Click CLI: common options, error handling, Rich output on the right stream.
+
+``cli.py`` holds the commands; this module holds what every command shares, so the commands stay thin.
+Exit codes: 0 ok, 1 some items failed (batch commands), 2 usage or bad input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from soundlib.errors import SoundlibError
+
+EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def stdout_console():
+    """Rich console for results (stdout)."""
+    from rich.console import Console
+
+    return Console(soft_wrap=False)
+
+
+def stderr_console():
+    """Rich console for progress, warnings and errors (stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def json_option(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else.")(f)
+
+
+def debug_option(f: Callable) -> Callable:
+    return click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")(f)
+
+
+def store_options(f: Callable) -> Callable:
+    """--db, --chroma-url, --collection (token comes from $SOUNDLIB_CHROMA_TOKEN, never the command line)."""
+    f = click.option("--collection", default=None, metavar="NAME",
+                     help="Chroma collection name (default: sounds).")(f)
+    f = click.option("--chroma-url", default=None, metavar="URL", envvar="SOUNDLIB_CHROMA_URL",
+                     help="Use a Chroma server (`chroma run`) at URL instead of the embedded store. "
+                          "Token from $SOUNDLIB_CHROMA_TOKEN.")(f)
+    f = click.option("--db", default=None, metavar="PATH", type=click.Path(file_okay=False),
+                     help="Embedded store folder (default: $SOUNDLIB_HOME/chroma, ~/.soundlib/chroma).")(f)
+    return f
+
+
+def model_option(f: Callable) -> Callable:
+    return click.option("--model", "model_spec", default=None, metavar="CKPT", envvar="SOUNDLIB_MODEL",
+                        help="Model checkpoint (default: the bundled model).")(f)
+
+
+def print_json(doc: Any) -> None:
+    """Write exactly one JSON document to stdout."""
+    sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    """Print one error line on stderr and exit."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(f: Callable) -> Callable:
+    """Turn expected errors into one line on stderr and exit code 2; tracebacks only with ``--debug``."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug"))
+        try:
+            return f(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except SoundlibError as e:
+            if debug:
+                raise
+            fail(str(e))
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            fail("interrupted", 130)
+        except Exception as e:  # noqa: BLE001 - last-resort guard: never a traceback without --debug
+            if debug:
+                raise
+            fail(f"unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)")
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def rich_progress(enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """A :class:`soundlib.progress.ProgressFn` drawing Rich bars on stderr (one bar per task name)."""
+    if not enabled:
+        yield lambda *a, **k: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    tasks: dict[str, Any] = {}
+    with Progress(*columns, console=stderr_console(), transient=False) as bar:
+        def update(task: str, completed: int, total: int | None, **info: Any) -> None:
+            text = "  ".join(f"{k}={_fmt(v)}" for k, v in info.items())
+            if task not in tasks:
+                tasks[task] = bar.add_task(task, total=total, info=text)
+            bar.update(tasks[task], completed=completed, total=total, info=text)
+
+        yield update
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+class Stopwatch:
+    """Wall time of a block, in seconds."""
+
+    def __enter__(self) -> "Stopwatch":
+        self.t0 = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self.t0

@@ -1,0 +1,182 @@
+"""Pair lists: the CSV interface between ``prepare``, ``train`` and ``eval``.
+
+A list is CSV with a header, whatever its extension. Columns (paths relative to the list file's folder):
+
+=========  ========  ====================================================================
+column     required  meaning
+=========  ========  ====================================================================
+frame      yes       image path (a video frame or any picture)
+audio      yes       audio file path
+start      no        seconds into the audio file; empty/absent = the whole file (a library item)
+sample     no        sample label (default: ``"<audio>@<start>"``, or ``"<audio>"`` for a whole file)
+category   no        category label
+video      no        video id (keeps train/test splits apart by video)
+=========  ========  ====================================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from soundlib.errors import ListError
+
+COLUMNS: tuple[str, ...] = ("frame", "audio", "start", "sample", "category", "video")
+REQUIRED: tuple[str, ...] = ("frame", "audio")
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One row of a pair list, paths resolved to absolute paths.
+
+    ``start`` is ``None`` when the row stands for the whole audio file.
+    ``line`` is the 1-based line number in the file (the header is line 1).
+    """
+
+    frame: Path
+    audio: Path
+    start: float | None
+    sample: str
+    category: str | None
+    video: str | None
+    line: int
+
+    @property
+    def clip_key(self) -> tuple[str, float | None]:
+        """Identity of the audio clip this row points at: (absolute audio path, start)."""
+        return (str(self.audio), self.start)
+
+
+@dataclass
+class PairList:
+    """A parsed list: the good rows, and one :class:`ListError` per row that was skipped."""
+
+    path: Path
+    rows: list[PairRow]
+    errors: list[ListError]
+
+    @property
+    def has_categories(self) -> bool:
+        """True when every row carries a category."""
+        return bool(self.rows) and all(r.category for r in self.rows)
+
+
+def default_sample(audio_rel: str, start: float | None) -> str:
+    """The default sample label: the audio path as written in the list, plus ``@start`` when a start is given."""
+    return audio_rel if start is None else f"{audio_rel}@{start:g}"
+
+
+def read_list(path: str | Path, check_files: bool = True) -> PairList:
+    """Read a pair list.
+
+    Args:
+        path: the CSV file (any extension).
+        check_files: report rows whose frame or audio file does not exist (as skipped rows).
+
+    Returns:
+        A :class:`PairList`; rows that are malformed (bad number, empty required field, missing file) are left out
+        and described in ``errors`` with their line numbers. Exact duplicate rows are kept once (reported).
+
+    Raises:
+        ListError: the file is missing, unreadable, empty, or lacks a required column.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ListError("list file not found", str(path))
+    if path.is_dir():
+        raise ListError("is a folder, not a list file", str(path))
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ListError("not a text (UTF-8 CSV) file", str(path)) from None
+    except OSError as e:
+        raise ListError(f"cannot read ({e.strerror or e})", str(path)) from None
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise ListError("empty list (no header line)", str(path))
+    reader = csv.DictReader(lines)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ListError(f"missing column(s) {', '.join(missing)} (header: {','.join(header)})", str(path))
+    reader.fieldnames = header
+    base = path.parent
+    rows: list[PairRow] = []
+    errors: list[ListError] = []
+    seen: set[tuple] = set()
+    for i, raw in enumerate(reader, start=2):
+        rec = {k: (v or "").strip() for k, v in raw.items() if k is not None}
+        if not any(rec.values()):
+            continue
+        try:
+            row = _parse_row(rec, base, i, str(path), check_files)
+        except ListError as e:
+            errors.append(e)
+            continue
+        key = (row.frame, row.audio, row.start, row.sample, row.category, row.video)
+        if key in seen:
+            errors.append(ListError("duplicate row (kept the first)", str(path), i))
+            continue
+        seen.add(key)
+        rows.append(row)
+    return PairList(path=path, rows=rows, errors=errors)
+
+
+def _parse_row(rec: dict[str, str], base: Path, line: int, list_path: str, check_files: bool) -> PairRow:
+    for col in REQUIRED:
+        if not rec.get(col):
+            raise ListError(f"empty '{col}'", list_path, line)
+    start: float | None = None
+    if rec.get("start"):
+        try:
+            start = float(rec["start"])
+        except ValueError:
+            raise ListError(f"bad number in 'start': {rec['start']!r}", list_path, line) from None
+        if not math.isfinite(start) or start < 0:
+            raise ListError(f"bad 'start' {rec['start']!r} (must be a finite number >= 0)", list_path, line)
+    frame = (base / rec["frame"]).resolve()
+    audio = (base / rec["audio"]).resolve()
+    if check_files:
+        for col, p in (("frame", frame), ("audio", audio)):
+            if not p.is_file():
+                raise ListError(f"{col} file not found: {rec[col]}", list_path, line)
+    return PairRow(
+        frame=frame,
+        audio=audio,
+        start=start,
+        sample=rec.get("sample") or default_sample(rec["audio"], start),
+        category=rec.get("category") or None,
+        video=rec.get("video") or None,
+        line=line,
+    )
+
+
+def write_list(path: str | Path, rows: list[dict[str, object]]) -> None:
+    """Write rows (dicts with any of :data:`COLUMNS`) as a list; paths given absolute are made relative to the file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = [c for c in COLUMNS if any(c in r and r[c] is not None for r in rows)] or list(REQUIRED)
+    for c in REQUIRED:
+        if c not in cols:
+            cols.insert(REQUIRED.index(c), c)
+    base = path.parent.resolve()
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            out = {}
+            for c in cols:
+                v = r.get(c)
+                if c in ("frame", "audio") and v is not None:
+                    p = Path(str(v))
+                    if p.is_absolute():
+                        try:
+                            v = p.resolve().relative_to(base).as_posix()
+                        except ValueError:
+                            v = str(p)
+                out[c] = "" if v is None else v
+            w.writerow(out)
+    tmp.replace(path)

@@ -1,0 +1,82 @@
+"""Finding and loading the model a command runs with (``--model``): a checkpoint path, or the bundled default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from soundlib.errors import CheckpointError
+
+if TYPE_CHECKING:  # torch is imported lazily so the CLI starts fast
+    from encoders.checkpoint import CheckpointInfo
+
+#: The default model shipped in the repository (heads only; see soundlib/models/README.md).
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.pt"
+#: Environment variable that overrides the default model path.
+MODEL_ENV = "SOUNDLIB_MODEL"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference plus what identifies it (for the collection's metadata)."""
+
+    model: Any  # encoders.model.AVModel (or a pretrained-family model with the same interface)
+    info: "CheckpointInfo"
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def sha256(self) -> str:
+        return self.info.sha256
+
+    @property
+    def dim(self) -> int:
+        return int(self.info.config.embed_dim)
+
+
+def resolve_model_path(spec: str | os.PathLike | None) -> Path:
+    """The checkpoint file for ``--model``: the given path, else ``$SOUNDLIB_MODEL``, else the bundled default.
+
+    Raises:
+        CheckpointError: the file does not exist (for the default: says that no default is bundled yet).
+    """
+    if spec is None or str(spec) == "":
+        env = os.environ.get(MODEL_ENV)
+        if env:
+            spec = env
+        else:
+            if not DEFAULT_MODEL_PATH.exists():
+                raise CheckpointError(
+                    "no default model is bundled in this build yet; pass --model CHECKPOINT "
+                    "(train one with `soundlib train`)", str(DEFAULT_MODEL_PATH))
+            return DEFAULT_MODEL_PATH
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise CheckpointError("checkpoint not found", str(path))
+    if path.is_dir():
+        best = path / "best.pt"
+        if best.exists():
+            return best
+        raise CheckpointError("is a folder without best.pt; pass the checkpoint file", str(path))
+    return path
+
+
+def load_model(spec: str | os.PathLike | None = None) -> LoadedModel:
+    """Load the model for inference (eval mode, CPU).
+
+    Args:
+        spec: checkpoint path, a run folder holding ``best.pt``, or ``None`` for the default.
+
+    Raises:
+        CheckpointError: missing, foreign, truncated or mismatched checkpoint.
+    """
+    from encoders.checkpoint import load_checkpoint
+
+    path = resolve_model_path(spec)
+    model, info = load_checkpoint(path)
+    model.eval()
+    return LoadedModel(model=model, info=info)
