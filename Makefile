@@ -13,6 +13,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# aisfx pins stale versions of librosa/numpy; its code and weights work with ours (DESIGN.md)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'aisfx==0.1.2'
 	@touch $(STAMP)
 
 demo: $(STAMP)
