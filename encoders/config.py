@@ -80,10 +80,16 @@ class ModelConfig:
         lr: initial learning rate.
         audio: audio front-end configuration.
         image: image front-end configuration (its ``size`` follows ``image_size``).
+        compatibility: attention score, ``"add"`` (the paper: 1x1 conv over local + global) or ``"dot"``
+            (local . global, the alternative the paper mentions; with ``"add"`` the softmax cancels the global term).
+        family: which builder in :data:`encoders.registry.FAMILIES` makes the ``nn.Module`` (``"paper"`` = the
+            paper's from-scratch :class:`encoders.model.AVModel`; pretrained families register their own).
     """
 
     name: str
+    family: str = "paper"
     attention: bool = True
+    compatibility: str = "add"
     projector: str = "linear"
     loss: str = "infonce"
     embed_dim: int = 128

@@ -1,0 +1,397 @@
+"""The pretrained family (``family="pretrained"``): frozen EfficientNet-Lite0 + aisfx backbones, trainable heads.
+
+Same interface as :class:`encoders.model.AVModel`, so ingest, query, train and eval use it unchanged. Data flow::
+
+    images [B,3,H,W] in [0,1] --image_features--> [B, 24408] packed backbone features --encode_image--> [B,128]
+    waves [B,48000] @48k     --audio_features--> [B, 22016] packed backbone features --encode_audio--> [B,128]
+
+"Features" are the frozen backbones' outputs (:mod:`encoders.backbones`), one flat float vector per item so a
+training run can cache them (``.npy``) and train the heads in seconds: for an image, EfficientNet-Lite0's blocks 4,
+10 and 15 (40 ch 28x28, 112 ch 14x14, 320 ch 7x7, each average-pooled to 7x7) and its pooled 1280-d head feature;
+for a 1-s window, aisfx's conv blocks 2-4 (128, 256, 512 ch, each pooled to 4 time x 6 frequency cells) and its
+512-d embedding.
+
+Each head (:class:`PretrainedEncoder`) follows the paper's attention encoder: the global feature is normalised and
+projected to ``head_dim``; each tap's map is normalised (:class:`~torch.nn.GroupNorm` with one group, so positions
+keep their relative strength) and attention-pooled with :class:`encoders.attention.AttentionPool` guided by the
+projected global (``config.compatibility``; ``"dot"`` is the one where the global steers the attention, scaled by
+``1/sqrt(head_dim)``); the taps' vectors and the projected global are concatenated, dropped out in training, and
+mapped by Linear + ReLU to ``embed_dim``; the L2-normalised result is the retrieval embedding. The configured
+projector (linear by default) and loss (InfoNCE, ``config.temperature``) act on it in :meth:`PretrainedAVModel.
+pair_loss`, as in the paper's models.
+
+The backbones are cached once per process and are NOT children of the module: ``state_dict()`` holds the heads only
+(plus the ``audio_mean``/``audio_std`` buffers every checkpoint carries), so a checkpoint is a few MB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from encoders.attention import AttentionPool
+from encoders.backbones import (
+    AISFX_BLOCK_CHANNELS,
+    EFFNET_BLOCK_CHANNELS,
+    AisfxFrontend,
+    AisfxSpec,
+    AisfxTaps,
+    EffNetSpec,
+    EffNetTaps,
+    Layout,
+    effnet_input,
+    effnet_lite0,
+    imagenet_labels,
+    layout_for,
+    pack,
+    unpack,
+)
+from encoders.config import ModelConfig
+from encoders.errors import ConfigError
+from encoders.losses import bce_loss, infonce_loss, margin_loss, ntxent_loss
+from encoders.projectors import CorrelationHead, make_projector, pair_distance
+
+#: The family name this module registers under (see :mod:`encoders.registry`).
+FAMILY = "pretrained"
+#: Bump when the features a spec produces change (part of :attr:`PretrainedAVModel.features_key`).
+FEATURES_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PretrainedSpec:
+    """Backbones and head sizes of the pretrained family.
+
+    Attributes:
+        image: EfficientNet-Lite0 taps and grids.
+        audio: aisfx front end, taps and grids.
+        head_dim: width the taps and the global feature are projected to inside each head (a tap with exactly
+            this many channels is pooled unprojected, as :class:`~encoders.attention.AttentionPool` does; 192
+            matches none of the default taps).
+        dropout: dropout on the concatenated head vector while training.
+        batch: items per backbone forward pass (bounds memory; results do not depend on it).
+    """
+
+    image: EffNetSpec = field(default_factory=EffNetSpec)
+    audio: AisfxSpec = field(default_factory=AisfxSpec)
+    head_dim: int = 192
+    dropout: float = 0.1
+    batch: int = 32
+
+
+def image_layout(spec: PretrainedSpec | None = None) -> Layout:
+    """The layout of :meth:`PretrainedAVModel.image_features` vectors (``size`` 24,408 by default)."""
+    s = (spec or PretrainedSpec()).image
+    return layout_for([EFFNET_BLOCK_CHANNELS[i] for i in s.taps], s.grids, s.global_channels)
+
+
+def audio_layout(spec: PretrainedSpec | None = None) -> Layout:
+    """The layout of :meth:`PretrainedAVModel.audio_features` vectors (``size`` 22,016 by default)."""
+    s = (spec or PretrainedSpec()).audio
+    return layout_for([AISFX_BLOCK_CHANNELS[i] for i in s.taps], s.grids, s.global_channels)
+
+
+class PretrainedEncoder(nn.Module):
+    """Trainable head over one modality's packed backbone features -> ``(B, embed_dim)`` unit vectors.
+
+    Args:
+        layout: the packed features' layout.
+        head_dim: projection width ``d`` of the global feature and of each tap.
+        embed_dim: embedding size ``D``.
+        compatibility: ``"add"`` or ``"dot"`` (see :class:`encoders.attention.AttentionPool`).
+        dropout: dropout probability on the concatenated vector (training only).
+    """
+
+    def __init__(self, layout: Layout, head_dim: int, embed_dim: int, compatibility: str = "dot",
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.layout = layout
+        self.head_dim = int(head_dim)
+        self.global_norm = nn.LayerNorm(layout.global_channels)
+        self.global_proj = nn.Linear(layout.global_channels, head_dim)
+        self.local_norms = nn.ModuleList(nn.GroupNorm(1, c) for c, _, _ in layout.grids)
+        self.pools = nn.ModuleList(AttentionPool(c, head_dim, compatibility) for c, _, _ in layout.grids)
+        self.dropout = nn.Dropout(dropout)
+        self.embed = nn.Sequential(nn.Linear((len(layout.grids) + 1) * head_dim, embed_dim), nn.ReLU())
+
+    def forward(self, feats: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Packed features ``(B, layout.size)`` -> ``(B, D)`` float32 unit vectors (and the attention maps
+        ``[(B, h_i, w_i)]``, each summing to 1, if ``return_attention``)."""
+        maps, g = unpack(feats.float(), self.layout)
+        gq = self.global_proj(self.global_norm(g))
+        query = gq / math.sqrt(self.head_dim)  # scaled dot-product; ignored by the softmax with "add"
+        vectors, atts = [], []
+        for norm, pool, local in zip(self.local_norms, self.pools, maps):
+            v, a = pool(norm(local), query)
+            vectors.append(v.to(gq.dtype))
+            atts.append(a)
+        h = self.dropout(torch.cat(vectors + [gq], dim=1))
+        emb = F.normalize(self.embed(h).float(), dim=1)
+        return (emb, atts) if return_attention else emb
+
+
+class PretrainedAVModel(nn.Module):
+    """Frozen EfficientNet-Lite0 (images) and aisfx (sounds) with trainable attention heads.
+
+    Args:
+        config: a :class:`~encoders.config.ModelConfig` with ``family="pretrained"`` (``projector``, ``loss``,
+            ``temperature``, ``margin``, ``embed_dim``, ``compatibility`` and ``audio`` are used; the paper's stream
+            fields ``width``, channels and taps do not apply).
+        spec: backbone taps and head sizes (default :class:`PretrainedSpec`).
+
+    Attributes:
+        config: the configuration.
+        spec: the backbone/head specification.
+        visual, audio: the two :class:`PretrainedEncoder` heads.
+        projector / correlation: as in :class:`encoders.model.AVModel`.
+        audio_mean, audio_std: buffers kept for the checkpoint format; the heads normalise their inputs themselves,
+            so :meth:`set_audio_stats` is a no-op and :attr:`needs_audio_stats` is ``False``.
+        inference_bf16: run the backbones (and heads) under bfloat16 autocast in :meth:`image_features`,
+            :meth:`audio_features` and the ``embed_*`` helpers. Default ``False`` (see the module notes).
+
+    Raises:
+        ConfigError: ``config.image_size`` is not the backbone's 224.
+    """
+
+    needs_audio_stats = False
+
+    def __init__(self, config: ModelConfig, spec: PretrainedSpec | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.spec = spec or PretrainedSpec()
+        if config.image_size != self.spec.image.size:
+            raise ConfigError(f"model {config.name}: image_size is fixed at {self.spec.image.size} by the "
+                              f"pretrained EfficientNet-Lite0, got {config.image_size}")
+        d, compat = config.embed_dim, getattr(config, "compatibility", "dot")
+        self.visual = PretrainedEncoder(image_layout(self.spec), self.spec.head_dim, d, compat, self.spec.dropout)
+        self.audio = PretrainedEncoder(audio_layout(self.spec), self.spec.head_dim, d, compat, self.spec.dropout)
+        self.projector: nn.Module | None = None
+        self.correlation: CorrelationHead | None = None
+        if config.contrastive:
+            self.projector = make_projector(config.projector, d)
+        else:
+            self.correlation = CorrelationHead()
+        n_mels = config.audio.n_mels
+        self.register_buffer("audio_mean", torch.zeros(n_mels))
+        self.register_buffer("audio_std", torch.ones(n_mels))
+        self.inference_bf16 = False
+        self._frontend: AisfxFrontend | None = None  # built on first use (imports librosa)
+
+    # -- identity ---------------------------------------------------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        """Size ``D`` of the retrieval embedding."""
+        return int(self.config.embed_dim)
+
+    @property
+    def name(self) -> str:
+        """The registry name of the configuration."""
+        return self.config.name
+
+    @property
+    def features_key(self) -> str:
+        """Short hash of everything the cached features depend on (backbones, taps, grids, precision, front end).
+
+        Two models with the same key produce the same :meth:`image_features` / :meth:`audio_features`; use it in
+        feature-cache keys (the heads' weights do not enter it).
+        """
+        text = json.dumps({"family": FAMILY, "v": FEATURES_VERSION, "image": asdict(self.spec.image),
+                           "audio": asdict(self.spec.audio), "input": asdict(self.config.audio),
+                           "bf16": bool(self.inference_bf16)}, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+    def _autocast(self, fast: bool | None) -> Any:
+        use = self.inference_bf16 if fast is None else fast
+        return torch.autocast("cpu", dtype=torch.bfloat16) if use else nullcontext()
+
+    def _batches(self, x: Tensor):
+        step = max(1, int(self.spec.batch))
+        for i in range(0, x.shape[0], step):
+            yield x[i:i + step]
+
+    # -- audio ------------------------------------------------------------------------------------------------
+    def set_audio_stats(self, mean: Any, std: Any) -> None:
+        """No-op: the heads normalise the backbone features per item (LayerNorm / GroupNorm), so no dataset
+        statistics are needed. Kept so callers written for :class:`~encoders.model.AVModel` work unchanged."""
+        return None
+
+    def audio_features(self, waves: Tensor, fast: bool | None = None) -> Tensor:
+        """Frozen aisfx features of 1-second windows.
+
+        Args:
+            waves: ``(B, samples)`` float at ``config.audio.sample_rate`` (rows of another length are wrap-padded or
+                cut to one window).
+            fast: bf16 autocast (default :attr:`inference_bf16`).
+
+        Returns:
+            ``(B, audio_layout.size)`` float32 (22,016 by default), deterministic, no autograd history.
+        """
+        if self._frontend is None:
+            self._frontend = AisfxFrontend(self.config.audio.sample_rate, self.config.audio.window_samples,
+                                           self.spec.audio)
+        waves = torch.as_tensor(waves)
+        if waves.dim() == 1:
+            waves = waves.unsqueeze(0)
+        taps = AisfxTaps(spec=self.spec.audio)
+        layout = audio_layout(self.spec)
+        outs = []
+        with torch.inference_mode():
+            for chunk in self._batches(waves):
+                x = self._frontend(chunk.float().cpu())
+                with self._autocast(fast):
+                    outs.append(pack(taps(x), layout))
+            feats = torch.cat(outs) if outs else torch.zeros(0, layout.size)
+        return feats.clone()  # a normal tensor (usable in autograd), not an inference tensor
+
+    def encode_audio(self, feats: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Packed audio features ``(B, audio_layout.size)`` -> ``(B, D)`` float32 unit vectors (+ attention maps
+        ``[(B, time, freq)]`` per tap)."""
+        return self.audio(torch.as_tensor(feats), return_attention=return_attention)
+
+    # -- images -----------------------------------------------------------------------------------------------
+    def image_features(self, images: Tensor, fast: bool | None = None) -> Tensor:
+        """Frozen EfficientNet-Lite0 features.
+
+        Args:
+            images: ``(B, 3, H, W)`` float RGB in [0, 1], any size (resized, centre-cropped to 224).
+            fast: bf16 autocast (default :attr:`inference_bf16`).
+
+        Returns:
+            ``(B, image_layout.size)`` float32 (24,408 by default), deterministic, no autograd history.
+        """
+        images = torch.as_tensor(images)
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        taps = EffNetTaps(spec=self.spec.image)
+        layout = image_layout(self.spec)
+        outs = []
+        with torch.inference_mode():
+            for chunk in self._batches(images):
+                x = effnet_input(chunk.cpu(), self.spec.image).contiguous(memory_format=torch.channels_last)
+                with self._autocast(fast):
+                    outs.append(pack(taps(x), layout))
+            feats = torch.cat(outs) if outs else torch.zeros(0, layout.size)
+        return feats.clone()
+
+    def encode_image(self, feats: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Packed image features ``(B, image_layout.size)`` -> ``(B, D)`` float32 unit vectors (+ attention maps
+        ``[(B, 7, 7)]`` per tap)."""
+        return self.visual(torch.as_tensor(feats), return_attention=return_attention)
+
+    # -- inference helpers ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed_audio_features(self, feats: Tensor, fast: bool | None = None) -> Tensor:
+        """Cached audio features -> ``(B, D)`` float32 embeddings (no grad; call ``eval()`` first)."""
+        with self._autocast(fast):
+            return self.encode_audio(feats).float()
+
+    @torch.no_grad()
+    def embed_image_features(self, feats: Tensor, fast: bool | None = None) -> Tensor:
+        """Cached image features -> ``(B, D)`` float32 embeddings (no grad; call ``eval()`` first)."""
+        with self._autocast(fast):
+            return self.encode_image(feats).float()
+
+    @torch.no_grad()
+    def embed_audio(self, waves: Tensor, fast: bool | None = None) -> Tensor:
+        """Waveform windows ``(B, samples)`` -> ``(B, D)`` float32 embeddings (no grad; call ``eval()`` first)."""
+        return self.embed_audio_features(self.audio_features(waves, fast=fast), fast=fast)
+
+    @torch.no_grad()
+    def embed_images(self, images: Tensor, fast: bool | None = None) -> Tensor:
+        """Images ``(B, 3, H, W)`` float in [0, 1] -> ``(B, D)`` float32 embeddings (no grad; call ``eval()``)."""
+        return self.embed_image_features(self.image_features(images, fast=fast), fast=fast)
+
+    def tags_from_features(self, feats: Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
+        """ImageNet scene tags from cached image features (their global part through the backbone's classifier).
+
+        Returns:
+            per image, the ``k`` most probable ``(label, probability)`` pairs, most probable first.
+        """
+        _, g = unpack(torch.as_tensor(feats).float(), image_layout(self.spec))
+        with torch.inference_mode():
+            logits = effnet_lite0()._fc(g)
+        return _top_labels(logits, k)
+
+    # -- training ---------------------------------------------------------------------------------------------
+    def forward(self, image_feats: Tensor, audio_feats: Tensor) -> tuple[Tensor, Tensor]:
+        """Packed image and audio features -> ``(v, a)`` embeddings."""
+        return self.encode_image(image_feats), self.encode_audio(audio_feats)
+
+    def correlation_logits(self, v: Tensor, a: Tensor) -> Tensor:
+        """Logits ``(B, 2)`` ``[uncorrelated, correlated]`` (BCE families only).
+
+        Raises:
+            ConfigError: the model is a contrastive one (no correlation head).
+        """
+        if self.correlation is None:
+            raise ConfigError(f"model {self.config.name} has no correlation head (trained with {self.config.loss})")
+        return self.correlation(v, a)
+
+    def project(self, z: Tensor) -> Tensor:
+        """The contrastive projector applied to embeddings ``(B, D)`` (identity for the BCE families)."""
+        return z if self.projector is None else self.projector(z)
+
+    def pair_loss(self, v: Tensor, a: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The configured loss for a batch of embedding pairs (same contract as ``AVModel.pair_loss``).
+
+        Args:
+            v: ``(B, D)`` visual embeddings (from :meth:`encode_image`).
+            a: ``(B, D)`` audio embeddings (from :meth:`encode_audio`).
+            labels: ``(B,)`` 1/0, required by ``bce``/``margin``, ignored by ``infonce``/``ntxent``.
+
+        Returns:
+            scalar loss.
+        """
+        loss = self.config.loss
+        if loss in ("bce", "margin"):
+            if labels is None:
+                raise ValueError(f"loss {loss!r} needs labels (1 = correlated, 0 = not)")
+            dist = pair_distance(v, a)
+            total = bce_loss(self.correlation.forward_distance(dist), labels)  # type: ignore[union-attr]
+            if loss == "margin":
+                total = total + margin_loss(dist, labels, margin=self.config.margin)
+            return total
+        zv, za = self.project(v), self.project(a)
+        if loss == "infonce":
+            return infonce_loss(zv, za, tau=self.config.temperature)
+        if loss == "ntxent":
+            return ntxent_loss(zv, za, tau=self.config.temperature)
+        raise ConfigError(f"unknown loss {loss!r} in model {self.config.name}")
+
+
+def _top_labels(logits: Tensor, k: int) -> list[list[tuple[str, float]]]:
+    labels = imagenet_labels()
+    probs = torch.softmax(logits.float(), dim=1)
+    top = probs.topk(min(int(k), probs.shape[1]), dim=1)
+    return [[(labels[int(i)], float(p)) for p, i in zip(ps, idx)] for ps, idx in zip(top.values, top.indices)]
+
+
+def imagenet_logits(images: Tensor, spec: EffNetSpec | None = None, fast: bool = False) -> Tensor:
+    """EfficientNet-Lite0's 1000 ImageNet logits for ``(B, 3, H, W)`` images in [0, 1] -> ``(B, 1000)`` float32."""
+    with torch.inference_mode():
+        x = effnet_input(torch.as_tensor(images).cpu(), spec).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16) if fast else nullcontext():
+            logits = EffNetTaps(spec=spec).forward(x).logits
+    assert logits is not None
+    return logits.float().clone()
+
+
+def imagenet_tags(images: Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
+    """Readable scene tags: the ``k`` most probable ImageNet classes of each image.
+
+    Args:
+        images: ``(B, 3, H, W)`` (or ``(3, H, W)``) float RGB in [0, 1].
+        k: tags per image.
+
+    Returns:
+        per image, ``[(label, probability), ...]`` most probable first (labels from torchvision's ImageNet-1k list).
+    """
+    return _top_labels(imagenet_logits(images), k)
