@@ -200,9 +200,8 @@ def effnet_input(images: Tensor, spec: EffNetSpec | None = None) -> Tensor:
     x = images.float()
     size = spec.size
     h, w = x.shape[-2:]
-    short = size / spec.resize_ratio if spec.resize_ratio < 1.0 else size
     if spec.resize_ratio < 1.0:
-        scale = short / min(h, w)
+        scale = size / spec.resize_ratio / min(h, w)
         th, tw = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
     else:
         th, tw = size, size
@@ -351,7 +350,7 @@ class AisfxTaps(nn.Module):
         """``x`` ``(B, frames, 96)`` (see :class:`AisfxFrontend`) -> :class:`BackboneOutput` (taps
         ``[(B, 128, 25, 24), (B, 256, 12, 12), (B, 512, 12, 12)]`` (time x freq) for 100 frames, global ``(B, 512)``)."""
         net = self.net
-        y = x.unsqueeze(1)
+        y = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
         taps: list[Tensor] = []
         blocks = (net.conv_block1, net.conv_block2, net.conv_block3, net.conv_block4)
         for idx, (block, pool) in enumerate(zip(blocks, _AISFX_POOLS)):

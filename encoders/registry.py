@@ -73,6 +73,13 @@ for _name, _attention, _projector, _loss, _batch in (
     register_model(dataclasses.replace(
         _PAPER, name=_name, attention=_attention, projector=_projector, loss=_loss, batch_size=_batch, lr=0.01))
 
+# The pretrained family (issue: default model): frozen EfficientNet-Lite0 (ImageNet) and aisfx (sound-effects
+# libraries) backbones, trainable attention heads. "dot" compatibility: with the paper's "add" the global feature
+# cancels out of the softmax over positions (see encoders/attention.py), so it could not steer the attention.
+register_model(dataclasses.replace(
+    _PAPER, name="pt-effnet-aisfx-infonce", family="pretrained", attention=True, compatibility="dot",
+    projector="linear", loss="infonce", batch_size=128, lr=0.01))
+
 
 def model_names() -> tuple[str, ...]:
     """All registered names, in registration order."""
