@@ -1,0 +1,819 @@
+"""Catalog pairs: an image and a sound of the same kind of thing, from a reviewed category map, as pair lists.
+
+We have no labelled audio-visual dataset, so besides the temporal pairs of real videos (:mod:`train.prepare`) the
+default model learns from *catalog pairs*: an ImageNet photo of a dog with a dog bark, a bow with an arrow's
+twang. Which sounds go with which pictures is decided by a small category map kept in the repo
+(``data/catalog/category_map.csv``, reviewed row by row; see ``data/catalog/README.md``), never guessed.
+
+The map
+    CSV with a header; columns ``concept, sound_patterns, image_patterns, notes`` (``notes`` optional). Patterns are
+    separated by ``;`` and matched case-insensitively. A pattern is one of
+
+    - ``wnid:n02085620-n02113978`` (or ``wnid:n02085620``): ImageNet files whose name starts with a WordNet id in
+      the range (inclusive), e.g. all 118 dog breeds;
+    - ``imagenet:tiger_cat``: ImageNet files ``<wnid>_<class name>.<ext>`` whose class name matches (a glob);
+    - anything else: a glob (:mod:`fnmatch`: ``*`` also crosses ``/``) over the file's *key*: its path below the root
+      folder given on the command line, lower-case, without the extension (``wesnoth/wolf-growl-2``,
+      ``megaglest/wolf/wolf1``, ``scratch/animals/dog1-a``, ``dog/0001``), or the same prefixed with the root
+      folder's own name (``cifar10-train/dog/0001``);
+    - any of these prefixed with ``!`` excludes what it matches from the row.
+
+    A file may belong to several concepts.
+
+Pairs and the split
+    Per concept the matched images and sounds are split into train and validation *by file* (about
+    ``val_fraction`` of each, at least one when there are :data:`MIN_SPLIT_ITEMS` or more, none otherwise), so no
+    image and no sound appears on both sides; a file shared by several concepts keeps the side it got first.
+    Train pairs join train images with train sounds only, validation pairs validation files only. Each side gets
+    ``min(cap, max(images * pairs_per_image, sounds * pairs_per_sound), images * sounds)`` distinct pairs, images
+    and sounds used as evenly as possible (round-robin, each image meeting consecutive sounds), sources
+    (ImageNet, CIFAR, sprites; each sound package) interleaved so a capped concept still mixes them. ``cap`` is
+    ``max_pairs_per_concept`` for train and the same scaled by ``val_fraction / (1 - val_fraction)`` for
+    validation: big concepts (ImageNet's dogs, CIFAR's 500 images a class) do not drown small ones.
+
+Rows
+    ``frame`` = image, ``audio`` = sound file, ``start`` empty (the whole file; loaders use its first window) or,
+    with ``windows > 1``, one of the file's loudest 1-s windows (within :data:`WINDOW_KEEP_DB` dB of the loudest),
+    ``sample`` = the audio path as written (every window of a file is one sample), ``category`` = concept,
+    ``video`` = a group id ``catalog:<split>:<concept>``: the connected component of the (image, sound) pair graph,
+    so a split of the list by video keeps every image and sound on one side too. Paths are written relative to the
+    list file when they lie below its folder, absolute otherwise (:func:`soundlib.lists.write_list`): a catalog
+    built here points at the media folders of this machine.
+
+Run ``python -m train.catalog --help`` for the command line.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import math
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from encoders.config import AudioConfig
+from soundlib.errors import ListError, SoundlibError
+from soundlib.lists import write_list
+from soundlib.media import media_kind
+from soundlib.progress import ProgressFn, null_progress
+
+#: Columns of the category map (``notes`` is optional).
+MAP_COLUMNS: tuple[str, ...] = ("concept", "sound_patterns", "image_patterns", "notes")
+#: Separator of the patterns inside one cell.
+PATTERN_SEPARATOR = ";"
+#: File names of the two lists written under ``out_dir``.
+TRAIN_LIST, VAL_LIST = "catalog_train.csv", "catalog_val.csv"
+#: A modality of a concept with fewer files than this keeps them all for training (no validation files).
+MIN_SPLIT_ITEMS = 3
+#: Defaults of :func:`build_catalog`.
+DEFAULT_VAL_FRACTION = 0.15
+DEFAULT_PAIRS_PER_IMAGE = 2
+DEFAULT_PAIRS_PER_SOUND = 4
+DEFAULT_MAX_PAIRS_PER_CONCEPT = 200
+#: With ``windows > 1``, a window is a candidate when its RMS is within this many dB of the file's loudest window.
+WINDOW_KEEP_DB = 12.0
+#: The map shipped in the repo (present in a source checkout).
+DEFAULT_MAP = Path(__file__).resolve().parent.parent / "data" / "catalog" / "category_map.csv"
+
+_WNID = re.compile(r"^(n\d{8})_(.+)$")
+_WNID_RANGE = re.compile(r"^(n\d{8})(?:-(n\d{8}))?$")
+_TRAILING_NUMBER = re.compile(r"[\s_.-]*\d+[a-z]?$")
+
+
+class CatalogMapError(ListError):
+    """A malformed category map (missing column, empty or duplicate concept, bad pattern); ``line`` is 1-based."""
+
+
+# --- the map -----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pattern:
+    """One pattern of a map cell (see the module docstring).
+
+    Attributes:
+        text: the pattern as written (stripped).
+        kind: ``"glob"``, ``"wnid"`` or ``"imagenet"``.
+        negate: ``True`` for an exclusion (``!`` prefix).
+        value: the lower-case glob (``glob``, ``imagenet``) or ``"first-last"`` WordNet ids (``wnid``).
+        literal: the longest wildcard-free run of a glob: a quick substring test before the regex.
+    """
+
+    text: str
+    kind: str
+    negate: bool
+    value: str
+    literal: str = ""
+
+    def matches(self, item: "MediaFile") -> bool:
+        """True when ``item`` matches (ignoring ``negate``)."""
+        if self.kind == "glob":
+            if self.literal not in item.rooted:  # rooted ends with key: a literal of either match is in it
+                return False
+            rx = _glob(self.value)
+            return rx.match(item.key) is not None or rx.match(item.rooted) is not None
+        if not item.wnid:
+            return False
+        if self.kind == "wnid":
+            lo, hi = self.value.split("-")
+            return lo <= item.wnid <= hi
+        return _glob(self.value).match(item.class_name) is not None
+
+
+_GLOBS: dict[str, re.Pattern[str]] = {}
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    rx = _GLOBS.get(pattern)
+    if rx is None:
+        rx = _GLOBS[pattern] = re.compile(fnmatch.translate(pattern))
+    return rx
+
+
+def parse_pattern(text: str) -> Pattern:
+    """Parse one pattern (``wnid:A-B``, ``imagenet:NAME``, a glob; ``!`` prefix = exclusion).
+
+    Raises:
+        ValueError: empty pattern, malformed WordNet id range, or an empty name after a prefix.
+    """
+    t = text.strip()
+    negate = t.startswith("!")
+    body = t[1:].strip() if negate else t
+    if not body:
+        raise ValueError(f"empty pattern {text!r}")
+    low = body.lower()
+    if low.startswith("wnid:"):
+        m = _WNID_RANGE.match(low[5:].strip())
+        if not m:
+            raise ValueError(f"bad WordNet id range {body!r} (want wnid:n01234567 or wnid:n01234567-n07654321)")
+        lo, hi = m.group(1), m.group(2) or m.group(1)
+        if hi < lo:
+            raise ValueError(f"WordNet id range {body!r} runs backwards")
+        return Pattern(t, "wnid", negate, f"{lo}-{hi}")
+    if low.startswith("imagenet:"):
+        name = low[9:].strip()
+        if not name:
+            raise ValueError(f"empty ImageNet class name in {body!r}")
+        return Pattern(t, "imagenet", negate, name)
+    glob = low.replace("\\", "/")
+    literal = max(re.split(r"[*?\[\]]", glob), key=len)
+    return Pattern(t, "glob", negate, glob, literal)
+
+
+@dataclass(frozen=True)
+class ConceptRule:
+    """One row of the category map.
+
+    Attributes:
+        concept: the concept (written to the lists' ``category`` column).
+        sound_patterns, image_patterns: the parsed patterns of each modality.
+        notes: the reviewer's note (free text).
+        line: 1-based line of the row in the map file.
+    """
+
+    concept: str
+    sound_patterns: tuple[Pattern, ...]
+    image_patterns: tuple[Pattern, ...]
+    notes: str
+    line: int
+
+    def select(self, items: Iterable["MediaFile"], modality: str) -> list["MediaFile"]:
+        """The ``items`` that match a positive pattern of ``modality`` (``"sound"``/``"image"``) and no exclusion."""
+        pats = self.sound_patterns if modality == "sound" else self.image_patterns
+        pos = [p for p in pats if not p.negate]
+        neg = [p for p in pats if p.negate]
+        return [it for it in items if any(p.matches(it) for p in pos) and not any(p.matches(it) for p in neg)]
+
+
+def read_category_map(path: str | Path) -> list[ConceptRule]:
+    """Read and validate a category map.
+
+    Parameters
+    ----------
+    path : str or Path
+        CSV with the columns of :data:`MAP_COLUMNS` (``notes`` optional); blank lines and lines whose first cell
+        starts with ``#`` are skipped.
+
+    Returns
+    -------
+    rules : list of ConceptRule
+        In file order.
+
+    Raises
+    ------
+    CatalogMapError
+        Missing file or column, an empty concept, a duplicate concept (case-insensitive), a modality without a
+        positive pattern, an empty or malformed pattern. The message names the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogMapError("category map not found" if not path.exists() else "not a file", str(path))
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CatalogMapError(f"cannot read ({e})", str(path)) from None
+    lines = text.splitlines()
+    if not lines:
+        raise CatalogMapError("empty category map", str(path))
+    reader = csv.reader(lines)
+    header = [h.strip().lower() for h in next(reader)]
+    missing = [c for c in MAP_COLUMNS[:3] if c not in header]
+    if missing:
+        raise CatalogMapError(f"missing column(s) {', '.join(missing)} (header: {','.join(header)})", str(path))
+    col = {c: header.index(c) for c in MAP_COLUMNS if c in header}
+    rules: list[ConceptRule] = []
+    seen: dict[str, int] = {}
+    for line, cells in enumerate(reader, start=2):
+        if not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
+            continue
+        if len(cells) > len(header):
+            raise CatalogMapError(f"{len(cells)} cells for {len(header)} columns (quote a cell that holds a comma)",
+                                  str(path), line)
+        get = lambda c: cells[col[c]].strip() if c in col and col[c] < len(cells) else ""  # noqa: E731
+        concept = get("concept")
+        if not concept:
+            raise CatalogMapError("empty concept", str(path), line)
+        low = concept.lower()
+        if low in seen:
+            raise CatalogMapError(f"duplicate concept {concept!r} (first on line {seen[low]})", str(path), line)
+        seen[low] = line
+        parsed: dict[str, tuple[Pattern, ...]] = {}
+        for modality in ("sound_patterns", "image_patterns"):
+            cell = get(modality)
+            parts = cell.split(PATTERN_SEPARATOR)
+            try:
+                pats = tuple(parse_pattern(p) for p in parts)
+            except ValueError as e:
+                raise CatalogMapError(f"{concept!r} {modality}: {e}", str(path), line) from None
+            if not any(not p.negate for p in pats):
+                raise CatalogMapError(f"{concept!r}: no positive pattern in {modality}", str(path), line)
+            parsed[modality] = pats
+        rules.append(ConceptRule(concept, parsed["sound_patterns"], parsed["image_patterns"], get("notes"), line))
+    if not rules:
+        raise CatalogMapError("no concepts in the category map", str(path))
+    return rules
+
+
+# --- media files -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MediaFile:
+    """A sound or image file found under a root folder.
+
+    Attributes:
+        path: absolute, resolved path.
+        key: path below the root, lower-case, ``/``-separated, without the extension (``megaglest/wolf/wolf1``).
+        rooted: ``<root folder name>/<key>`` (``sfx/megaglest/wolf/wolf1``).
+        stem: file name without the extension (original case).
+        source: where it comes from, for interleaving: the first folder below the root, or the root's own name
+            for files directly in it (``imagenet-samples``, ``megaglest``, ``scratch``).
+        group: a category label for reports: the first two folders (``megaglest/wolf``, ``scratch/animal``), or
+            ``folder/stem`` without a trailing number for files one level down (``wesnoth/wolf-growl``).
+        wnid, class_name: for a file named ``<WordNet id>_<class>.<ext>`` (ImageNet), the id and the lower-case
+            class name; ``""`` otherwise.
+    """
+
+    path: Path
+    key: str
+    rooted: str
+    stem: str
+    source: str
+    group: str
+    wnid: str = ""
+    class_name: str = ""
+
+
+def _media_file(path: Path, root: Path) -> MediaFile:
+    rel = path.relative_to(root)
+    parts = [p.lower() for p in rel.with_suffix("").parts]
+    key = "/".join(parts)
+    stem = _TRAILING_NUMBER.sub("", parts[-1]) or parts[-1]
+    if len(parts) >= 3:
+        group = "/".join(parts[:2])
+    elif len(parts) == 2:
+        group = f"{parts[0]}/{stem}"
+    else:
+        group = f"{root.name.lower()}/{stem}"
+    m = _WNID.match(path.stem)
+    return MediaFile(path=path, key=key, rooted=f"{root.name.lower()}/{key}", stem=path.stem,
+                     source=parts[0] if len(parts) > 1 else root.name.lower(), group=group,
+                     wnid=m.group(1) if m else "", class_name=m.group(2).lower() if m else "")
+
+
+def scan_media(roots: Sequence[str | Path], kind: str) -> list[MediaFile]:
+    """All files of ``kind`` (``"audio"``/``"image"``, by extension) below ``roots``, sorted by path.
+
+    Raises:
+        SoundlibError: a root that is not a folder.
+    """
+    out: dict[Path, MediaFile] = {}
+    for r in roots:
+        root = Path(r).expanduser()
+        if not root.is_dir():
+            raise SoundlibError("not a folder" if root.exists() else "folder not found", str(root))
+        root = root.resolve()
+        for p in sorted(root.rglob("*")):
+            if media_kind(p) == kind and p.is_file():
+                rp = p.resolve()
+                out.setdefault(rp, _media_file(p, root))
+    return [out[p] for p in sorted(out)]
+
+
+# --- report ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class ConceptStats:
+    """What one concept got. ``sounds``/``images`` count usable matched files; the rest are per split."""
+
+    concept: str
+    line: int
+    sounds: int = 0
+    images: int = 0
+    train_sounds: int = 0
+    train_images: int = 0
+    val_sounds: int = 0
+    val_images: int = 0
+    train_pairs: int = 0
+    val_pairs: int = 0
+
+    @property
+    def status(self) -> str:
+        """``"ok"``, ``"no sounds"``, ``"no images"`` or ``"no sounds, no images"``."""
+        missing = [m for m, n in (("sounds", self.sounds), ("images", self.images)) if n == 0]
+        return "ok" if not missing else ", ".join(f"no {m}" for m in missing)
+
+
+@dataclass
+class CatalogReport:
+    """Result of :func:`build_catalog`.
+
+    Attributes:
+        lists: ``{"train": path, "val": path}`` of the lists written.
+        concepts: one :class:`ConceptStats` per map row, in map order.
+        dead_patterns: ``(concept, modality, pattern)`` that matched no file at all (typo, or media not present).
+        warnings: other remarks (e.g. an ``imagenet:`` name matching several WordNet ids).
+        skipped: ``(path, reason)`` of matched files that cannot be decoded (left out).
+        unmapped_sounds: ``{group: files}`` of the scanned sounds no concept matched, largest first.
+        shared_files: files matched by more than one concept.
+        scanned_sounds, scanned_images: files found under the roots.
+        settings: the parameters used.
+    """
+
+    lists: dict[str, str] = field(default_factory=dict)
+    concepts: list[ConceptStats] = field(default_factory=list)
+    dead_patterns: list[tuple[str, str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unmapped_sounds: dict[str, int] = field(default_factory=dict)
+    shared_files: int = 0
+    scanned_sounds: int = 0
+    scanned_images: int = 0
+    used_sounds: int = 0
+    used_images: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def pairs(self, split: str) -> int:
+        """Pairs written to ``split`` (``"train"`` or ``"val"``)."""
+        return sum(getattr(c, f"{split}_pairs") for c in self.concepts)
+
+    @property
+    def unmatched(self) -> list[ConceptStats]:
+        """Concepts that got no pairs (no usable sound or no usable image)."""
+        return [c for c in self.concepts if c.status != "ok"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary."""
+        return {
+            "lists": self.lists,
+            "totals": {"concepts": len(self.concepts), "concepts_with_pairs": len(self.concepts) - len(self.unmatched),
+                       "train_pairs": self.pairs("train"), "val_pairs": self.pairs("val"),
+                       "used_images": self.used_images, "used_sounds": self.used_sounds,
+                       "scanned_images": self.scanned_images, "scanned_sounds": self.scanned_sounds,
+                       "shared_files": self.shared_files},
+            "concepts": [{**asdict(c), "status": c.status} for c in self.concepts],
+            "dead_patterns": [list(d) for d in self.dead_patterns],
+            "warnings": self.warnings,
+            "skipped": [list(s) for s in self.skipped],
+            "unmapped_sounds": self.unmapped_sounds,
+            "settings": self.settings,
+        }
+
+
+# --- building ----------------------------------------------------------------------------------------------------
+
+def _check_files(files: Sequence[MediaFile], modality: str, progress: ProgressFn
+                 ) -> tuple[dict[Path, float], dict[Path, str]]:
+    """Open every file once: sounds with :func:`soundlib.audio.probe_audio` (-> duration), images with
+    :func:`soundlib.images.open_image`. Returns (durations or 0.0 for images, {path: reason} of the bad ones)."""
+    good: dict[Path, float] = {}
+    bad: dict[Path, str] = {}
+    task = f"check {modality}s"
+    if modality == "sound":
+        from soundlib.audio import probe_audio
+    else:
+        from soundlib.images import open_image
+    for i, f in enumerate(files):
+        try:
+            if modality == "sound":
+                good[f.path] = probe_audio(f.path).duration
+            else:
+                open_image(f.path).close()
+                good[f.path] = 0.0
+        except SoundlibError as e:
+            bad[f.path] = e.reason
+        if (i + 1) % 50 == 0 or i + 1 == len(files):
+            progress(task, i + 1, len(files), bad=len(bad))
+    return good, bad
+
+
+def _interleave(items: Sequence[MediaFile], rng: random.Random) -> list[MediaFile]:
+    """Shuffle within each source, then take one per source in turn (source order shuffled too)."""
+    by_source: dict[str, list[MediaFile]] = defaultdict(list)
+    for it in items:
+        by_source[it.source].append(it)
+    groups = [by_source[s] for s in sorted(by_source)]
+    rng.shuffle(groups)
+    for g in groups:
+        rng.shuffle(g)
+    out: list[MediaFile] = []
+    for i in range(max((len(g) for g in groups), default=0)):
+        out.extend(g[i] for g in groups if i < len(g))
+    return out
+
+
+def pair_count(images: int, sounds: int, pairs_per_image: int, pairs_per_sound: int, cap: int) -> int:
+    """Pairs a concept side gets: ``min(cap, max(images*pairs_per_image, sounds*pairs_per_sound), images*sounds)``."""
+    if images <= 0 or sounds <= 0:
+        return 0
+    return max(0, min(cap, max(images * pairs_per_image, sounds * pairs_per_sound), images * sounds))
+
+
+def round_robin_pairs(a: int, b: int, n: int) -> list[tuple[int, int]]:
+    """``n`` distinct (image index, sound index) pairs over ``a`` images and ``b`` sounds, each used evenly.
+
+    Pair ``k`` is ``(k mod a, (k mod a + k div a) mod b)``: round ``r`` gives every image once, image ``i`` the
+    sound ``i + r``; distinct for ``n <= a * b``, image uses differ by at most one, sound uses by at most one per
+    round.
+    """
+    n = min(n, a * b)
+    return [(k % a, (k % a + k // a) % b) for k in range(n)]
+
+
+def _split_sizes(n: int, val_fraction: float, min_items: int = MIN_SPLIT_ITEMS) -> int:
+    if val_fraction <= 0 or n < min_items:
+        return 0
+    return min(n - 1, max(1, int(math.floor(val_fraction * n + 0.5))))
+
+
+def _assign_split(items: Sequence[MediaFile], side: dict[Path, str], val_fraction: float, rng: random.Random,
+                  min_items: int = MIN_SPLIT_ITEMS) -> tuple[list[MediaFile], list[MediaFile], list[MediaFile]]:
+    """Proposed (train, val, fresh) for one modality of a concept; files decided by an earlier concept keep their
+    side. ``fresh`` = files this concept decides (not yet written to ``side``)."""
+    want_val = _split_sizes(len(items), val_fraction, min_items)
+    fixed_val = [it for it in items if side.get(it.path) == "val"]
+    fixed_train = [it for it in items if side.get(it.path) == "train"]
+    fresh = [it for it in items if it.path not in side]
+    rng.shuffle(fresh)
+    k = max(0, min(len(fresh), want_val - len(fixed_val)))
+    # never leave a concept without a train file of this modality
+    if not fixed_train and k == len(fresh) and fresh:
+        k -= 1
+    return fixed_train + fresh[k:], fixed_val + fresh[:k], fresh
+
+
+def _loud_starts(path: Path, n: int, duration: float, cfg: AudioConfig) -> list[float | None]:
+    """Up to ``n`` window starts (seconds, in time order) among the loudest of the file; ``[None]`` for a file no
+    longer than one window or ``n <= 1``."""
+    if n <= 1 or duration <= cfg.window_seconds:
+        return [None]
+    import numpy as np
+
+    from soundlib.audio import load_windows
+
+    starts, wins = load_windows(path, cfg)
+    rms = np.sqrt(np.mean(np.square(wins, dtype=np.float64), axis=1))
+    keep = np.flatnonzero(rms >= rms.max() * 10 ** (-WINDOW_KEEP_DB / 20))
+    best = keep[np.argsort(-rms[keep], kind="stable")][:n]
+    return [float(starts[i]) for i in sorted(best)]
+
+
+def _as_written(path: Path, base: Path) -> str:
+    """The audio path as :func:`soundlib.lists.write_list` writes it for a list in ``base``."""
+    try:
+        return path.resolve().relative_to(base).as_posix()
+    except ValueError:
+        return str(path)
+
+
+class _Groups:
+    """Union-find over files, to name each connected component of a split's pair graph."""
+
+    def __init__(self) -> None:
+        self.parent: dict[Any, Any] = {}
+
+    def find(self, x: Any) -> Any:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: Any, b: Any) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+
+
+def build_catalog(
+    map_csv: str | Path,
+    sound_roots: Sequence[str | Path],
+    image_roots: Sequence[str | Path],
+    out_dir: str | Path,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = 0,
+    pairs_per_image: int = DEFAULT_PAIRS_PER_IMAGE,
+    pairs_per_sound: int = DEFAULT_PAIRS_PER_SOUND,
+    max_pairs_per_concept: int = DEFAULT_MAX_PAIRS_PER_CONCEPT,
+    windows: int = 1,
+    min_split_items: int = MIN_SPLIT_ITEMS,
+    check_files: bool = True,
+    audio_config: AudioConfig | None = None,
+    progress: ProgressFn | None = None,
+) -> CatalogReport:
+    """Build ``out_dir/catalog_train.csv`` and ``out_dir/catalog_val.csv`` from a category map.
+
+    Parameters
+    ----------
+    map_csv : str or Path
+        The category map (:func:`read_category_map`).
+    sound_roots, image_roots : sequence of str or Path
+        Folders searched recursively for sound / image files (by extension, :mod:`soundlib.media`).
+    out_dir : str or Path
+        Where the two lists are written (created).
+    val_fraction : float in [0, 1)
+        Share of each concept's images and of its sounds held out for validation (see the module docstring).
+    seed : int
+        Seeds every shuffle (per concept, so adding a row does not reshuffle the others).
+    pairs_per_image, pairs_per_sound : int >= 1
+        Wanted uses of each image / each sound (the larger total wins, up to the cap and ``images * sounds``).
+    max_pairs_per_concept : int >= 1
+        Cap of a concept's train pairs; validation gets the same cap times ``val_fraction / (1 - val_fraction)``.
+    min_split_items : int >= 2
+        A modality of a concept with fewer usable files keeps them all for training (the concept then has no
+        validation pairs).
+    windows : int >= 1
+        Distinct 1-s windows used per sound file. ``1``: ``start`` empty (the whole file). More: the file is decoded
+        and pairs cycle through its loudest windows (costs a decode of every sound used).
+    check_files : bool
+        Open every matched file first and leave out the ones that cannot be decoded (reported in ``skipped``).
+    audio_config : AudioConfig, optional
+        Window length and sample rate for ``windows > 1``; default ``AudioConfig()``.
+    progress : ProgressFn, optional
+
+    Returns
+    -------
+    report : CatalogReport
+
+    Raises
+    ------
+    CatalogMapError
+        A malformed map.
+    SoundlibError
+        A root folder that does not exist.
+    ValueError
+        A parameter out of range.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    for name, v in (("pairs_per_image", pairs_per_image), ("pairs_per_sound", pairs_per_sound),
+                    ("max_pairs_per_concept", max_pairs_per_concept), ("windows", windows)):
+        if int(v) < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
+    if min_split_items < 2:
+        raise ValueError(f"min_split_items must be >= 2, got {min_split_items}")
+    cfg = audio_config or AudioConfig()
+    progress = progress or null_progress
+    out_dir = Path(out_dir)
+    rules = read_category_map(map_csv)
+    report = CatalogReport(settings={
+        "map": str(map_csv), "sound_roots": [str(r) for r in sound_roots], "image_roots": [str(r) for r in image_roots],
+        "val_fraction": val_fraction, "seed": seed, "pairs_per_image": pairs_per_image,
+        "pairs_per_sound": pairs_per_sound, "max_pairs_per_concept": max_pairs_per_concept, "windows": windows,
+        "min_split_items": min_split_items, "check_files": check_files})
+
+    sounds = scan_media(sound_roots, "audio")
+    images = scan_media(image_roots, "image")
+    report.scanned_sounds, report.scanned_images = len(sounds), len(images)
+    progress("scan", 1, 1, sounds=len(sounds), images=len(images))
+
+    # match every rule; note patterns that match nothing and ambiguous ImageNet names
+    matched: list[tuple[ConceptRule, list[MediaFile], list[MediaFile]]] = []
+    # files named <wnid>_<class>: the only candidates of wnid:/imagenet: patterns
+    named = {m: [k for k, it in enumerate(pool) if it.wnid] for m, pool in (("sound", sounds), ("image", images))}
+    for rule in rules:
+        got = {}
+        for modality, pool in (("sound", sounds), ("image", images)):
+            pats = rule.sound_patterns if modality == "sound" else rule.image_patterns
+            pos: set[int] = set()
+            neg: set[int] = set()
+            for p in pats:
+                cand = range(len(pool)) if p.kind == "glob" else named[modality]
+                hits = [k for k in cand if p.matches(pool[k])]
+                (neg if p.negate else pos).update(hits)
+                if not hits:
+                    report.dead_patterns.append((rule.concept, modality, p.text))
+                elif p.kind == "imagenet" and not any(ch in p.value for ch in "*?["):
+                    wnids = sorted({pool[k].wnid for k in hits})
+                    if len(wnids) > 1:
+                        report.warnings.append(f"{rule.concept}: {p.text} matches several ImageNet classes "
+                                               f"({', '.join(wnids)}); use wnid: to pick one")
+            got[modality] = [pool[k] for k in sorted(pos - neg)]
+        matched.append((rule, got["sound"], got["image"]))
+
+    mapped_sounds = {it.path for _, s, _ in matched for it in s}
+    unmapped = Counter(it.group for it in sounds if it.path not in mapped_sounds)
+    report.unmapped_sounds = dict(sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    # drop files that cannot be decoded
+    durations: dict[Path, float] = {}
+    if check_files:
+        bad: dict[Path, str] = {}
+        for modality, idx in (("sound", 1), ("image", 2)):
+            todo = list({it.path: it for m in matched for it in m[idx]}.values())
+            good, b = _check_files(todo, modality, progress)
+            durations.update(good)
+            bad.update(b)
+        report.skipped = sorted((str(p), r) for p, r in bad.items())
+        matched = [(r, [it for it in s if it.path not in bad], [it for it in i if it.path not in bad])
+                   for r, s, i in matched]
+
+    uses = Counter(it.path for _, s, i in matched for it in (*s, *i))
+    report.shared_files = sum(1 for n in uses.values() if n > 1)
+
+    # split by file, then pair within each side
+    side: dict[Path, str] = {}
+    val_cap = max(1, int(round(max_pairs_per_concept * val_fraction / (1 - val_fraction)))) if val_fraction else 0
+    caps = {"train": max_pairs_per_concept, "val": val_cap}
+    plan: dict[str, list[tuple[str, MediaFile, MediaFile]]] = {"train": [], "val": []}
+    for rule, snd, img in matched:
+        st = ConceptStats(rule.concept, rule.line, sounds=len(snd), images=len(img))
+        report.concepts.append(st)
+        if not snd or not img:
+            continue
+        rng = random.Random(f"{seed}:{rule.concept}")
+        img_train, img_val, img_fresh = _assign_split(img, side, val_fraction, rng, min_split_items)
+        snd_train, snd_val, snd_fresh = _assign_split(snd, side, val_fraction, rng, min_split_items)
+        if not img_val or not snd_val:  # one modality too small to hold out: this concept has no validation pairs
+            fresh = {it.path for it in (*img_fresh, *snd_fresh)}
+            img_train += [it for it in img_val if it.path in fresh]
+            snd_train += [it for it in snd_val if it.path in fresh]
+            img_val = [it for it in img_val if it.path not in fresh]
+            snd_val = [it for it in snd_val if it.path not in fresh]
+        for split, ims, sns in (("train", img_train, snd_train), ("val", img_val, snd_val)):
+            for it in (*ims, *sns):
+                side.setdefault(it.path, split)
+            ims = _interleave(ims, rng)
+            sns = _interleave(sns, rng)
+            n = pair_count(len(ims), len(sns), pairs_per_image, pairs_per_sound, caps[split])
+            pairs = round_robin_pairs(len(ims), len(sns), n)
+            plan[split].extend((rule.concept, ims[i], sns[j]) for i, j in pairs)
+            setattr(st, f"{split}_images", len({i for i, _ in pairs}))
+            setattr(st, f"{split}_sounds", len({j for _, j in pairs}))
+            setattr(st, f"{split}_pairs", len(pairs))
+
+    # window starts (optional decode of the sounds used)
+    used_sounds = list({s.path: s for split in plan for _, _, s in plan[split]}.values())
+    report.used_sounds = len(used_sounds)
+    report.used_images = len({i.path for split in plan for _, i, _ in plan[split]})
+    starts: dict[Path, list[float | None]] = {}
+    if windows > 1:
+        from soundlib.audio import probe_audio
+
+        for k, s in enumerate(used_sounds):
+            try:
+                dur = durations.get(s.path) or probe_audio(s.path).duration
+                starts[s.path] = _loud_starts(s.path, windows, dur, cfg)
+            except SoundlibError:
+                starts[s.path] = [None]
+            if (k + 1) % 20 == 0 or k + 1 == len(used_sounds):
+                progress("choose windows", k + 1, len(used_sounds))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = out_dir.resolve()
+    for split, name in (("train", TRAIN_LIST), ("val", VAL_LIST)):
+        groups = _Groups()
+        first_concept: dict[Any, str] = {}
+        for concept, im, sn in plan[split]:
+            groups.union(("image", im.path), ("sound", sn.path))
+        for concept, im, _ in plan[split]:
+            first_concept.setdefault(groups.find(("image", im.path)), concept)
+        turn: Counter[Path] = Counter()
+        rows: list[dict[str, object]] = []
+        for concept, im, sn in plan[split]:
+            opts = starts.get(sn.path, [None])
+            start = opts[turn[sn.path] % len(opts)]
+            turn[sn.path] += 1
+            rows.append({"frame": str(im.path), "audio": str(sn.path),
+                         "start": None if start is None else f"{start:.6f}".rstrip("0").rstrip("."),
+                         "sample": _as_written(sn.path, base), "category": concept,
+                         "video": f"catalog:{split}:{first_concept[groups.find(('image', im.path))]}"})
+        path = out_dir / name
+        write_list(path, rows)
+        report.lists[split] = str(path)
+    return report
+
+
+# --- command line ------------------------------------------------------------------------------------------------
+
+def _print_summary(report: CatalogReport, top: int = 25) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    if not con.is_terminal:
+        con = Console(width=120)
+    t = Table(title="catalog pairs per concept (images/sounds matched and used per split)", show_lines=False)
+    for c, j in (("concept", "left"), ("images", "right"), ("sounds", "right"), ("train i/s", "right"),
+                 ("val i/s", "right"), ("train pairs", "right"), ("val pairs", "right"), ("status", "left")):
+        t.add_column(c, justify=j, no_wrap=True)  # type: ignore[arg-type]
+    for c in sorted(report.concepts, key=lambda c: (-(c.train_pairs + c.val_pairs), c.concept)):
+        t.add_row(c.concept, str(c.images), str(c.sounds), f"{c.train_images}/{c.train_sounds}",
+                  f"{c.val_images}/{c.val_sounds}", str(c.train_pairs), str(c.val_pairs),
+                  c.status if c.status == "ok" else f"[red]{c.status}[/red]")
+    con.print(t)
+    d = report.to_dict()["totals"]
+    con.print(f"[bold]{d['concepts_with_pairs']}[/bold] of {d['concepts']} concepts have pairs; "
+              f"images used {d['used_images']} (of {d['scanned_images']} scanned), sounds used {d['used_sounds']} "
+              f"(of {d['scanned_sounds']}); pairs: train [bold]{d['train_pairs']}[/bold], val "
+              f"[bold]{d['val_pairs']}[/bold]; files in several concepts: {d['shared_files']}")
+    if report.unmatched:
+        con.print("[yellow]unmatched map rows:[/yellow] "
+                  + "; ".join(f"{c.concept} (line {c.line}: {c.status})" for c in report.unmatched))
+    if report.dead_patterns:
+        con.print(f"[yellow]patterns matching no file ({len(report.dead_patterns)}):[/yellow] "
+                  + "; ".join(f"{c}/{m}: {p}" for c, m, p in report.dead_patterns))
+    for w in report.warnings:
+        con.print(f"[yellow]warning:[/yellow] {w}")
+    if report.skipped:
+        reasons = Counter(r.split(" (")[0] for _, r in report.skipped)
+        con.print(f"[yellow]skipped {len(report.skipped)} undecodable files:[/yellow] "
+                  + ", ".join(f"{n} {r}" for r, n in reasons.most_common()))
+    um = list(report.unmapped_sounds.items())
+    con.print(f"unmapped sounds: {sum(n for _, n in um)} files in {len(um)} groups; largest: "
+              + ", ".join(f"{g} ({n})" for g, n in um[:top]))
+    con.print(f"lists: {report.lists.get('train')}  {report.lists.get('val')}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m train.catalog``: build the catalog lists and print a summary (exit 2 on bad input)."""
+    import argparse
+    import json
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m train.catalog", description=(
+        "Pair images and sounds of the same kind of thing from a reviewed category map; writes "
+        f"OUT/{TRAIN_LIST} and OUT/{VAL_LIST} (pair lists, split by image and by sound file)."))
+    ap.add_argument("--map", default=str(DEFAULT_MAP), help="category map CSV (default: %(default)s)")
+    ap.add_argument("--sounds", nargs="+", required=True, metavar="DIR", help="sound folders (searched recursively)")
+    ap.add_argument("--images", nargs="+", required=True, metavar="DIR", help="image folders (searched recursively)")
+    ap.add_argument("--out", required=True, metavar="DIR", help="output folder for the two lists")
+    ap.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pairs-per-image", type=int, default=DEFAULT_PAIRS_PER_IMAGE)
+    ap.add_argument("--pairs-per-sound", type=int, default=DEFAULT_PAIRS_PER_SOUND)
+    ap.add_argument("--max-pairs", type=int, default=DEFAULT_MAX_PAIRS_PER_CONCEPT,
+                    help="cap of train pairs per concept (default: %(default)s)")
+    ap.add_argument("--windows", type=int, default=1,
+                    help="distinct 1-s windows per sound (>1 decodes every sound to find its loudest windows)")
+    ap.add_argument("--min-split-items", type=int, default=MIN_SPLIT_ITEMS,
+                    help="hold out files of a concept's modality only when it has this many (default: %(default)s)")
+    ap.add_argument("--no-check", action="store_true", help="do not open every file first")
+    ap.add_argument("--json", action="store_true", help="print the report as one JSON document on stdout")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    a = ap.parse_args(argv)
+
+    from soundlib.clikit import rich_progress
+
+    try:
+        with rich_progress(enabled=not a.json) as prog:
+            report = build_catalog(a.map, a.sounds, a.images, a.out, val_fraction=a.val_fraction, seed=a.seed,
+                                   pairs_per_image=a.pairs_per_image, pairs_per_sound=a.pairs_per_sound,
+                                   max_pairs_per_concept=a.max_pairs, windows=a.windows,
+                                   min_split_items=a.min_split_items, check_files=not a.no_check, progress=prog)
+    except (SoundlibError, ValueError) as e:
+        if a.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.json:
+        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        _print_summary(report)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
