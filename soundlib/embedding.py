@@ -1,0 +1,205 @@
+"""Embedding many sound files fast: decode in a background thread while the model runs on batches of windows.
+
+:func:`embed_windows_batched` keeps file boundaries: it yields one result per input file, in input order, only once
+all of that file's windows are embedded, so the caller can write each file to the store as a whole.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from encoders.config import AudioConfig
+from soundlib.errors import SoundlibError
+from soundlib.progress import ProgressFn
+from soundlib.scan import SoundFile, file_sha256
+
+#: Windows per model call (a good trade-off on a 2-core CPU; memory ~ batch x 48,000 x 4 bytes of audio).
+DEFAULT_BATCH_SIZE = 64
+#: Decoded files waiting for the model (bounds memory: each holds up to max_windows windows).
+PREFETCH_FILES = 16
+_DONE = object()
+
+
+@dataclass
+class DecodedFile:
+    """A file cut into windows (output of the background decoder).
+
+    Attributes:
+        sound: the file.
+        starts: window starts in seconds, length ``N``.
+        windows: ``(N, window_samples)`` float32 mono audio at the model's sample rate.
+        duration: file length in seconds.
+        sample_rate: the file's own sample rate in Hz.
+        sha256: hex hash of the file's bytes.
+    """
+
+    sound: SoundFile
+    starts: list[float]
+    windows: np.ndarray
+    duration: float
+    sample_rate: int
+    sha256: str
+
+
+@dataclass
+class EmbeddedFile:
+    """A file with one embedding per window: ``vectors`` is ``(N, D)`` float32, row ``i`` for ``starts[i]``."""
+
+    sound: SoundFile
+    starts: list[float]
+    vectors: np.ndarray
+    duration: float
+    sample_rate: int
+    sha256: str
+
+
+@dataclass
+class FailedFile:
+    """A file that could not be decoded, with the one-line reason."""
+
+    sound: SoundFile
+    reason: str
+
+
+def decode_file(sound: SoundFile, cfg: AudioConfig, max_windows: int | None) -> DecodedFile:
+    """Probe, hash and cut one file into windows.
+
+    Raises:
+        AudioError: the file cannot be used (reasons in :mod:`soundlib.audio`).
+    """
+    from soundlib.audio import load_windows, probe_audio
+    from soundlib.errors import AudioError
+
+    info = probe_audio(sound.path)
+    starts, windows = load_windows(sound.path, cfg, max_windows=max_windows)
+    try:
+        sha = file_sha256(sound.path)
+    except OSError as e:
+        raise AudioError(f"cannot read ({e.strerror or e})", sound.path) from None
+    return DecodedFile(sound, list(starts), windows, float(info.duration), int(info.sample_rate), sha)
+
+
+@dataclass
+class _Pending:
+    item: DecodedFile | FailedFile
+    vectors: np.ndarray | None = None
+    done: int = 0
+    n: int = 0
+    slots: list[int] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.done >= self.n
+
+
+def embed_windows_batched(model: Any, files: Iterable[SoundFile], batch_size: int = DEFAULT_BATCH_SIZE,
+                          progress: ProgressFn | None = None, max_windows: int | None = None,
+                          total: int | None = None, stop: threading.Event | None = None,
+                          prefetch: int = PREFETCH_FILES) -> Iterator[EmbeddedFile | FailedFile]:
+    """Embed every window of every file, decoding in a background thread while the model runs.
+
+    Args:
+        model: an ``AVModel`` (anything with ``embed_audio(waves[B, samples]) -> [B, D]`` and ``config.audio``).
+        files: the files, in the order results are wanted.
+        batch_size: windows per model call (windows of several files share a batch).
+        progress: called as ``progress("embed", files_done, total, windows=..., windows_per_s=...)``.
+        max_windows: cap of windows per file (``None``: ``AudioConfig.max_windows``; 0: no cap).
+        total: number of files, for the progress bar.
+        stop: when set, no new batch is started; files whose windows are all embedded are still yielded.
+        prefetch: decoded files kept ready ahead of the model.
+
+    Yields:
+        :class:`EmbeddedFile` or :class:`FailedFile`, one per input file, in input order.
+    """
+    import torch
+
+    cfg: AudioConfig = model.config.audio
+    stop = stop or threading.Event()
+    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    quit_worker = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not quit_worker.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def worker() -> None:
+        try:
+            for sf in files:
+                if quit_worker.is_set() or stop.is_set():
+                    break
+                try:
+                    item: DecodedFile | FailedFile = decode_file(sf, cfg, max_windows)
+                except SoundlibError as e:
+                    item = FailedFile(sf, e.reason)
+                except Exception as e:  # noqa: BLE001 - one bad file must not stop the library
+                    item = FailedFile(sf, f"unexpected {type(e).__name__}: {e}")
+                if not put(item):
+                    return
+        finally:
+            put(_DONE)
+
+    thread = threading.Thread(target=worker, name="soundlib-decode", daemon=True)
+    thread.start()
+    waiting: deque[_Pending] = deque()
+    todo: deque[tuple[_Pending, int]] = deque()
+    n_files = n_windows = 0
+    t0 = time.perf_counter()
+
+    def run_batch(n: int) -> None:
+        nonlocal n_windows
+        chunk = [todo.popleft() for _ in range(n)]
+        waves = np.stack([p.item.windows[i] for p, i in chunk])  # type: ignore[union-attr]
+        vecs = model.embed_audio(torch.from_numpy(waves)).detach().float().cpu().numpy()
+        for (p, i), v in zip(chunk, vecs):
+            if p.vectors is None:
+                p.vectors = np.empty((p.n, vecs.shape[1]), np.float32)
+            p.vectors[i] = v
+            p.done += 1
+        n_windows += n
+
+    def ready() -> Iterator[EmbeddedFile | FailedFile]:
+        nonlocal n_files
+        while waiting and waiting[0].ready:
+            p = waiting.popleft()
+            n_files += 1
+            item = p.item
+            if isinstance(item, FailedFile):
+                yield item
+            else:
+                yield EmbeddedFile(item.sound, item.starts, p.vectors, item.duration, item.sample_rate, item.sha256)
+        if progress is not None:
+            dt = time.perf_counter() - t0
+            progress("embed", n_files, total, windows=n_windows,
+                     windows_per_s=round(n_windows / dt, 1) if dt > 0 else 0.0)
+
+    try:
+        finished = False
+        while not finished and not stop.is_set():
+            item = q.get()
+            if item is _DONE:
+                finished = True
+            else:
+                n = 0 if isinstance(item, FailedFile) else len(item.starts)
+                p = _Pending(item, n=n)
+                waiting.append(p)
+                todo.extend((p, i) for i in range(n))
+            while todo and (len(todo) >= batch_size or finished) and not stop.is_set():
+                run_batch(min(batch_size, len(todo)))
+            yield from ready()
+        yield from ready()
+    finally:
+        quit_worker.set()
+        thread.join(timeout=5)

@@ -1,0 +1,221 @@
+"""Incremental ingest of sound folders into the Chroma library (``soundlib ingest``).
+
+For each audio file under the given folders (see :mod:`soundlib.scan`), compared with what the store holds:
+
+- **added**: not in the store (or only half-written by an interrupted run) -> embedded and written;
+- **unchanged**: same size and mtime (ns) -> nothing is decoded or embedded. Same size, new mtime, same sha256 ->
+  only the stored ``mtime``/``mtime_ns`` are refreshed (still *unchanged*: the sound did not change);
+- **updated**: content changed (size or sha256 differ), or the window layout changed (e.g. another
+  ``--max-windows``) -> re-embedded; its old windows are replaced as a whole;
+- **skipped**: cannot be decoded (reason from :mod:`soundlib.audio`); windows stored for an earlier version of
+  that file are deleted, so the library never recommends a file that no longer plays;
+- **removed** (``prune=True``): in the store under the given folders but gone from disk.
+
+Files half-written by a crash that are no longer on disk are cleaned up even without ``prune``.
+Interrupting (the ``stop`` event, set on the first Ctrl-C by :func:`graceful_interrupt`) finishes the batch in
+flight, writes the files completed so far and returns; the next run finishes the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from soundlib.embedding import DEFAULT_BATCH_SIZE, EmbeddedFile, FailedFile, embed_windows_batched
+from soundlib.progress import ProgressFn
+from soundlib.scan import SoundFile, file_sha256, plan_roots, scan
+from soundlib.store import FileRecord, FileVectors, SoundStore, file_key
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did. ``skipped`` holds ``(path, reason)``; ``seconds`` is wall time."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    windows: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def windows_per_s(self) -> float:
+        """Windows embedded and written per second of wall time."""
+        return self.windows / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document (shape fixed by the library issue)."""
+        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged, "removed": self.removed,
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "windows": self.windows,
+                "seconds": round(self.seconds, 3)}
+
+
+@contextlib.contextmanager
+def graceful_interrupt() -> Iterator[threading.Event]:
+    """Yield an event set by the first Ctrl-C (SIGINT); a second Ctrl-C raises ``KeyboardInterrupt`` as usual.
+
+    Outside the main thread (where signal handlers cannot be installed) the event is simply never set.
+    """
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        event.set()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _expected_windows(rec: FileRecord, cfg: Any, max_windows: int) -> int:
+    from soundlib.audio import window_starts
+
+    return len(window_starts(rec.duration, cfg, max_windows))
+
+
+def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_windows: int | None = None,
+           prune: bool = False, progress: ProgressFn | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+           stop: threading.Event | None = None) -> IngestReport:
+    """Bring the store up to date with the audio files under ``folders`` (rules in the module docstring).
+
+    Args:
+        folders: library roots (folders, or single audio files).
+        loaded_model: a :class:`soundlib.models.LoadedModel`; the collection is created for it or must match it.
+        store: the open store.
+        max_windows: windows per file at most (evenly sampled); default ``AudioConfig.max_windows``; 0 = no cap.
+        prune: delete stored files under ``folders`` that are gone from disk.
+        progress: receives ``("scan", n, None)``, ``("embed", files_done, files_total, windows=, windows_per_s=)``.
+        batch_size: windows per model call.
+        stop: when set (e.g. Ctrl-C), finish the batch in flight, write what is complete and return.
+
+    Returns:
+        An :class:`IngestReport`.
+
+    Raises:
+        SoundlibError: a folder does not exist (before any work).
+        ModelMismatchError: the collection was built with another model.
+        StoreError: the store cannot be written.
+    """
+    t0 = time.perf_counter()
+    cfg = loaded_model.model.config.audio
+    cap = cfg.max_windows if max_windows is None else int(max_windows)
+    report = IngestReport()
+    folders = list(folders)
+    plan_roots(folders)  # every argument must exist before the store is touched
+    store.prepare(loaded_model)
+    complete = store.file_records(complete=True)  # one metadata listing (the files' last windows)...
+    started_ids = store.started_file_ids()  # ...and one fast ids-only listing
+    # files cut by a crash (a window 0 but no last window): rare, read their window 0
+    started = {**store.file_records(complete=False, file_ids=started_ids - complete.keys()), **complete}
+    known_roots = {r.root for r in started.values()}
+    plans = plan_roots(folders, known_roots)
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
+    files: list[SoundFile] = []
+    for sf in scan(plans, on_skip=lambda p, r: report.skipped.append((p, r)),
+                   known_roots=known_roots):
+        if stopped():
+            break
+        files.append(sf)
+        if progress is not None and len(files) % 1000 == 0:
+            progress("scan", len(files), None)
+    if progress is not None:
+        progress("scan", len(files), len(files))
+
+    todo: list[SoundFile] = []
+    replace: set[str] = set()
+    kind: dict[str, str] = {}
+    on_disk: set[str] = set()
+    for sf in files:
+        if stopped():
+            break
+        fid = file_key(sf.root, sf.rel)
+        on_disk.add(fid)
+        rec = complete.get(fid)
+        if rec is None:
+            kind[fid] = "added"
+            if fid in started:
+                replace.add(fid)
+            todo.append(sf)
+            continue
+        same_layout = _expected_windows(rec, cfg, cap) == rec.n_windows
+        if same_layout and rec.size == sf.size and rec.mtime_ns == sf.mtime_ns:
+            report.unchanged += 1
+            continue
+        if same_layout and rec.size == sf.size:
+            try:
+                sha = file_sha256(sf.path)
+            except OSError as e:
+                report.skipped.append((sf.path, f"cannot read ({e.strerror or e})"))
+                continue
+            if sha == rec.sha256:
+                store.touch_file(rec, mtime=sf.mtime, mtime_ns=sf.mtime_ns)
+                report.unchanged += 1
+                continue
+        kind[fid] = "updated"
+        replace.add(fid)
+        todo.append(sf)
+
+    buffer: list[FileVectors] = []
+    buffered = 0
+    limit = store.max_batch_size
+
+    def flush() -> None:
+        nonlocal buffer, buffered
+        if buffer:
+            report.windows += store.write_files(buffer, replace)
+            for fv in buffer:
+                setattr(report, kind[fv.file_id], getattr(report, kind[fv.file_id]) + 1)
+        buffer, buffered = [], 0
+
+    stale: set[str] = set()
+    try:
+        for res in embed_windows_batched(loaded_model.model, todo, batch_size=batch_size, progress=progress,
+                                         max_windows=cap, total=len(todo), stop=stop):
+            sf = res.sound
+            fid = file_key(sf.root, sf.rel)
+            if isinstance(res, FailedFile):
+                report.skipped.append((sf.path, res.reason))
+                if fid in started or fid in complete:
+                    stale.add(fid)
+                continue
+            assert isinstance(res, EmbeddedFile)
+            buffer.append(FileVectors(root=sf.root, rel=sf.rel, category=sf.category, folder=sf.folder,
+                                      size=sf.size, mtime=sf.mtime, mtime_ns=sf.mtime_ns, sha256=res.sha256,
+                                      duration=res.duration, sample_rate=res.sample_rate, starts=res.starts,
+                                      vectors=res.vectors))
+            buffered += len(res.starts)
+            if buffered >= limit:
+                flush()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            flush()  # keep the files embedded before the error (or a second Ctrl-C)
+        raise
+    flush()
+    report.interrupted = stopped()
+
+    in_scope = {fid for fid, r in started.items() if any(p.covers(r.root, r.rel) for p in plans)}
+    gone = in_scope - on_disk
+    if report.interrupted:  # the walk may be incomplete: nothing counts as gone
+        store.delete_files(stale)
+    elif prune:
+        store.delete_files(gone | stale)
+        report.removed = len(gone)
+    else:  # half-written files that are gone are garbage either way
+        store.delete_files({fid for fid in gone if fid not in complete} | stale)
+    report.seconds = time.perf_counter() - t0
+    return report

@@ -1,0 +1,192 @@
+"""soundlib.store on a real embedded Chroma: whole-file writes, crash detection, exact distinct-file search."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundlib.errors import ModelMismatchError, StoreError
+from soundlib.store import FileVectors, SoundStore, default_db_path, file_key, open_store, window_id
+from tests.fixtures_models import other_checkpoint, tiny_checkpoint, tiny_model  # noqa: F401 (fixtures)
+
+DIM = 8
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def fv(rel: str, vectors: np.ndarray, category: str = "cat", root: str = "/lib", sha: str = "s") -> FileVectors:
+    n = len(vectors)
+    return FileVectors(root=root, rel=rel, category=category, folder=category, size=100 + n, mtime=1.5,
+                       mtime_ns=1_500_000_000, sha256=sha,
+                       duration=float(n), sample_rate=48_000, starts=[float(i) for i in range(n)], vectors=vectors)
+
+
+@pytest.fixture
+def store(tmp_path: Path, tiny_model) -> SoundStore:  # noqa: F811
+    s = open_store(db=tmp_path / "db", create=True)
+    s.prepare(tiny_model)
+    yield s
+    s.close()
+
+
+def brute_force(query: np.ndarray, files: dict[str, np.ndarray], k: int) -> list[tuple[str, float, int]]:
+    """Ground truth: per file the minimal Euclidean distance and its window, top k."""
+    best = []
+    for name, vecs in files.items():
+        d = np.linalg.norm(vecs - query[None], axis=1)
+        best.append((name, float(d.min()), int(d.argmin())))
+    return sorted(best, key=lambda t: t[1])[:k]
+
+
+def test_search_returns_exactly_k_distinct_files_matching_brute_force(store: SoundStore) -> None:
+    rng = np.random.default_rng(0)
+    files = {f"f{i:02d}.wav": unit(rng, int(rng.integers(1, 12))) for i in range(40)}
+    store.write_files([fv(name, v, category="even" if i % 2 == 0 else "odd")
+                       for i, (name, v) in enumerate(files.items())])
+    queries = unit(rng, 5)
+    results = store.search(queries, k=7)
+    assert len(results) == 5
+    for q, hits in zip(queries, results):
+        truth = brute_force(q, files, 7)
+        assert [Path(h.path).name for h in hits] == [t[0] for t in truth]
+        assert [h.distance for h in hits] == pytest.approx([t[1] for t in truth], abs=1e-5)
+        assert [h.start for h in hits] == [float(t[2]) for t in truth]  # start of the best window
+        assert all(h.path == os.path.join("/lib", Path(h.path).name) for h in hits)
+
+
+def test_search_widens_when_one_file_floods_the_candidates(store: SoundStore) -> None:
+    rng = np.random.default_rng(1)
+    q = unit(rng, 1)[0]
+    # one file with 200 windows right around the query: the first k*8 candidates are all from it
+    near = q[None] + 0.01 * rng.normal(size=(200, DIM)).astype(np.float32)
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    files = {"near.wav": near, **{f"far{i}.wav": unit(rng, 2) for i in range(12)}}
+    store.write_files([fv(n, v) for n, v in files.items()])
+    hits = store.search(q, k=5)[0]
+    assert [Path(h.path).name for h in hits] == [t[0] for t in brute_force(q, files, 5)]
+    assert Path(hits[0].path).name == "near.wav"
+
+
+def test_search_with_category_filter_and_fewer_files_than_k(store: SoundStore) -> None:
+    rng = np.random.default_rng(2)
+    files = {f"f{i}.wav": unit(rng, 3) for i in range(9)}
+    cats = {f"f{i}.wav": ["a", "b", "c"][i % 3] for i in range(9)}
+    store.write_files([fv(n, v, category=cats[n]) for n, v in files.items()])
+    q = unit(rng, 1)
+    hits = store.search(q, k=10, where={"category": {"$in": ["a", "c"]}})[0]
+    assert len(hits) == 6 and {h.category for h in hits} == {"a", "c"}
+    truth = brute_force(q[0], {n: v for n, v in files.items() if cats[n] != "b"}, 10)
+    assert [Path(h.path).name for h in hits] == [t[0] for t in truth]
+    assert len(store.search(q, k=20)[0]) == 9  # the whole library, no error
+    assert store.search(q, k=3, where={"category": "nope"}) == [[]]
+
+
+def test_same_relative_path_under_two_roots_are_two_files(store: SoundStore) -> None:
+    rng = np.random.default_rng(3)
+    v = unit(rng, 2)
+    store.write_files([fv("a.wav", v, root="/one"), fv("a.wav", v + 0.001, root="/two")])
+    hits = store.search(v[0], k=5)[0]
+    assert sorted(h.path for h in hits) == ["/one/a.wav", "/two/a.wav"]
+
+
+def test_whole_file_replace_and_half_written_detection(store: SoundStore) -> None:
+    rng = np.random.default_rng(4)
+    store.write_files([fv("x.wav", unit(rng, 5)), fv("y.wav", unit(rng, 2))])
+    assert store.count() == 7
+    fid = file_key("/lib", "x.wav")
+    assert store.file_records()[fid].n_windows == 5
+    store.write_files([fv("x.wav", unit(rng, 3), sha="t")], replace={fid})
+    col = store.require()
+    got = col.get(where={"file_id": fid}, include=["metadatas"])
+    assert sorted(got["ids"]) == [window_id(fid, i) for i in range(3)]  # no stale windows 3 and 4
+    assert {m["sha256"] for m in got["metadatas"]} == {"t"} and {m["n_windows"] for m in got["metadatas"]} == {3}
+    assert [m["last"] for m in sorted(got["metadatas"], key=lambda m: m["window"])] == [False, False, True]
+    # a crash after the first windows of a file: present in "started", absent from "complete"
+    col.delete(ids=[window_id(fid, 2)])
+    assert fid not in store.file_records(complete=True)
+    assert fid in store.file_records(complete=False)
+    assert store.stats()["files"] == 1
+    assert store.delete_files([fid]) == 2 and store.count() == 2
+
+
+def test_writes_are_chunked_by_the_write_batch(store: SoundStore, monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    assert store.max_batch_size == store.client.get_max_batch_size() > 1000
+    calls: list[int] = []
+    col = store.require()
+    real_upsert = col.upsert
+    store.write_batch = 4
+    # count the writes reaching Chroma (the real upsert still runs)
+    monkeypatch.setattr(col, "upsert", lambda **kw: (calls.append(len(kw["ids"])), real_upsert(**kw))[1])
+    store.write_files([fv("a.wav", unit(rng, 3)), fv("b.wav", unit(rng, 7))])
+    assert calls == [4, 4, 2] and store.count() == 10
+    assert len(store.file_records()) == 2
+
+
+def test_stats_touch_and_model_metadata(store: SoundStore, tiny_model) -> None:  # noqa: F811
+    rng = np.random.default_rng(6)
+    store.write_files([fv("a.wav", unit(rng, 2), "dogs"), fv("b.wav", unit(rng, 1), "dogs"),
+                       fv("c.wav", unit(rng, 4), "rain")])
+    assert store.stats() == {"collection": "sounds", "model": "m5-attention-linear-infonce", "files": 3,
+                             "windows": 7, "categories": {"dogs": 2, "rain": 1}}
+    rec = store.file_records()[file_key("/lib", "c.wav")]
+    store.touch_file(rec, mtime=99.0, mtime_ns=99 * 10**9)
+    assert {(m["mtime"], m["mtime_ns"]) for m in store.require().get(where={"file_id": rec.file_id})["metadatas"]} == \
+        {(99.0, 99 * 10**9)}
+    meta = store.metadata
+    assert meta["model_sha256"] == tiny_model.sha256 and meta["dim"] == 128
+    assert store.recorded_model_path() == str(Path(tiny_model.info.path).resolve())
+    info = store.describe()
+    assert info["size_bytes"] > 0 and info["dim"] == 128
+
+
+def test_model_mismatch_is_refused(tmp_path: Path, tiny_model, other_checkpoint) -> None:  # noqa: F811
+    from soundlib.models import load_model
+
+    other = load_model(other_checkpoint)
+    assert other.sha256 != tiny_model.sha256
+    with open_store(db=tmp_path / "db", create=True) as s:
+        s.prepare(tiny_model)
+        with pytest.raises(ModelMismatchError, match="--collection"):
+            s.prepare(other)
+        with pytest.raises(ModelMismatchError):
+            s.check_model(other)
+    with open_store(db=tmp_path / "db", collection="other-model") as s:
+        s.prepare(other)  # a second collection for the other model is fine
+        s.check_model(other)
+
+
+def test_open_store_errors_and_defaults(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(StoreError, match="no sound library here"):
+        open_store(db=tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()
+    with pytest.raises(StoreError, match="bad collection name"):
+        open_store(db=tmp_path, collection="a b")
+    with open_store(db=tmp_path / "db", create=True) as s:
+        with pytest.raises(StoreError, match="no collection 'sounds'"):
+            s.search(np.zeros((1, DIM), np.float32), k=1)
+        assert s.count() == 0 and s.file_records() == {}
+    monkeypatch.setenv("SOUNDLIB_HOME", str(tmp_path / "home"))
+    assert default_db_path() == tmp_path / "home" / "chroma"
+    with pytest.raises(StoreError, match="cannot reach"):
+        open_store(url="http://127.0.0.1:9")
+
+
+def test_temporary_store_with_distinct_samples() -> None:
+    rng = np.random.default_rng(7)
+    vecs = unit(rng, 12)
+    with SoundStore.temporary(DIM, {"purpose": "test"}) as s:
+        folder = s.location
+        assert os.path.isdir(folder) and s.metadata["purpose"] == "test"
+        s.add_vectors([f"r{i}" for i in range(12)], vecs, [{"sample": f"s{i // 3}"} for i in range(12)])
+        hits = s.search(vecs[4], k=4, distinct="sample")[0]
+        assert hits[0].id == "r4" and hits[0].distance == pytest.approx(0.0, abs=1e-6)
+        assert sorted(h.metadata["sample"] for h in hits) == ["s0", "s1", "s2", "s3"]
+        assert hits == sorted(hits, key=lambda h: h.distance)
+    assert not os.path.exists(folder)
