@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'aisfx==0.1.2'
 	@touch $(STAMP)
 
+# The main job on the bundled default: ingest the demo library, then one ranking per demo image.
 demo: $(STAMP)
-	$(BIN)/python -m soundlib.demo
+	$(BIN)/soundlib ingest demo/sounds --db .demo-store --collection demo
+	$(BIN)/soundlib query demo/images --per-frame -k 5 --db .demo-store --collection demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
