@@ -113,7 +113,10 @@ def test_run_writes_checkpoints_metrics_and_facts(m5_run, lists: dict[str, Path]
     assert ("epochs", 2, 2) in calls and ("steps", 2, 2) in calls  # 12 rows / batch 6
     rows = list(csv.DictReader(open(out / "metrics.csv", newline="")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "val_top10", "lr", "pairs_per_s", "seconds"]
+    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "val_top10", "lr", "pairs_per_s", "seconds",
+                             "val_top10_category", "val_mrr"]
+    assert all(r["val_top10_category"] == "nan" for r in rows)  # the val list has no categories
+    assert all(0 < float(r["val_mrr"]) <= 1 for r in rows)
     assert all(np.isfinite(float(r["train_loss"])) and float(r["pairs_per_s"]) > 0 for r in rows)
     # val: 6 samples, so top-10 contains everything: accuracy 1 and chance 1
     assert report.val_samples == 6 and report.chance == 1.0 and report.best_top10 == 1.0

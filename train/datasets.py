@@ -1,8 +1,10 @@
 """Pair data for training: the rows of a list indexed by unique frames and clips, frame decoding, epoch sampling.
 
-- :func:`load_pairs` reads a pair list into a :class:`PairData` (row -> unique frame index, unique clip index).
+- :func:`load_pairs` reads one pair list, or several (concatenated), into a :class:`PairData` (row -> unique frame
+  index, unique clip index). A row with an empty ``start`` is a *whole-file* clip (``start`` ``None``).
 - :class:`FrameStore` turns frame files into ``uint8 (3, S, S)`` tensors: preloaded once into one tensor when they
-  fit in a memory budget, else decoded per batch in a ``DataLoader`` worker.
+  fit in a memory budget, else decoded per batch in a ``DataLoader`` worker. :class:`FeatureStore` serves
+  precomputed per-frame features (the pretrained family's cached backbone features) through the same interface.
 - :func:`bce_epoch` / :func:`contrastive_epoch` give one epoch's batches from a numpy ``Generator`` (deterministic
   for a seed): balanced positive/negative pairs for the BCE families, positives with in-batch negatives (no sample
   twice in a batch when avoidable) for the contrastive ones.
@@ -29,18 +31,21 @@ class PairData:
     """A pair list indexed for training.
 
     Attributes:
-        path: the list file.
+        path: the (first) list file.
         samples: per row, its sample label.
         row_frame: ``(rows,)`` int index into ``frames``.
         row_clip: ``(rows,)`` int index into ``clips``.
         frames: unique frame files.
-        clips: unique ``(audio file, start seconds)`` (a whole-file row uses start 0).
-        clip_sample: per clip, its sample label (the first row's).
+        clips: unique ``(audio file, start seconds)``; start ``None`` for a whole-file row (a library item).
+        clip_sample: per clip, its sample label (the first row's). A row's ground truth for retrieval is the
+            sample of its own clip: ``clip_sample[row_clip[i]]``.
         clip_file: ``(clips,)`` int index of the clip's audio file (for the same-file negative rule).
-        clip_start: ``(clips,)`` float start seconds.
+        clip_start: ``(clips,)`` float start seconds (0 for a whole-file clip).
         clip_category: ``(clips,)`` int category code (-1 when unknown).
         categories: category names (codes index this).
         skipped: rows the list reader left out.
+        row_category: ``(rows,)`` int category code of each row (-1 when it has none).
+        paths: every list file read (several when lists were concatenated).
     """
 
     path: Path
@@ -55,6 +60,8 @@ class PairData:
     clip_category: np.ndarray
     categories: list[str] = field(default_factory=list)
     skipped: list[ListError] = field(default_factory=list)
+    row_category: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    paths: list[Path] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.row_frame.shape[0])
@@ -65,20 +72,32 @@ class PairData:
         return bool(len(self.categories) >= 2 and (self.clip_category >= 0).all())
 
 
-def load_pairs(list_path: str | os.PathLike) -> PairData:
-    """Read a pair list and index its frames and clips.
+def load_pairs(list_path: str | os.PathLike | Sequence[str | os.PathLike]) -> PairData:
+    """Read a pair list (or several, concatenated in order) and index its frames and clips.
+
+    Rows of several lists are pooled: a frame file or an ``(audio, start)`` clip used by two lists is one frame or
+    clip. Rows with an empty ``start`` are whole-file clips (``start`` ``None``; see :mod:`train.features` for the
+    windows they train on).
 
     Raises:
-        ListError: the list is missing/malformed or has no usable row.
+        ListError: a list is missing/malformed or no list has a usable row.
     """
     from soundlib.lists import read_list
 
-    pl = read_list(list_path)
-    if not pl.rows:
-        why = f" ({len(pl.errors)} bad rows, first: {pl.errors[0]})" if pl.errors else ""
-        raise ListError(f"no usable rows{why}", str(list_path))
+    paths = [list_path] if isinstance(list_path, (str, os.PathLike)) else list(list_path)
+    if not paths:
+        raise ListError("no list given")
+    rows = []
+    errors: list[ListError] = []
+    for p in paths:
+        pl = read_list(p)
+        if not pl.rows:
+            why = f" ({len(pl.errors)} bad rows, first: {pl.errors[0]})" if pl.errors else ""
+            raise ListError(f"no usable rows{why}", str(p))
+        rows += pl.rows
+        errors += pl.errors
     frame_ix: dict[Path, int] = {}
-    clip_ix: dict[tuple[Path, float], int] = {}
+    clip_ix: dict[tuple[Path, float | None], int] = {}
     file_ix: dict[Path, int] = {}
     cat_ix: dict[str, int] = {}
     clip_sample: list[str] = []
@@ -86,27 +105,31 @@ def load_pairs(list_path: str | os.PathLike) -> PairData:
     clip_cat: list[int] = []
     row_frame: list[int] = []
     row_clip: list[int] = []
+    row_cat: list[int] = []
     samples: list[str] = []
-    for r in pl.rows:
+    for r in rows:
         fi = frame_ix.setdefault(r.frame, len(frame_ix))
-        key = (r.audio, float(r.start or 0.0))
+        key = (r.audio, None if r.start is None else float(r.start))
+        cat = cat_ix.setdefault(r.category, len(cat_ix)) if r.category else -1
         ci = clip_ix.get(key)
         if ci is None:
             ci = clip_ix[key] = len(clip_ix)
             clip_sample.append(r.sample)
             clip_file.append(file_ix.setdefault(r.audio, len(file_ix)))
-            clip_cat.append(cat_ix.setdefault(r.category, len(cat_ix)) if r.category else -1)
+            clip_cat.append(cat)
         row_frame.append(fi)
         row_clip.append(ci)
+        row_cat.append(cat)
         samples.append(r.sample)
     clips = list(clip_ix)
     return PairData(
-        path=Path(list_path), samples=samples,
+        path=Path(paths[0]), samples=samples,
         row_frame=np.asarray(row_frame, dtype=np.int64), row_clip=np.asarray(row_clip, dtype=np.int64),
         frames=list(frame_ix), clips=clips, clip_sample=clip_sample,
         clip_file=np.asarray(clip_file, dtype=np.int64),
-        clip_start=np.asarray([s for _, s in clips], dtype=np.float64),
-        clip_category=np.asarray(clip_cat, dtype=np.int64), categories=list(cat_ix), skipped=pl.errors,
+        clip_start=np.asarray([0.0 if s is None else s for _, s in clips], dtype=np.float64),
+        clip_category=np.asarray(clip_cat, dtype=np.int64), categories=list(cat_ix), skipped=errors,
+        row_category=np.asarray(row_cat, dtype=np.int64), paths=[Path(p) for p in paths],
     )
 
 
@@ -206,6 +229,33 @@ class FrameStore:
             yield from self._iterate(index_batches)
 
 
+class FeatureStore:
+    """Precomputed per-frame inputs (e.g. the pretrained family's cached backbone features), served like a
+    :class:`FrameStore`: ``batches`` yields ``cache[indices]``.
+
+    Args:
+        paths: frame files (index = frame index).
+        features: ``(len(paths), ...)`` tensor (float32 features).
+    """
+
+    def __init__(self, paths: Sequence[Path], features: Any) -> None:
+        if int(features.shape[0]) != len(paths):
+            raise ValueError(f"{features.shape[0]} feature rows for {len(paths)} frames")
+        self.paths = list(paths)
+        self.cache = features
+
+    @property
+    def preloaded(self) -> bool:
+        return True
+
+    def batches(self, index_batches: Sequence[np.ndarray]) -> Iterator[Any]:
+        """Yield the feature rows of each array of frame indices, in order."""
+        import torch
+
+        for b in index_batches:
+            yield self.cache[torch.from_numpy(np.asarray(b, dtype=np.int64))]
+
+
 # --- epochs ---------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -237,9 +287,10 @@ def _split(n: int, batch: int) -> list[slice]:
 def negative_clips(data: PairData, rows: np.ndarray, rng: np.random.Generator, tries: int = 16) -> np.ndarray:
     """Draw one negative clip per row.
 
-    A negative is a clip of another category when the data has categories; otherwise a clip of another audio file
-    (another video) or of the same file at least :data:`MIN_NEGATIVE_GAP` seconds away. Never the row's own sample.
-    Rows without any such clip fall back to any clip with another sample label.
+    A negative is a clip of another category when both clips have one (pooled lists may mix categorised catalog
+    rows and uncategorised video rows); otherwise a clip of another audio file (another video) or of the same file
+    at least :data:`MIN_NEGATIVE_GAP` seconds away. Never the row's own sample. Rows without any such clip fall back
+    to any clip with another sample label.
 
     Returns:
         ``(len(rows),)`` clip indices.
@@ -252,16 +303,15 @@ def negative_clips(data: PairData, rows: np.ndarray, rng: np.random.Generator, t
     sample_ids = _sample_codes(data)
     if len(set(sample_ids.tolist())) < 2:
         raise ListError("needs at least two different samples to draw negatives", str(data.path))
-    cats = data.has_categories
+    cat = data.clip_category
 
     def valid(cand: np.ndarray, own_c: np.ndarray, strict: bool = True) -> np.ndarray:
         ok = sample_ids[cand] != sample_ids[own_c]
         if strict:
-            if cats:
-                ok &= data.clip_category[cand] != data.clip_category[own_c]
-            else:
-                far = np.abs(data.clip_start[cand] - data.clip_start[own_c]) >= MIN_NEGATIVE_GAP
-                ok &= (data.clip_file[cand] != data.clip_file[own_c]) | far
+            both = (cat[cand] >= 0) & (cat[own_c] >= 0)
+            far = np.abs(data.clip_start[cand] - data.clip_start[own_c]) >= MIN_NEGATIVE_GAP
+            apart = (data.clip_file[cand] != data.clip_file[own_c]) | far
+            ok &= np.where(both, cat[cand] != cat[own_c], apart)
         return ok
 
     out = rng.integers(0, n_clips, size=len(rows))

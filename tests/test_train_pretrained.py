@@ -1,0 +1,277 @@
+"""`soundlib train` for the pretrained family and for whole-file (catalog) rows.
+
+Real files written here: sounds synthesised with numpy and written with soundfile (whole files whose loudness changes
+every second, and a "video" track with one pitch per second), pictures drawn with numpy and saved as PNG with
+Pillow, in pair lists: a catalog-style list (whole-file rows with categories, several pictures per sound) and a
+video-style list (timed rows). The frozen EfficientNet-Lite0 and aisfx backbones run for real (from their wheels);
+only the small heads train, on one thread.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from encoders.config import AudioConfig
+from soundlib.lists import write_list
+from tests.conftest import tone, write_audio, write_image
+from train.datasets import load_pairs
+from train.features import ClipWindows, LogMelCache, clip_windows, loud_window_starts
+
+NAME = "pt-effnet-aisfx-infonce"
+CFG = AudioConfig()
+SR = CFG.sample_rate
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _stepped(levels: list[float], freq: float, seed: int = 0) -> np.ndarray:
+    """One second per level: a tone of ``freq`` Hz plus a little noise, scaled to ``level``."""
+    rng = np.random.default_rng(seed)
+    parts = [lv * (tone(freq, 1.0, SR, amplitude=0.8) + 0.05 * rng.standard_normal(SR).astype(np.float32))
+             for lv in levels]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _picture(path: Path, seed: int) -> Path:
+    """A 96x80 picture: random blocks of two seed-dependent colours (distinct content per seed)."""
+    rng = np.random.default_rng(seed)
+    cells = rng.random((5, 6)) < 0.5
+    a = np.where(cells[..., None], rng.integers(0, 256, 3), rng.integers(0, 256, 3)).astype(np.uint8)
+    return write_image(path, np.kron(a, np.ones((16, 16, 1), np.uint8)))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """catalog train/val (whole files, categories) and video train/val (timed rows, no categories)."""
+    root = tmp_path_factory.mktemp("ptpairs")
+    kinds = {"low": 220.0, "mid": 880.0, "high": 3520.0}
+    rows = {"cat_train": [], "cat_val": []}
+    k = 0
+    for split, n_sounds, n_pics in (("cat_train", 2, 2), ("cat_val", 1, 2)):
+        for cat, hz in kinds.items():
+            for s in range(n_sounds):
+                # 4 s: quiet, LOUD, quiet, loud -> the loudest windows are at 1 s and 3 s
+                audio = write_audio(root / f"{split}_{cat}{s}.wav",
+                                    _stepped([0.02, 1.0, 0.02, 0.7], hz * (1 + 0.1 * s), seed=k), SR)
+                for p in range(n_pics):
+                    k += 1
+                    frame = _picture(root / f"{split}_{cat}{s}_{p}.png", seed=k)
+                    rows[split].append({"frame": str(frame), "audio": str(audio), "category": cat,
+                                        "sample": str(audio)})
+    vid = {"vid_train": [], "vid_val": []}
+    for split, names in (("vid_train", ["v0", "v1"]), ("vid_val", ["v2"])):
+        for v, name in enumerate(names):
+            y = np.concatenate([tone(300.0 + 400.0 * t + 150.0 * v, 1.0, SR) for t in range(3)])
+            audio = write_audio(root / f"{name}.wav", y, SR)
+            for t in range(3):
+                k += 1
+                frame = _picture(root / f"{name}_{t}.png", seed=k)
+                vid[split].append({"frame": str(frame), "audio": str(audio), "start": t, "sample": f"{name}@{t}",
+                                   "video": name})
+    out = {}
+    for name, r in {**rows, **vid}.items():
+        write_list(root / f"{name}.csv", r)
+        out[name] = root / f"{name}.csv"
+    out["root"] = root
+    return out
+
+
+# --- windows of whole files ---------------------------------------------------------------------------------------
+
+def test_loud_window_starts_picks_the_loudest_in_time_order() -> None:
+    y = _stepped([0.05, 1.0, 0.3, 0.8, 0.001], 440.0)
+    assert loud_window_starts(y, 1, CFG) == [1.0]
+    assert loud_window_starts(y, 2, CFG) == [1.0, 3.0]
+    assert loud_window_starts(y, 3, CFG) == [1.0, 2.0, 3.0]
+    # 0.05 and 0.001 are more than 12 dB below the loudest: never picked, even when more windows are asked for
+    assert loud_window_starts(y, 10, CFG) == [1.0, 2.0, 3.0]
+    assert loud_window_starts(tone(440.0, 0.6, SR), 3, CFG) == [0.0]  # one (wrap-padded) window
+
+
+def test_clip_windows_mix_whole_files_and_timed_clips(data: dict[str, Path], tmp_path: Path) -> None:
+    from encoders.registry import create_model
+
+    model = create_model("m5-attention-linear-infonce", seed=0, width=0.125, image_size=32)
+    pooled = load_pairs([data["cat_train"], data["vid_train"]])
+    assert len(pooled) == 12 + 6 and len(pooled.paths) == 2
+    whole = [c for c in pooled.clips if c[1] is None]
+    assert len(whole) == 6 and len(pooled.clips) == 6 + 6
+    assert pooled.has_categories is False  # the video rows have none
+    assert (pooled.row_category[:12] >= 0).all() and (pooled.row_category[12:] == -1).all()
+    cache = LogMelCache(tmp_path / "c", model.audio_features, CFG)
+    w = clip_windows(cache, pooled.clips, n_windows=2)
+    assert w.counts.tolist() == [2 if s is None else 1 for _, s in pooled.clips]
+    assert all(st == [1.0, 3.0] for st, (_, s) in zip(w.starts, pooled.clips) if s is None)
+    assert w.features.shape == (6 * 2 + 6, 64, 100) and w.window_clip.tolist()[:4] == [0, 0, 1, 1]
+    computed = cache.computed
+    again = clip_windows(LogMelCache(tmp_path / "c", model.audio_features, CFG), pooled.clips, n_windows=2)
+    assert np.array_equal(again.features, w.features) and computed == 18
+    # the choice of windows is cached too: the second pass decoded nothing
+    assert len(list((tmp_path / "c" / "picks").glob("*.json"))) == 6
+
+
+def test_negatives_of_pooled_lists_respect_categories_where_both_clips_have_one(data: dict[str, Path]) -> None:
+    from train.datasets import negative_clips
+
+    d = load_pairs([data["cat_train"], data["vid_train"]])
+    rows = np.tile(np.arange(len(d)), 30)
+    neg = negative_clips(d, rows, np.random.default_rng(0))
+    own = d.row_clip[rows]
+    cat_n, cat_o = d.clip_category[neg], d.clip_category[own]
+    both = (cat_n >= 0) & (cat_o >= 0)
+    assert both.sum() > 100 and (cat_n[both] != cat_o[both]).all()  # never another sound of the same kind
+    other = ~both  # a video row, or a catalog row drawing a video clip: another file or >= 2 s away
+    same_file = d.clip_file[neg][other] == d.clip_file[own][other]
+    assert other.sum() > 50
+    assert (np.abs(d.clip_start[neg][other] - d.clip_start[own][other])[same_file] >= 2.0).all()
+
+
+def test_window_draws_are_seeded_and_cover_the_windows() -> None:
+    w = ClipWindows(np.zeros((6, 1), np.float32), [3, 1, 2], [[0.0, 1.0, 2.0], [0.0], [0.0, 5.0]])
+    draws = np.stack([w.draw(np.random.default_rng([0, e, 1])) for e in range(60)])
+    assert set(draws[:, 0]) == {0, 1, 2} and set(draws[:, 1]) == {3} and set(draws[:, 2]) == {4, 5}
+    assert np.array_equal(w.draw(np.random.default_rng([0, 7, 1])), draws[7])
+
+
+# --- a pretrained run ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    from train.loop import train_model
+
+    base = tmp_path_factory.mktemp("ptruns")
+    report = train_model([data["cat_train"], data["vid_train"]], [data["cat_val"], data["vid_val"]], NAME,
+                         base / "a", epochs=2, batch=6, windows=2, cache_dir=base / "cache", threads=1)
+    return report, base
+
+
+def test_pretrained_run_caches_backbone_features_and_ships_heads_only(run, data: dict[str, Path]) -> None:
+    from encoders.checkpoint import load_checkpoint
+    from soundlib.images import load_image
+    from train.features import ImageFeatureCache, file_sha256, frontend_key
+
+    report, base = run
+    cache = base / "cache"
+    model, info = load_checkpoint(report.best_path)
+    key = model.features_key
+    # one image-feature file per distinct frame of every list (6 + 6 train catalog/video... ) and audio keyed by it
+    frames = {p for name in ("cat_train", "cat_val", "vid_train", "vid_val") for p in load_pairs(data[name]).frames}
+    assert len(list((cache / "images").glob("*.npy"))) == len(frames) == 12 + 6 + 6 + 3
+    akey = frontend_key(model.config.audio, key)
+    audio_files = {c[0] for name in ("cat_train", "cat_val", "vid_train", "vid_val") for c in load_pairs(data[name]).clips}
+    assert {p.name for p in cache.glob("*.npz")} == {f"{file_sha256(a)}-{akey}.npz" for a in audio_files}
+    # the cached image features are what a query computes for the same picture
+    one = sorted(frames)[0]
+    ic = ImageFeatureCache(cache, model.image_features, key, 224)
+    cached = np.load(ic.path_for(file_sha256(one)))
+    direct = model.image_features(load_image(one, 224)[None]).numpy()[0]
+    assert cached.shape == direct.shape and np.allclose(cached, direct, atol=1e-5)
+    with np.load(next(cache.glob("*.npz"))) as z:
+        assert z["mels"].ndim == 2 and z["mels"].shape[1] == model.audio.layout.size
+    # heads only (no backbone weights), no band statistics
+    state = model.state_dict()
+    assert not any(k.startswith(("_", "backbone", "effnet", "aisfx")) for k in state)
+    assert torch.equal(model.audio_mean, torch.zeros_like(model.audio_mean))
+    assert torch.equal(model.audio_std, torch.ones_like(model.audio_std))
+    assert Path(report.best_path).stat().st_size < 20 * 2**20
+    assert info.training["data"]["windows_per_file"] == 2 and info.training["data"]["train_windows"] == 6 * 2 + 6
+    assert report.settings["image_size"] == 224 and report.train_rows == 18
+
+
+def test_pretrained_run_scores_each_val_list(run) -> None:
+    report, base = run
+    assert len(report.val_lists) == 2 and report.val_rows == 6 + 3
+    cat, vid = report.val_lists
+    assert cat["samples"] == 3 and cat["categories"] == 3 and vid["samples"] == 3
+    assert cat["chance_top10"] == 1.0 and cat["top10"] == 1.0  # 3 samples: top-10 holds them all
+    assert 0 < cat["chance_top10_category"] <= 1 and cat["top10_category"] == 1.0
+    assert np.isnan(vid["chance_top10_category"]) and np.isnan(vid["top10_category"])
+    assert 1 / 3 <= cat["mrr"] <= 1 and 1 / 3 <= vid["mrr"] <= 1
+    rows = list(csv.DictReader(open(Path(report.metrics_path), newline="")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"val1_top10", "val1_top10_category", "val1_mrr", "val2_top10", "val2_mrr"} <= set(rows[0])
+    for r in rows:  # the aggregate columns are over all val rows: the lists weighted by their rows (6 and 3)
+        assert float(r["val_mrr"]) == pytest.approx((6 * float(r["val1_mrr"]) + 3 * float(r["val2_mrr"])) / 9,
+                                                    abs=1e-5)
+        assert float(r["val_top10"]) == pytest.approx((6 * float(r["val1_top10"]) + 3 * float(r["val2_top10"])) / 9,
+                                                      abs=1e-5)
+        assert float(r["val_top10_category"]) == pytest.approx(float(r["val1_top10_category"]), abs=1e-6)
+        assert r["val2_top10_category"] == "nan"
+    assert report.history[0].train_loss > 0 and report.history[1].train_loss != report.history[0].train_loss
+
+
+def test_pretrained_resume_equals_uninterrupted_and_reuses_the_cache(run, data: dict[str, Path]) -> None:
+    from encoders.checkpoint import load_checkpoint
+    from train.loop import train_model
+
+    report, base = run
+    cache = base / "cache"
+    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    kw = dict(batch=6, windows=2, cache_dir=cache, threads=1)
+    lists = ([data["cat_train"], data["vid_train"]], [data["cat_val"], data["vid_val"]])
+    first = train_model(*lists, NAME, base / "b", epochs=1, **kw)
+    resumed = train_model(*lists, NAME, base / "b", epochs=2, resume=True, **kw)
+    assert first.epochs_run == 1 and resumed.resumed_from == 1 and resumed.epochs_run == 2
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == before  # nothing recomputed
+    a, _ = load_checkpoint(report.last_path)
+    b, _ = load_checkpoint(resumed.last_path)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    key = lambda r: [(h.epoch, h.train_loss, h.val_loss, h.val_top10, h.val_mrr) for h in r.history]  # noqa: E731
+    assert key(report) == key(resumed)
+    with pytest.raises(Exception, match="settings differ.*windows"):
+        train_model(*lists, NAME, base / "b", epochs=3, resume=True, **dict(kw, windows=1))
+
+
+def test_val_truth_is_the_rows_own_clip(data: dict[str, Path], tmp_path: Path) -> None:
+    """A catalog row whose ``sample`` column differs from its clip's first row still has its own sound as truth."""
+    from train.loop import _val_data
+
+    rows = list(csv.DictReader(open(data["cat_val"], newline="")))
+    for r in rows:
+        for col in ("frame", "audio"):
+            r[col] = str((data["cat_val"].parent / r[col]).resolve())
+    rows[1]["sample"] = "another label"  # same audio as row 0
+    write_list(tmp_path / "v.csv", rows)
+    d = load_pairs(tmp_path / "v.csv")
+    w = ClipWindows(np.zeros((len(d.clips), 4), np.float32), [1] * len(d.clips), [[1.0]] * len(d.clips))
+    v = _val_data(d, w, torch.zeros((len(d.clips), 4)), None, True, 4, 0)
+    assert v.query_samples[1] == v.query_samples[0] == d.clip_sample[d.row_clip[0]]
+    assert v.query_categories == [r["category"] for r in rows] and v.n_samples == 3
+    assert v.chance_category == 1.0  # 3 samples of 3 categories: a top-10 holds them all
+
+
+# --- CLI ----------------------------------------------------------------------------------------------------------
+
+def test_cli_trains_several_lists_and_refuses_image_size(data: dict[str, Path], run) -> None:
+    from cli import main
+
+    _, base = run
+    runner = CliRunner()
+    args = ["train", str(data["cat_train"]), str(data["vid_train"]), "--val", str(data["cat_val"]), "--val",
+            str(data["vid_val"]), "--model", NAME, "--out", str(base / "cli"), "--epochs", "1", "--batch", "6",
+            "--windows", "2", "--temperature", "0.2", "--weight-decay", "0.001", "--threads", "1", "--cache", str(base / "cache"), "--json"]
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["train_rows"] == 18 and len(doc["val_lists"]) == 2 and doc["settings"]["temperature"] == 0.2
+    assert doc["settings"]["weight_decay"] == 0.001 and doc["settings"]["windows"] == 2
+    from encoders.checkpoint import load_checkpoint
+
+    _, info = load_checkpoint(doc["best_path"])
+    assert info.config.temperature == 0.2
+    bad = runner.invoke(main, args[:-1] + ["--image-size", "96"])
+    assert bad.exit_code == 2 and "leave --width and --image-size out" in bad.output
