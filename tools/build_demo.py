@@ -38,10 +38,12 @@ SOUNDS: dict[str, list[tuple[str, str, int]]] = {
     "footsteps": [("x", "sfx/0ad/footstep snow/*", 2), ("x", "sfx/0ad/footstep gravel/*", 2),
                   ("m", "sfx/scratch/Human/Footsteps-1.wav", 1)],
     "vehicle": [("m", "sfx/scratch/Effects/CarPassing.wav", 1), ("m", "sfx/scratch/Effects/MotorcyclePassing.wav", 1),
-                ("x", "sfx/*/car horn/*", 2), ("x", "sfx/*/helicopter/*", 1)],
+                ("x", "sfx/*/car horn/*", 2), ("x", "sfx/scorched3d/helicopter/helicopter.wav", 1)],
     "crowd": [("x", "sfx/0ad/market ambience/*", 1), ("m", "sfx/scratch/Human/PartyNoise.wav", 1)],
     "drums": [("m", "sfx/lmms/drums/*kick*", 1), ("m", "sfx/lmms/drums/*snare*", 1), ("m", "sfx/lmms/drums/*tom*", 1)],
-    "explosion": [("x", "sfx/*/explosion/*", 3)],
+    "explosion": [("x", "sfx/hedgewars/explosion/*", 1), ("x", "sfx/scorched3d/explosion/acid.wav", 1),
+                  ("x", "sfx/0ad/explode debris/*", 1)],
+    # (the OpenTTD WAVs are left out: get-debian-sfx-extra.sh cuts them a few bytes short)
 }
 
 # output name -> (tree, path); frames from videos are taken at the given second
