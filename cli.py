@@ -92,19 +92,30 @@ def prepare(videos, out, fps, split_text, labels, seed, frame_size, as_json, deb
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("train_list", type=click.Path())
-@click.option("--val", "val_list", type=click.Path(), default=None,
-              help="Validation list (default: val.csv next to TRAIN_LIST).")
+@click.argument("train_lists", nargs=-1, required=True, type=click.Path())
+@click.option("--val", "val_lists", type=click.Path(), multiple=True,
+              help="Validation list; repeat for several, each scored on its own (default: val.csv next to the "
+                   "first train list).")
 @click.option("--model", "model_name", default="m5-attention-linear-infonce", show_default=True,
-              help="Model configuration name (m1-baseline-linear-bce ... m7-attention-linear-ntxent).")
+              help="Model configuration name (m1-baseline-linear-bce ... m7-attention-linear-ntxent, "
+                   "pt-effnet-aisfx-infonce).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--epochs", default=50, show_default=True, type=int, help="Last epoch to run.")
 @click.option("--batch", default=None, type=int, help="Pairs per step (default: the model's, 128 or 32).")
 @click.option("--lr", default=None, type=float, help="Initial learning rate (default: the model's, 0.01).")
+@click.option("--temperature", default=None, type=float,
+              help="Temperature of InfoNCE / NT-Xent (default: the model's, 0.5).")
+@click.option("--weight-decay", default=1e-4, show_default=True, type=click.FloatRange(min=0),
+              help="SGD weight decay (the paper's 1e-4).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same settings).")
-@click.option("--width", default=1.0, show_default=True, type=float,
-              help="Channel multiplier of both streams (0.125-0.25 trains in minutes on a CPU).")
-@click.option("--image-size", default=224, show_default=True, type=int, help="Side of the input image.")
+@click.option("--width", default=None, type=float,
+              help="Channel multiplier of both streams (paper models; default 1.0; 0.125-0.25 trains in minutes "
+                   "on a CPU).")
+@click.option("--image-size", default=None, type=int,
+              help="Side of the input image (paper models; default 224; the pretrained family is fixed at 224).")
+@click.option("--windows", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Whole-file rows (empty start): cache this many of the file's loudest 1-s windows and draw one "
+                   "per epoch.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of weights, shuffles and negatives.")
 @click.option("--patience", default=20, show_default=True, type=int,
               help="Stop after this many epochs without a better val top-10.")
@@ -112,20 +123,23 @@ def prepare(videos, out, fps, split_text, labels, seed, frame_size, as_json, deb
 @click.option("--threads", default=0, show_default=True, type=int,
               help="Torch CPU threads (0 = all cores; 1 is much faster when other jobs share the CPU).")
 @click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False),
-              help="Log-mel cache folder (default: <out>/../.cache).")
+              help="Feature cache folder (log-mels, backbone features; default: <out>/../.cache).")
 @click.option("--precision", default="bf16", show_default=True, type=click.Choice(["bf16", "fp32"]),
               help="bf16 autocast (faster on CPU) or fp32.")
 @json_option
 @debug_option
 @handle_errors
-def train(train_list, val_list, model_name, out, epochs, batch, lr, resume, width, image_size, seed, patience,
-          workers, threads, cache_dir, precision, as_json, debug):
-    """Train a model on a pair list; keeps best.pt (by val top-10 sample accuracy), last.pt and metrics.csv.
+def train(train_lists, val_lists, model_name, out, epochs, batch, lr, temperature, weight_decay, resume, width,
+          image_size, windows, seed, patience, workers, threads, cache_dir, precision, as_json, debug):
+    """Train a model on pair lists (several TRAIN_LISTS are pooled); keeps best.pt (by the top-10 sample accuracy
+    over all val rows, each ranked among its own list's samples), last.pt and metrics.csv.
 
     \b
-    Example:
+    Examples:
       soundlib train data/train.csv --val data/val.csv --model m5-attention-linear-infonce --out runs/m5 \\
         --width 0.25 --image-size 128 --epochs 10
+      soundlib train catalog/catalog_train.csv real/train.csv --val catalog/catalog_val.csv \\
+        --val real/val.csv --model pt-effnet-aisfx-infonce --out runs/default --epochs 60
     """
     from pathlib import Path
 
@@ -133,34 +147,40 @@ def train(train_list, val_list, model_name, out, epochs, batch, lr, resume, widt
     from soundlib.errors import ListError
     from train.loop import train_model
 
-    if val_list is None:
-        guess = Path(train_list).with_name("val.csv")
+    if not val_lists:
+        guess = Path(train_lists[0]).with_name("val.csv")
         if not guess.is_file():
-            raise ListError("no --val given and no val.csv next to the train list", str(train_list))
-        val_list = str(guess)
+            raise ListError("no --val given and no val.csv next to the train list", str(train_lists[0]))
+        val_lists = (str(guess),)
     with rich_progress(enabled=not as_json) as progress:
-        report = train_model(train_list, val_list, model_name, out, epochs=epochs, batch=batch, lr=lr,
-                             resume=resume, width=width, image_size=image_size, seed=seed, patience=patience,
-                             workers=workers, threads=threads, cache_dir=cache_dir, precision=precision,
-                             progress=progress)
+        report = train_model(list(train_lists), list(val_lists), model_name, out, epochs=epochs, batch=batch,
+                             lr=lr, resume=resume, width=width, image_size=image_size, seed=seed,
+                             patience=patience, workers=workers, threads=threads, cache_dir=cache_dir,
+                             precision=precision, windows=windows, temperature=temperature,
+                             weight_decay=weight_decay, progress=progress)
     if as_json:
         print_json(report.to_dict())
         return
     from rich.table import Table
 
     table = Table(title=f"{report.model} -> {report.out_dir}")
-    for col in ("epoch", "train loss", "val loss", "val top-10", "lr", "pairs/s", "s"):
+    for col in ("epoch", "train loss", "val loss", "val top-10", "cat top-10", "MRR", "lr", "pairs/s", "s"):
         table.add_column(col, justify="right")
     for h in report.history:
         mark = " *" if h.epoch == report.best_epoch else ""
         table.add_row(f"{h.epoch}{mark}", f"{h.train_loss:.4f}", f"{h.val_loss:.4f}", f"{h.val_top10:.3f}",
-                      f"{h.lr:.3g}", f"{h.pairs_per_s:.1f}", f"{h.seconds:.1f}")
+                      f"{h.val_top10_category:.3f}", f"{h.val_mrr:.3f}", f"{h.lr:.3g}", f"{h.pairs_per_s:.1f}",
+                      f"{h.seconds:.1f}")
     con = stdout_console()
     con.print(table)
+    for v in report.val_lists:
+        con.print(f"  {v['path']}: top-10 sample {v.get('top10', float('nan')):.3f} (chance {v['chance_top10']:.3f}, "
+                  f"{v['samples']} samples), category {v.get('top10_category', float('nan')):.3f} "
+                  f"(chance {v['chance_top10_category']:.3f}), MRR {v.get('mrr', float('nan')):.3f}")
     how = "early stop" if report.stopped_early else "done"
     con.print(f"{how}: best epoch {report.best_epoch}, val top-10 sample accuracy {report.best_top10:.3f} "
-              f"(chance {report.chance:.3f} over {report.val_samples} val samples); "
-              f"{report.pairs_per_s:.1f} pairs/s; best checkpoint {report.best_path}")
+              f"(chance {report.chance:.3f}); {report.pairs_per_s:.1f} pairs/s; features {report.feature_seconds:.0f} s; "
+              f"best checkpoint {report.best_path}")
 
 
 # --- the sound library (issue: library) --------------------------------------------------------------------------
@@ -171,12 +191,16 @@ def train(train_list, val_list, model_name, out, epochs, batch, lr, resume, widt
               help="1-second windows per file at most, sampled evenly over longer files (default 30; 0 = all).")
 @click.option("--prune", is_flag=True, help="Remove stored files under FOLDERS that are gone from disk.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Windows per model call.")
+@click.option("--write-batch", default=None, type=click.IntRange(min=1), metavar="N",
+              help="Windows per store write (default: the store's maximum). Completed files are also written "
+                   "every few seconds, so a crash loses little work.")
 @model_option
 @store_options
 @json_option
 @debug_option
 @handle_errors
-def ingest(folders, max_windows, prune, batch_size, model_spec, db, chroma_url, collection, as_json, debug):
+def ingest(folders, max_windows, prune, batch_size, write_batch, model_spec, db, chroma_url, collection, as_json,
+           debug):
     """Embed every sound file under FOLDERS into a persistent Chroma collection.
 
     The category of a sound is the first folder under its root. Incremental: unchanged files are not decoded
@@ -190,20 +214,40 @@ def ingest(folders, max_windows, prune, batch_size, model_spec, db, chroma_url, 
     """
     import contextlib
     import sys
+    from pathlib import Path
 
-    from soundlib.clikit import EXIT_PARTIAL, print_json, rich_progress, stdout_console
+    from rich.markup import escape
+
+    from soundlib.clikit import EXIT_PARTIAL, print_json, rich_progress, stderr_console, stdout_console
     from soundlib.ingest import graceful_interrupt
     from soundlib.ingest import ingest as run_ingest
     from soundlib.locking import exclusive_lock
     from soundlib.models import load_model
-    from soundlib.store import open_store
+    from soundlib.scan import plan_roots
+    from soundlib.store import default_db_path, open_store
 
-    loaded = load_model(model_spec)
-    with open_store(db=db, url=chroma_url, collection=collection, create=True) as store:
-        lock = contextlib.nullcontext() if chroma_url else exclusive_lock(store.location)
-        with lock, graceful_interrupt() as stop, rich_progress(enabled=not as_json) as progress:
-            report = run_ingest(folders, loaded, store, max_windows=max_windows, prune=prune, progress=progress,
-                                batch_size=batch_size, stop=stop)
+    plan_roots(folders)  # a typo in FOLDERS fails before anything is created
+    # the lock comes first: a second ingest is refused at once, and two first runs never create one store together
+    lock = contextlib.nullcontext() if chroma_url else \
+        exclusive_lock(Path(db).expanduser() if db else default_db_path())
+    with lock:
+        loaded = load_model(model_spec)
+        with open_store(db=db, url=chroma_url, collection=collection, create=True) as store:
+            store.write_batch = write_batch
+            with graceful_interrupt() as stop, rich_progress(enabled=not as_json) as progress:
+                report = run_ingest(folders, loaded, store, max_windows=max_windows, prune=prune,
+                                    progress=progress, batch_size=batch_size, stop=stop)
+
+    def one_line(text: str) -> str:  # a newline in a file name must not break the line
+        return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+    err = stderr_console()
+    for path, reason in report.skipped:  # one line per file, whatever the terminal width
+        err.print(f"[yellow]skipped[/] {escape(one_line(path))}: {escape(one_line(reason))}", highlight=False,
+                  soft_wrap=True)
+    if report.interrupted:
+        err.print("interrupted: the files completed so far are stored; run the same command again to finish",
+                  highlight=False, markup=False, soft_wrap=True)
     if as_json:
         print_json(report.to_json())
     else:
@@ -219,19 +263,7 @@ def ingest(folders, max_windows, prune, batch_size, model_spec, db, chroma_url, 
         table.add_row("windows written", str(report.windows))
         table.add_row("time", f"{report.seconds:.1f} s")
         table.add_row("windows/s", f"{report.windows_per_s:.1f}")
-        out = stdout_console()
-        out.print(table)
-        if report.skipped:
-            skipped = Table(title="skipped")
-            skipped.add_column("file", overflow="fold")
-            skipped.add_column("reason", overflow="fold")
-            for path, reason in report.skipped[:50]:
-                skipped.add_row(path, reason)
-            if len(report.skipped) > 50:
-                skipped.add_row(f"... and {len(report.skipped) - 50} more", "(--json lists all)")
-            out.print(skipped)
-        if report.interrupted:
-            click.echo("interrupted: what was complete is stored; run the same command again to finish", err=True)
+        stdout_console().print(table)
     if report.interrupted:
         sys.exit(130)
     if report.skipped:
@@ -286,27 +318,50 @@ def query(inputs, k, categories, per_frame, model_spec, db, chroma_url, collecti
         table.add_column("start (s)", justify="right")
         table.add_column("distance", justify="right")
         for i, h in enumerate(hits, 1):
-            table.add_row(str(i), h.path, h.category, f"{h.start:.1f}", f"{h.distance:.4f}")
+            table.add_row(str(i), _display_path(h.path), h.category, f"{h.start:.1f}", f"{h.distance:.4f}")
         return table
+
+    from soundlib.media import media_kind
 
     out = stdout_console()
     for f in result.frames or []:
-        out.print(ranking(f"{f.input} @ {f.time:.1f} s", f.results))
-    out.print(ranking(", ".join(result.inputs), result.results))
+        where = f" @ {f.time:.1f} s" if media_kind(f.input) in ("video", "audio") else ""
+        out.print(ranking(f"{f.input}{where}", f.results))
+    combined = "combined ranking: " if result.frames else ""
+    out.print(ranking(combined + ", ".join(result.inputs), result.results))
 
 
-@main.command(context_settings=CONTEXT)
+def _display_path(path: str) -> str:
+    """A result path for a table: relative to the current folder when it lies below it (JSON keeps it absolute)."""
+    import os
+
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+@main.group(context_settings=CONTEXT, invoke_without_command=True)
 @store_options
 @json_option
 @debug_option
+@click.pass_context
 @handle_errors
-def library(db, chroma_url, collection, as_json, debug):
+def library(ctx, db, chroma_url, collection, as_json, debug):
     """Show what a collection holds: files, windows, categories with counts, model, size on disk.
 
+    With a subcommand, move a library between stores: `export` writes a collection to one file, `import` loads
+    such a file into an embedded store or a Chroma server.
+
     \b
-    Example:
+    Examples:
       soundlib library --json
+      soundlib library export sfx.soundlib.zip --db ./sfx.chroma
+      soundlib library import sfx.soundlib.zip --chroma-url http://127.0.0.1:8000
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from soundlib.clikit import print_json, stdout_console
     from soundlib.store import open_store
 
@@ -334,6 +389,104 @@ def library(db, chroma_url, collection, as_json, debug):
     out = stdout_console()
     out.print(table)
     out.print(cats)
+
+
+def _library_store_args(ctx, db, chroma_url, collection, as_json, debug):
+    """A subcommand's store options, falling back to those given to `soundlib library` itself."""
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    return (db or parent.get("db"), chroma_url or parent.get("chroma_url"), collection or parent.get("collection"),
+            as_json or bool(parent.get("as_json")), debug or bool(parent.get("debug")))
+
+
+def _transfer_table(title, report):
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")
+    rows = [("collection", report.collection), ("store", report.location), ("file", report.file),
+            ("windows", str(report.windows)), ("files", str(report.files))]
+    if report.new_windows is not None:
+        rows += [("new windows", str(report.new_windows)), ("collection created", "yes" if report.created else "no")]
+    rows += [("file size", f"{report.bytes / 2**20:.1f} MiB"), ("time", f"{report.seconds:.1f} s")]
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+@library.command(name="export", context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False))
+@store_options
+@json_option
+@debug_option
+@click.pass_context
+@handle_errors
+def library_export(ctx, file, db, chroma_url, collection, as_json, debug):
+    """Write a whole collection (embeddings, metadata, model) to FILE, to import elsewhere.
+
+    Reads in batches (a 200k-window library never sits in memory); FILE appears only once complete.
+
+    \b
+    Examples:
+      soundlib library export sfx.soundlib.zip
+      soundlib library export sfx.soundlib.zip --db ./sfx.chroma --collection sounds
+    """
+    from soundlib.clikit import print_json, rich_progress, stdout_console
+    from soundlib.store import open_store
+    from soundlib.transfer import export_library
+
+    db, chroma_url, collection, as_json, debug = _library_store_args(ctx, db, chroma_url, collection, as_json, debug)
+    with open_store(db=db, url=chroma_url, collection=collection) as store:
+        with rich_progress(enabled=not as_json) as progress:
+            report = export_library(store, file, progress=progress)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        stdout_console().print(_transfer_table(f"exported {report.collection}", report))
+
+
+@library.command(name="import", context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--root", "roots", multiple=True, metavar="OLD=NEW",
+              help="Library root OLD is now at NEW (repeat for several), so a later `soundlib ingest NEW` "
+                   "finds every file already there.")
+@store_options
+@json_option
+@debug_option
+@click.pass_context
+@handle_errors
+def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug):
+    """Load an export FILE into a store: a new collection, or one built with the same model.
+
+    The collection keeps its exported name unless --collection is given. Importing the same file again changes
+    nothing; an interrupted import finishes when run again. A collection built with another model is refused.
+
+    \b
+    Examples:
+      soundlib library import sfx.soundlib.zip --chroma-url http://127.0.0.1:8000
+      soundlib library import sfx.soundlib.zip --db ./copy.chroma --root /home/me/sfx=/srv/sfx
+    """
+    import contextlib
+    from pathlib import Path
+
+    from soundlib.clikit import print_json, rich_progress, stdout_console
+    from soundlib.locking import exclusive_lock
+    from soundlib.store import default_db_path, open_store
+    from soundlib.transfer import import_library, parse_roots, read_manifest
+
+    db, chroma_url, collection, as_json, debug = _library_store_args(ctx, db, chroma_url, collection, as_json, debug)
+    rewrite = parse_roots(roots)
+    manifest = read_manifest(file)  # a bad file fails before a store is touched
+    lock = contextlib.nullcontext() if chroma_url else \
+        exclusive_lock(Path(db).expanduser() if db else default_db_path(), command="library import")
+    with lock, open_store(db=db, url=chroma_url, collection=collection or manifest["collection"],
+                          create=True) as store:
+        with rich_progress(enabled=not as_json) as progress:
+            report = import_library(file, store, roots=rewrite, progress=progress)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        stdout_console().print(_transfer_table(f"imported into {report.collection}", report))
 
 
 # --- evaluation (issue: eval) ------------------------------------------------------------------------------------
