@@ -12,8 +12,10 @@ For each audio file under the given folders (see :mod:`soundlib.scan`), compared
 - **removed** (``prune=True``): in the store under the given folders but gone from disk.
 
 Files half-written by a crash that are no longer on disk are cleaned up even without ``prune``.
-Interrupting (the ``stop`` event, set on the first Ctrl-C by :func:`graceful_interrupt`) finishes the batch in
-flight, writes the files completed so far and returns; the next run finishes the job.
+Interrupting (the ``stop`` event, set on the first Ctrl-C or SIGTERM by :func:`graceful_interrupt`) finishes the
+batch in flight, writes the files completed so far and returns; the next run finishes the job. Completed files are
+written whenever a store batch fills up and at least every :data:`FLUSH_SECONDS`, so a hard crash (SIGKILL, power
+loss) loses at most that much work and never leaves a half-written file that counts as present.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from soundlib.embedding import DEFAULT_BATCH_SIZE, EmbeddedFile, FailedFile, emb
 from soundlib.progress import ProgressFn
 from soundlib.scan import SoundFile, file_sha256, plan_roots, scan
 from soundlib.store import FileRecord, FileVectors, SoundStore, file_key
+
+#: Embedded files are written at least this often (seconds): what a crash (SIGKILL, power loss) can lose.
+FLUSH_SECONDS: float = 5.0
 
 
 @dataclass
@@ -59,7 +64,8 @@ class IngestReport:
 
 @contextlib.contextmanager
 def graceful_interrupt() -> Iterator[threading.Event]:
-    """Yield an event set by the first Ctrl-C (SIGINT); a second Ctrl-C raises ``KeyboardInterrupt`` as usual.
+    """Yield an event set by the first Ctrl-C (SIGINT) or SIGTERM (``kill``, ``docker stop``, a service manager);
+    a second one of the same signal acts as usual (``KeyboardInterrupt`` for Ctrl-C, termination for SIGTERM).
 
     Outside the main thread (where signal handlers cannot be installed) the event is simply never set.
     """
@@ -67,16 +73,19 @@ def graceful_interrupt() -> Iterator[threading.Event]:
     if threading.current_thread() is not threading.main_thread():
         yield event
         return
+    previous: dict[int, Any] = {}
 
     def handler(signum: int, frame: Any) -> None:
         event.set()
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signum, previous[signum])
 
-    previous = signal.signal(signal.SIGINT, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
     try:
         yield event
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _expected_windows(rec: FileRecord, cfg: Any, max_windows: int) -> int:
@@ -87,7 +96,7 @@ def _expected_windows(rec: FileRecord, cfg: Any, max_windows: int) -> int:
 
 def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_windows: int | None = None,
            prune: bool = False, progress: ProgressFn | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-           stop: threading.Event | None = None) -> IngestReport:
+           stop: threading.Event | None = None, flush_seconds: float = FLUSH_SECONDS) -> IngestReport:
     """Bring the store up to date with the audio files under ``folders`` (rules in the module docstring).
 
     Args:
@@ -99,6 +108,8 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
         progress: receives ``("scan", n, None)``, ``("embed", files_done, files_total, windows=, windows_per_s=)``.
         batch_size: windows per model call.
         stop: when set (e.g. Ctrl-C), finish the batch in flight, write what is complete and return.
+        flush_seconds: write the files embedded so far at least this often (seconds of work a crash can lose),
+            besides whenever :attr:`SoundStore.max_batch_size` windows are waiting.
 
     Returns:
         An :class:`IngestReport`.
@@ -173,14 +184,16 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
     buffer: list[FileVectors] = []
     buffered = 0
     limit = store.max_batch_size
+    last_flush = time.monotonic()
 
     def flush() -> None:
-        nonlocal buffer, buffered
+        nonlocal buffer, buffered, last_flush
         if buffer:
             report.windows += store.write_files(buffer, replace)
             for fv in buffer:
                 setattr(report, kind[fv.file_id], getattr(report, kind[fv.file_id]) + 1)
         buffer, buffered = [], 0
+        last_flush = time.monotonic()
 
     stale: set[str] = set()
     try:
@@ -199,7 +212,7 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
                                       duration=res.duration, sample_rate=res.sample_rate, starts=res.starts,
                                       vectors=res.vectors))
             buffered += len(res.starts)
-            if buffered >= limit:
+            if buffered >= limit or time.monotonic() - last_flush >= flush_seconds:
                 flush()
     except BaseException:
         with contextlib.suppress(Exception):

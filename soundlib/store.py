@@ -23,13 +23,14 @@ they lie in [0, 2] and order results like cosine similarity.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,40 @@ from typing import Any
 import numpy as np
 
 from encoders.config import StoreConfig
-from soundlib.errors import ModelMismatchError, StoreError
+from soundlib.errors import ModelMismatchError, SoundlibError, StoreError
 
 #: Environment variable holding the Chroma server token (never on the command line).
 TOKEN_ENV = "SOUNDLIB_CHROMA_TOKEN"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 #: Records fetched per page when listing metadata.
 _PAGE = 5000
+
+
+def _is_connection_error(e: BaseException) -> bool:
+    """True for a server that is gone or unreachable (refused, reset, timed out), as httpx or the OS report it."""
+    try:
+        import httpx
+
+        if isinstance(e, httpx.TransportError):
+            return True
+    except ImportError:  # pragma: no cover - httpx comes with chromadb
+        pass
+    return isinstance(e, (ConnectionError, TimeoutError))
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's text (or its type name), at most ``limit`` characters."""
+    text = next((line.strip() for line in str(e).splitlines() if line.strip()), "") or type(e).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def store_error(action: str, e: BaseException, location: str) -> StoreError:
+    """One line for a failed Chroma call; a lost server says so and that running the command again resumes."""
+    if _is_connection_error(e):
+        return StoreError(f"{action} failed: the Chroma server does not answer ({type(e).__name__}: "
+                          f"{_first_line(e)}); start it again and run the same command again "
+                          "(what was written before is kept)", location)
+    return StoreError(f"{action} failed: {_first_line(e)}", location)
 
 
 def soundlib_version() -> str:
@@ -230,13 +258,31 @@ class SoundStore:
         return {"hnsw": {"space": c.hnsw_space, "ef_construction": c.hnsw_ef_construction,
                          "ef_search": c.hnsw_ef_search, "max_neighbors": c.hnsw_max_neighbors}}
 
-    def _create(self, metadata: dict[str, Any]) -> Any:
+    @contextlib.contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Turn any failure of a Chroma call in the block into one :class:`StoreError` line."""
         try:
+            yield
+        except SoundlibError:
+            raise
+        except Exception as e:  # noqa: BLE001 - chromadb and httpx raise many types; report one line
+            raise store_error(action, e, self.location) from e
+
+    def _create(self, metadata: dict[str, Any]) -> Any:
+        with self._guard(f"creating collection '{self.name}'"):
             self._collection = self.client.create_collection(
                 self.name, embedding_function=None, metadata=metadata, configuration=self._hnsw())
-        except Exception as e:  # noqa: BLE001 - chromadb raises many types; report one line
-            raise StoreError(f"cannot create collection '{self.name}': {e}", self.location) from e
         return self._collection
+
+    def create(self, metadata: dict[str, Any]) -> None:
+        """Create the collection with ``metadata`` (model, model_sha256, dim, ...) and the configured HNSW settings.
+
+        Raises:
+            StoreError: it exists already, or the store refuses.
+        """
+        if self.collection is not None:
+            raise StoreError(f"collection '{self.name}' exists already", self.location)
+        self._create(dict(metadata))
 
     @property
     def collection(self) -> Any | None:
@@ -249,7 +295,7 @@ class SoundStore:
             except (NotFoundError, ValueError):
                 return None
             except Exception as e:  # noqa: BLE001
-                raise StoreError(f"cannot open collection '{self.name}': {e}", self.location) from e
+                raise store_error(f"opening collection '{self.name}'", e, self.location) from e
         return self._collection
 
     def require(self) -> Any:
@@ -318,7 +364,10 @@ class SoundStore:
     def count(self) -> int:
         """Number of records (windows) in the collection (0 if it does not exist)."""
         col = self.collection
-        return int(col.count()) if col is not None else 0
+        if col is None:
+            return 0
+        with self._guard("counting"):
+            return int(col.count())
 
     # --- files ------------------------------------------------------------------------------------------------
 
@@ -329,7 +378,8 @@ class SoundStore:
         metas: list[dict[str, Any]] = []
         offset = 0
         while True:
-            res = col.get(where=where, include=["metadatas"] if metadatas else [], limit=_PAGE, offset=offset)
+            with self._guard("reading"):
+                res = col.get(where=where, include=["metadatas"] if metadatas else [], limit=_PAGE, offset=offset)
             page = res.get("ids") or []
             ids += page
             if metadatas:
@@ -337,6 +387,27 @@ class SoundStore:
             if len(page) < _PAGE:
                 return ids, metas
             offset += _PAGE
+
+    def iter_records(self, batch: int = _PAGE) -> Iterator[tuple[list[str], np.ndarray, list[dict[str, Any]]]]:
+        """Every record of the collection, in pages: ``(ids, (n, D) float32 embeddings, metadatas)``.
+
+        Pages are read with offsets: a writer running at the same time may shift records between pages (compare
+        :meth:`count` before and after when that matters).
+        """
+        col = self.require()
+        offset = 0
+        while True:
+            with self._guard("reading"):
+                res = col.get(include=["embeddings", "metadatas"], limit=batch, offset=offset)
+            ids = list(res.get("ids") or [])
+            if not ids:
+                return
+            emb = res.get("embeddings")
+            vecs = np.asarray(emb if emb is not None else [], dtype=np.float32).reshape(len(ids), -1)
+            yield ids, vecs, [dict(m or {}) for m in (res.get("metadatas") or [None] * len(ids))]
+            if len(ids) < batch:
+                return
+            offset += len(ids)
 
     def file_records(self, complete: bool = True, file_ids: Iterable[str] | None = None) -> dict[str, FileRecord]:
         """Files in the store, by file id.
@@ -398,12 +469,10 @@ class SoundStore:
         for lo in range(0, len(ids), step):
             hi = min(lo + step, len(ids))
             starting = sorted({m["file_id"] for m in metas[lo:hi] if m["window"] == 0 and m["file_id"] in replace})
-            try:
+            with self._guard("write"):
                 if starting:
                     col.delete(where={"file_id": {"$in": starting}})
                 col.upsert(ids=ids[lo:hi], embeddings=allv[lo:hi], metadatas=metas[lo:hi])
-            except Exception as e:  # noqa: BLE001
-                raise StoreError(f"write failed: {e}", self.location) from e
         return len(ids)
 
     def delete_files(self, file_ids: Iterable[str]) -> int:
@@ -412,9 +481,10 @@ class SoundStore:
         fids = sorted(set(file_ids))
         n = 0
         for lo in range(0, len(fids), 500):
-            before = col.count()
-            col.delete(where={"file_id": {"$in": fids[lo:lo + 500]}})
-            n += before - col.count()
+            with self._guard("delete"):
+                before = col.count()
+                col.delete(where={"file_id": {"$in": fids[lo:lo + 500]}})
+                n += before - col.count()
         return n
 
     def touch_file(self, rec: FileRecord, **changes: Any) -> None:
@@ -424,7 +494,8 @@ class SoundStore:
         step = self.max_batch_size
         for lo in range(0, len(ids), step):
             chunk = ids[lo:lo + step]
-            col.update(ids=chunk, metadatas=[dict(changes) for _ in chunk])
+            with self._guard("update"):
+                col.update(ids=chunk, metadatas=[dict(changes) for _ in chunk])
 
     def add_vectors(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None:
         """Upsert raw records (ids, ``(N, D)`` vectors, metadatas) in chunks of the client's max batch size."""
@@ -432,8 +503,9 @@ class SoundStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         step = self.max_batch_size
         for lo in range(0, len(ids), step):
-            col.upsert(ids=list(ids[lo:lo + step]), embeddings=vectors[lo:lo + step],
-                       metadatas=[dict(m) for m in metadatas[lo:lo + step]])
+            with self._guard("write"):
+                col.upsert(ids=list(ids[lo:lo + step]), embeddings=vectors[lo:lo + step],
+                           metadatas=[dict(m) for m in metadatas[lo:lo + step]])
 
     # --- search -----------------------------------------------------------------------------------------------
 
@@ -463,18 +535,16 @@ class SoundStore:
             q = q[None, :]
         if k < 1:
             raise ValueError("k must be >= 1")
-        n_total = col.count()
+        n_total = self.count()
         results: list[list[Hit]] = [[] for _ in range(len(q))]
         if n_total == 0 or len(q) == 0:
             return results
         pending = list(range(len(q)))
         fetch = min(n_total, max(k, k * self.cfg.candidate_factor))
         while pending:
-            try:
+            with self._guard("query"):
                 res = col.query(query_embeddings=q[pending], n_results=fetch, where=where,
                                 include=["metadatas", "embeddings"])
-            except Exception as e:  # noqa: BLE001
-                raise StoreError(f"query failed: {e}", self.location) from e
             still = []
             for j, qi in enumerate(pending):
                 ids = res["ids"][j]
@@ -540,6 +610,18 @@ def _folder_size(path: str) -> int:
     return total
 
 
+def _refused_status(u: Any, headers: dict[str, str] | None) -> int | None:
+    """401/403 if the server (or an authenticating proxy in front of it) refuses these headers, else ``None``."""
+    import httpx
+
+    base = f"{u.scheme or 'http'}://{u.netloc}"
+    try:
+        r = httpx.get(f"{base}/api/v2/tenants/default_tenant", headers=headers or {}, timeout=5)
+    except Exception:  # noqa: BLE001 - unreachable: not an authentication problem
+        return None
+    return r.status_code if r.status_code in (401, 403) else None
+
+
 def open_store(db: str | os.PathLike | None = None, url: str | None = None, collection: str | None = None,
                token: str | None = None, create: bool = False) -> SoundStore:
     """Open the library store: embedded (``PersistentClient``) or a Chroma server (``HttpClient``).
@@ -575,7 +657,11 @@ def open_store(db: str | os.PathLike | None = None, url: str | None = None, coll
                                          ssl=u.scheme == "https", headers=headers, settings=settings)
             client.heartbeat()
         except Exception as e:  # noqa: BLE001
-            raise StoreError(f"cannot reach the Chroma server ({type(e).__name__}: {e})", url) from e
+            refused = _refused_status(u, headers)
+            if refused:
+                raise StoreError(f"the Chroma server refused access (HTTP {refused}): "
+                                 f"{'wrong token in' if token else 'it wants a token; set'} ${TOKEN_ENV}", url) from e
+            raise StoreError(f"cannot reach the Chroma server ({type(e).__name__}: {_first_line(e)})", url) from e
         return SoundStore(client, name, url, cfg=cfg)
     path = Path(db).expanduser() if db else default_db_path(cfg)
     if not path.exists():
