@@ -86,8 +86,8 @@ def model_names() -> tuple[str, ...]:
     return tuple(MODELS)
 
 
-#: The names registered at import time (the paper's seven; pretrained families may add more later).
-MODEL_NAMES: tuple[str, ...] = model_names()
+#: The paper's seven configurations (Table 1b), in order; :func:`model_names` lists every registered name.
+MODEL_NAMES: tuple[str, ...] = tuple(n for n, c in MODELS.items() if c.family == "paper")
 
 _TUPLE_FIELDS = ("visual_channels", "audio_channels", "visual_taps", "audio_taps")
 
