@@ -238,8 +238,7 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, model_spec, db,
                 report = run_ingest(folders, loaded, store, max_windows=max_windows, prune=prune,
                                     progress=progress, batch_size=batch_size, stop=stop)
 
-    def one_line(text: str) -> str:  # a newline in a file name must not break the line
-        return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+    from soundlib.clikit import one_line
 
     err = stderr_console()
     for path, reason in report.skipped:  # one line per file, whatever the terminal width

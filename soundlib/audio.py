@@ -367,11 +367,9 @@ def _open_reader(path: str | Path) -> Iterator[_SoundfileReader | _PyAVReader]:
             raise _truncated(sf_detail, path) from None
         try:
             reader = _PyAVReader(container, path)
-        except _NoDecoder:
+        except _NoDecoder:  # FFmpeg sees an audio stream it cannot decode: a codec question, whatever libsndfile said
             container.close()
-            if sf_code == 1:
-                raise AudioError("unsupported audio codec", path) from None
-            raise _truncated(sf_detail, path) from None
+            raise AudioError("unsupported audio codec", path) from None
         except BaseException:
             container.close()
             raise

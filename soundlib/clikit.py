@@ -67,9 +67,14 @@ def print_json(doc: Any) -> None:
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    """Print one error line on stderr and exit."""
-    click.echo(f"error: {message}", err=True)
+    """Print one error line on stderr and exit (control characters, e.g. a newline in a file name, are escaped)."""
+    click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character escaped (``"a\\nb"``), so a message stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def handle_errors(f: Callable) -> Callable:

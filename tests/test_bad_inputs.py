@@ -481,10 +481,8 @@ def test_eval_on_malformed_lists(lists: Path, tiny_checkpoint) -> None:  # noqa:
         assert len(match) == 1 and words in match[0], (line_no, skipped)
 
 
-# --- known defects in modules this suite does not own -----------------------------------------------------------
+# --- defects found by this suite, since fixed -----------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="soundlib/audio.py: a WAV whose codec FFmpeg knows but cannot decode is "
-                                       "reported as 'truncated or corrupt (Malformed fmt chunk)'")
 def test_wav_with_an_unknown_codec_is_called_unsupported(tmp_path: Path) -> None:
     from soundlib.audio import load_windows
     from soundlib.errors import AudioError
@@ -493,8 +491,6 @@ def test_wav_with_an_unknown_codec_is_called_unsupported(tmp_path: Path) -> None
         load_windows(wav_with_format_tag(tmp_path / "codec.wav", 0x1234))
 
 
-@pytest.mark.xfail(strict=True, reason="soundlib/clikit.py fail(): a newline in a file name is printed raw, so the "
-                                       "error takes two lines")
 def test_a_bad_picture_with_a_newline_in_its_name_gives_one_line(ingested, tmp_path: Path) -> None:
     _, db, ckpt, _, _ = ingested
     bad = tmp_path / "bad\nname.png"
