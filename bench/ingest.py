@@ -1,0 +1,236 @@
+"""Ingest throughput: end-to-end ``soundlib.ingest.ingest`` windows/s vs the encoder alone, in the same run.
+
+1. A library of real audio files is generated (cached under ``bench/.cache``): durations log-uniform from 0.3 s to
+   60 s, sample rates 8 / 22.05 / 44.1 / 48 kHz, formats wav (PCM-16) / flac / ogg (Vorbis) / mp3, mono and stereo,
+   three kinds of content (tones, noise bursts, chirps) in three category folders.
+2. For each model (the paper's m5 at the fast width 0.25, and the pretrained family ``pt-effnet-aisfx-infonce``,
+   untrained, as saved checkpoints): every file is decoded into its windows once (timed: "decode only", one
+   thread, as the ingest's decoder thread does it); the windows, already in memory, go through
+   ``model.embed_audio`` in batches of ``DEFAULT_BATCH_SIZE`` ("encoder only": log-mel + network, the work ingest
+   cannot avoid), alternated with the ingest runs (E I E I E I E; medians), so load drift on this shared machine
+   hits both; the ingest itself writes into a fresh embedded Chroma store in a temp folder (scan, probe,
+   decode + resample, sha256, model, Chroma upserts).
+   Goal: ingest windows/s >= 0.5 x encoder-only windows/s (decoding, mel and Chroma writes hidden behind the model).
+3. Front end: ``soundlib.audio.log_mel_batch`` on the decoded windows vs plain per-clip
+   ``librosa.feature.melspectrogram`` + log with the same parameters (and the largest difference between the two).
+
+Run: ``.venv/bin/python bench/ingest.py [--quick]`` -> ``bench/results/ingest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common import CACHE_DIR, FAST_M5, PRETRAINED, Result, median, model_label, parser, saved_model
+
+GOAL_RATIO = 0.5
+RATES = (8000, 22050, 44100, 48000)
+FORMATS = (("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("ogg", "OGG", "VORBIS"),
+           ("mp3", "MP3", "MPEG_LAYER_III"))
+KINDS = ("tones", "noise", "chirps")
+
+
+def synth(kind: str, seconds: float, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """``seconds`` of mono float32 audio at ``sr`` Hz (peak 0.5): notes, filtered noise bursts or chirps."""
+    n = max(1, int(round(seconds * sr)))
+    t = np.arange(n) / sr
+    nyq = sr / 2
+    if kind == "tones":  # notes of harmonic tones with vibrato and a decay, a new note every 0.2-0.8 s
+        y = np.zeros(n)
+        pos = 0.0
+        while pos < seconds:
+            length = rng.uniform(0.2, 0.8)
+            f0 = min(rng.uniform(80, 1200), nyq / 4)
+            m = (t >= pos) & (t < pos + length)
+            tt = t[m] - pos
+            phase = 2 * np.pi * f0 * tt + 3 * np.sin(2 * np.pi * 5 * tt)
+            note = sum(np.sin(h * phase) / h for h in (1, 2, 3) if h * f0 < nyq)
+            y[m] += note * np.exp(-tt * rng.uniform(1, 8))
+            pos += length
+    elif kind == "noise":  # low-passed noise with random bursts (rain / wind like)
+        y = rng.standard_normal(n)
+        k = max(1, int(sr / rng.uniform(500, 4000)))
+        y = np.convolve(y, np.ones(k) / k, mode="same")
+        env = np.interp(t, np.linspace(0, seconds, max(2, int(seconds * 4))),
+                        rng.uniform(0.1, 1.0, max(2, int(seconds * 4))))
+        y *= env
+    else:  # repeated exponential chirps between 100 Hz and 0.8 x Nyquist
+        period = rng.uniform(0.3, 2.0)
+        tt = t % period
+        f_lo, f_hi = 100.0, 0.8 * nyq
+        rate = np.log(f_hi / f_lo) / period
+        y = np.sin(2 * np.pi * f_lo * (np.exp(rate * tt) - 1) / rate) * np.exp(-tt)
+    y = y + 0.01 * rng.standard_normal(n)
+    return (0.5 * y / max(np.max(np.abs(y)), 1e-9)).astype(np.float32)
+
+
+def make_library(folder: Path, n_files: int, max_seconds: float, seed: int = 0) -> list[dict[str, Any]]:
+    """Write ``n_files`` sound files under ``folder/<kind>/`` (formats x rates cycled, durations log-uniform from
+    0.3 s to ``max_seconds``, the two ends included; every other file stereo). Reuses a finished library."""
+    import soundfile as sf
+
+    manifest = folder / "manifest.json"
+    if manifest.exists():
+        return json.loads(manifest.read_text())
+    if folder.exists():
+        shutil.rmtree(folder)
+    rng = np.random.default_rng(seed)
+    durations = np.exp(rng.uniform(np.log(0.3), np.log(max_seconds), n_files))
+    durations[0], durations[-1] = 0.3, max_seconds
+    files = []
+    for i, dur in enumerate(durations):
+        ext, fmt, sub = FORMATS[i % len(FORMATS)]
+        sr = RATES[(i // len(FORMATS)) % len(RATES)]
+        kind = KINDS[i % len(KINDS)]
+        y = synth(kind, float(dur), sr, rng)
+        if i % 2:  # stereo: a slightly different second channel
+            y = np.stack([y, np.roll(y, 7) * 0.8], axis=1)
+        path = folder / kind / f"{i:03d}-{kind}-{sr}.{ext}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # in 1-second blocks: one big write of Vorbis overflows the stack in libvorbis (libsndfile issue #1095)
+        with sf.SoundFile(path, "w", sr, y.shape[1] if y.ndim == 2 else 1, format=fmt, subtype=sub) as out:
+            for lo in range(0, len(y), sr):
+                out.write(y[lo:lo + sr])
+        files.append({"path": str(path), "seconds": round(float(dur), 3), "rate": sr, "format": ext,
+                      "channels": 2 if i % 2 else 1})
+    manifest.write_text(json.dumps(files, indent=1))
+    return files
+
+
+def decode_all(files: list[dict[str, Any]], cfg: Any) -> tuple[np.ndarray, float]:
+    """All windows of all files (as ingest cuts them) and the seconds it took (one thread)."""
+    from soundlib.audio import load_windows
+
+    t = time.perf_counter()
+    wins = [load_windows(f["path"], cfg)[1] for f in files]
+    return np.concatenate(wins), time.perf_counter() - t
+
+
+def encoder_only(model: Any, windows: np.ndarray, batch: int) -> float:
+    """Seconds to embed every window with ``model.embed_audio`` in batches of ``batch`` (windows in memory)."""
+    import torch
+
+    t = time.perf_counter()
+    for lo in range(0, len(windows), batch):
+        model.embed_audio(torch.from_numpy(windows[lo:lo + batch]))
+    return time.perf_counter() - t
+
+
+def run_ingest(loaded: Any, root: Path, batch: int) -> tuple[Any, float]:
+    """One ingest of ``root`` into a fresh embedded store in a temp folder: ``(report, wall seconds)``."""
+    from soundlib.ingest import ingest
+    from soundlib.store import open_store
+
+    tmp = tempfile.mkdtemp(prefix="bench-ingest-")
+    try:
+        with open_store(db=tmp, create=True) as store:
+            t = time.perf_counter()
+            report = ingest([str(root)], loaded, store, batch_size=batch)
+            wall = time.perf_counter() - t
+            assert store.count() == report.windows, (store.count(), report.windows)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report, wall
+
+
+def bench_model(res: Result, name: str, overrides: dict[str, Any], root: Path, files: list[dict[str, Any]],
+                models_dir: Path, rounds: int) -> np.ndarray:
+    """Encoder-only and ingest runs alternated (E I E I ... E) so load changes on the shared machine hit both;
+    each ingest is compared with the mean of the encoder runs on either side of it."""
+    import torch
+
+    from soundlib.embedding import DEFAULT_BATCH_SIZE
+
+    label = model_label(name, overrides)
+    loaded = saved_model(name, models_dir, **overrides)
+    model = loaded.model
+    cfg = model.config.audio
+    windows, t_decode = decode_all(files, cfg)
+    n = len(windows)
+    batch = DEFAULT_BATCH_SIZE
+    # warm-up: builds the front end, loads backbones, and lets oneDNN create its kernels for both batch shapes
+    for size in {batch, n % batch or batch}:
+        model.embed_audio(torch.from_numpy(windows[:size]))
+    t_enc = [encoder_only(model, windows, batch)]
+    t_ing = []
+    for _ in range(rounds):
+        report, wall = run_ingest(loaded, root, batch)
+        if report.skipped or report.windows != n:
+            raise RuntimeError(f"ingest wrote {report.windows} windows of {n}; skipped {report.skipped}")
+        t_ing.append(wall)
+        t_enc.append(encoder_only(model, windows, batch))
+    enc = n / median(t_enc)
+    ing = n / median(t_ing)
+    per_round = [(n / t_ing[i]) / (n / ((t_enc[i] + t_enc[i + 1]) / 2)) for i in range(rounds)]
+    res.add(f"ingest {label}", ing, "windows/s", baseline="encoder only (windows in memory)", baseline_value=enc,
+            ratio=ing / enc, goal=f">= {GOAL_RATIO}", met=ing / enc >= GOAL_RATIO,
+            note=f"{n} windows of {len(files)} files; medians of {rounds} ingests / {rounds + 1} encoder runs; "
+                 f"per-round ratios " + ", ".join(f"{r:.2f}" for r in per_round) + "; decode alone (one thread) "
+                 f"{n / t_decode:.1f} windows/s")
+    res.details[label] = {"model": name, "overrides": overrides, "windows": n, "files": len(files),
+                          "batch": batch, "decode_s": t_decode, "encoder_s": t_enc, "ingest_wall_s": t_ing,
+                          "per_round_ratio": per_round}
+    return windows
+
+
+def bench_frontend(res: Result, windows: np.ndarray, n_ours: int, n_librosa: int) -> None:
+    import librosa
+
+    from encoders.config import AudioConfig
+    from soundlib.audio import log_mel_batch
+
+    cfg = AudioConfig()
+    ours_in = windows[:n_ours]
+    log_mel_batch(ours_in[:8], cfg)  # builds the cached module
+    t = time.perf_counter()
+    ours = log_mel_batch(ours_in, cfg).numpy()
+    t_ours = time.perf_counter() - t
+
+    def plain(y: np.ndarray) -> np.ndarray:
+        m = librosa.feature.melspectrogram(
+            y=y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+            n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, center=True, pad_mode="constant", power=2.0)
+        return np.log(m + cfg.log_offset)[:, :cfg.frames]
+
+    plain(windows[0])
+    t = time.perf_counter()
+    ref = np.stack([plain(w) for w in windows[:n_librosa]])
+    t_lib = time.perf_counter() - t
+    ours_rate, lib_rate = n_ours / t_ours, n_librosa / t_lib
+    diff = float(np.max(np.abs(ours[:n_librosa] - ref)))
+    res.add("front end: log_mel_batch", ours_rate, "windows/s", baseline="per-clip librosa melspectrogram + log",
+            baseline_value=lib_rate, ratio=ours_rate / lib_rate,
+            note=f"{n_ours} / {n_librosa} windows; max |difference| {diff:.2e} (log-mel units)")
+    res.details["frontend"] = {"ours_windows": n_ours, "ours_s": t_ours, "librosa_windows": n_librosa,
+                               "librosa_s": t_lib, "max_abs_diff": diff}
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    n_files, max_seconds = (12, 20.0) if args.quick else (48, 60.0)
+    res = Result("ingest", args.quick, params={"files": n_files, "max_seconds": max_seconds, "min_seconds": 0.3,
+                                               "rates": RATES, "formats": [f[0] for f in FORMATS]})
+    root = CACHE_DIR / f"ingest-library-{n_files}-{max_seconds:g}"
+    files = make_library(root, n_files, max_seconds)
+    res.details["library"] = {"files": len(files), "seconds": round(sum(f["seconds"] for f in files), 1),
+                              "formats": sorted({f["format"] for f in files}),
+                              "rates": sorted({f["rate"] for f in files})}
+    models_dir = CACHE_DIR / "models"
+    windows = None
+    for name, overrides in (FAST_M5, PRETRAINED):
+        w = bench_model(res, name, overrides, root, files, models_dir, rounds=1 if args.quick else 3)
+        windows = w if windows is None else windows
+    assert windows is not None
+    bench_frontend(res, windows, n_ours=min(len(windows), 512), n_librosa=min(len(windows), 32 if args.quick else 128))
+    res.finish()
+
+
+if __name__ == "__main__":
+    main()
