@@ -16,13 +16,7 @@ from encoders.registry import FAMILIES, MODELS, register_model
 from encoders.streams import AudioStream, VisualStream, pool2x2, scaled_channels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is ~30x faster than two on this shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = {"width": 0.125, "image_size": 64}
 PAPER_NAMES = (

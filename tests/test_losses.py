@@ -12,13 +12,7 @@ from hypothesis import strategies as st
 from encoders.losses import bce_loss, infonce_loss, margin_loss, ntxent_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is ~30x faster than two on this shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cos(x: list[float], y: list[float]) -> float:

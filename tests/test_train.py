@@ -31,12 +31,7 @@ PAPER_MODELS = ("m1-baseline-linear-bce", "m2-attention-linear-bce", "m3-attenti
 TINY = dict(width=0.125, image_size=32, threads=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _video(root: Path, name: str, base_hz: float, hue: int, seconds: int = 3) -> list[dict]:

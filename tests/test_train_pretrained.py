@@ -29,12 +29,7 @@ CFG = AudioConfig()
 SR = CFG.sample_rate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _stepped(levels: list[float], freq: float, seed: int = 0) -> np.ndarray:
