@@ -13,6 +13,8 @@ version, weights that do not fit the configuration -- raises :class:`~encoders.e
 
 from __future__ import annotations
 
+from encoders.hashing import file_sha256  # noqa: F401 (re-exported)
+
 import datetime as _dt
 import hashlib
 import io
@@ -59,13 +61,6 @@ class CheckpointInfo:
     audio_std: list[float] = field(default_factory=list)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _code_version() -> str:

@@ -22,7 +22,8 @@ Rules (``soundlib ingest DIR...``):
 
 from __future__ import annotations
 
-import hashlib
+from encoders.hashing import file_sha256  # noqa: F401 (re-exported)
+
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -66,13 +67,6 @@ def audio_extensions() -> frozenset[str]:
     return frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in AUDIO_EXTENSIONS)
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes (read in ``chunk``-byte blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

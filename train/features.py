@@ -23,6 +23,8 @@ and ``soundlib eval`` read pictures.
 
 from __future__ import annotations
 
+from encoders.hashing import file_sha256  # noqa: F401 (re-exported)
+
 import hashlib
 import json
 import os
@@ -42,13 +44,6 @@ CACHE_VERSION = 1
 WINDOW_KEEP_DB = 12.0
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def frontend_key(audio: AudioConfig, extra: str = "") -> str:
