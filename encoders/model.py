@@ -22,10 +22,9 @@ from torch.nn import functional as F
 
 from encoders.attention import AttentionHead
 from encoders.config import ModelConfig
-from encoders.errors import ConfigError
 from encoders.frontend import ImageNormalize
-from encoders.losses import bce_loss, infonce_loss, margin_loss, ntxent_loss
-from encoders.projectors import CorrelationHead, make_projector, pair_distance
+from encoders.objective import PairObjective
+from encoders.projectors import CorrelationHead, make_projector
 from encoders.streams import AudioStream, ConvStream, GlobalFeature, VisualStream
 
 
@@ -77,7 +76,7 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class AVModel(nn.Module):
+class AVModel(PairObjective, nn.Module):
     """The paper's audio-visual model for one :class:`~encoders.config.ModelConfig` (family ``"paper"``).
 
     Attributes:
@@ -214,46 +213,3 @@ class AVModel(nn.Module):
         """Normalised images ``(B, 3, S, S)`` and raw log-mel ``(B, n_mels, frames)`` -> ``(v, a)`` embeddings."""
         return self.encode_image(images), self.encode_audio(feats)
 
-    def correlation_logits(self, v: Tensor, a: Tensor) -> Tensor:
-        """Logits ``(B, 2)`` ``[uncorrelated, correlated]`` for embedding pairs (BCE families only).
-
-        Raises:
-            ConfigError: the model is a contrastive one (no correlation head).
-        """
-        if self.correlation is None:
-            raise ConfigError(f"model {self.config.name} has no correlation head (trained with {self.config.loss})")
-        return self.correlation(v, a)
-
-    def project(self, z: Tensor) -> Tensor:
-        """The contrastive projector applied to embeddings ``(B, D)`` (identity for the BCE families)."""
-        return z if self.projector is None else self.projector(z)
-
-    def pair_loss(self, v: Tensor, a: Tensor, labels: Tensor | None = None) -> Tensor:
-        """The configured training loss for a batch of embedding pairs.
-
-        Args:
-            v: ``(B, D)`` visual embeddings (from :meth:`encode_image`).
-            a: ``(B, D)`` audio embeddings (from :meth:`encode_audio`).
-            labels: ``(B,)`` 1 = correlated, 0 = not; required by ``bce``/``margin``, ignored by ``infonce``/``ntxent``
-                (whose batches hold positives only: row ``i`` of ``v`` goes with row ``i`` of ``a``).
-
-        Returns:
-            scalar: ``bce`` -> BCE on the correlation head; ``margin`` -> BCE + margin loss on the embedding
-            distance (``config.margin``); ``infonce`` / ``ntxent`` -> the loss on the projected vectors
-            (``config.temperature``), image -> audio direction.
-        """
-        loss = self.config.loss
-        if loss in ("bce", "margin"):
-            if labels is None:
-                raise ValueError(f"loss {loss!r} needs labels (1 = correlated, 0 = not)")
-            dist = pair_distance(v, a)
-            total = bce_loss(self.correlation.forward_distance(dist), labels)  # type: ignore[union-attr]
-            if loss == "margin":
-                total = total + margin_loss(dist, labels, margin=self.config.margin)
-            return total
-        zv, za = self.project(v), self.project(a)
-        if loss == "infonce":
-            return infonce_loss(zv, za, tau=self.config.temperature)
-        if loss == "ntxent":
-            return ntxent_loss(zv, za, tau=self.config.temperature)
-        raise ConfigError(f"unknown loss {loss!r} in model {self.config.name}")

@@ -56,8 +56,8 @@ from encoders.backbones import (
 )
 from encoders.config import ModelConfig
 from encoders.errors import ConfigError
-from encoders.losses import bce_loss, infonce_loss, margin_loss, ntxent_loss
-from encoders.projectors import CorrelationHead, make_projector, pair_distance
+from encoders.objective import PairObjective
+from encoders.projectors import CorrelationHead, make_projector
 
 #: The family name this module registers under (see :mod:`encoders.registry`).
 FAMILY = "pretrained"
@@ -137,7 +137,7 @@ class PretrainedEncoder(nn.Module):
         return (emb, atts) if return_attention else emb
 
 
-class PretrainedAVModel(nn.Module):
+class PretrainedAVModel(PairObjective, nn.Module):
     """Frozen EfficientNet-Lite0 (images) and aisfx (sounds) with trainable attention heads.
 
     Args:
@@ -328,46 +328,6 @@ class PretrainedAVModel(nn.Module):
         """Packed image and audio features -> ``(v, a)`` embeddings."""
         return self.encode_image(image_feats), self.encode_audio(audio_feats)
 
-    def correlation_logits(self, v: Tensor, a: Tensor) -> Tensor:
-        """Logits ``(B, 2)`` ``[uncorrelated, correlated]`` (BCE families only).
-
-        Raises:
-            ConfigError: the model is a contrastive one (no correlation head).
-        """
-        if self.correlation is None:
-            raise ConfigError(f"model {self.config.name} has no correlation head (trained with {self.config.loss})")
-        return self.correlation(v, a)
-
-    def project(self, z: Tensor) -> Tensor:
-        """The contrastive projector applied to embeddings ``(B, D)`` (identity for the BCE families)."""
-        return z if self.projector is None else self.projector(z)
-
-    def pair_loss(self, v: Tensor, a: Tensor, labels: Tensor | None = None) -> Tensor:
-        """The configured loss for a batch of embedding pairs (same contract as ``AVModel.pair_loss``).
-
-        Args:
-            v: ``(B, D)`` visual embeddings (from :meth:`encode_image`).
-            a: ``(B, D)`` audio embeddings (from :meth:`encode_audio`).
-            labels: ``(B,)`` 1/0, required by ``bce``/``margin``, ignored by ``infonce``/``ntxent``.
-
-        Returns:
-            scalar loss.
-        """
-        loss = self.config.loss
-        if loss in ("bce", "margin"):
-            if labels is None:
-                raise ValueError(f"loss {loss!r} needs labels (1 = correlated, 0 = not)")
-            dist = pair_distance(v, a)
-            total = bce_loss(self.correlation.forward_distance(dist), labels)  # type: ignore[union-attr]
-            if loss == "margin":
-                total = total + margin_loss(dist, labels, margin=self.config.margin)
-            return total
-        zv, za = self.project(v), self.project(a)
-        if loss == "infonce":
-            return infonce_loss(zv, za, tau=self.config.temperature)
-        if loss == "ntxent":
-            return ntxent_loss(zv, za, tau=self.config.temperature)
-        raise ConfigError(f"unknown loss {loss!r} in model {self.config.name}")
 
 
 def bf16_supported() -> bool:
