@@ -162,3 +162,15 @@ def check_library(store: Any, root: Path, expected: dict[str, int]) -> None:
         assert [m["last"] for m in metas] == [False] * (n - 1) + [True], rel
         assert {m["file_id"] for m in metas} == {file_key(str(root), rel)}
     assert len(ids) == sum(expected.values()) == store.count()
+
+
+def one_line(result, code: int, *words: str) -> str:
+    """Assert the exit code, no traceback, and exactly one line on stderr holding every word; return that line."""
+    everything = result.stdout + result.stderr
+    assert result.exit_code == code, everything
+    assert "Traceback" not in everything
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]

@@ -29,7 +29,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from cli import main
-from tests.cli_process import peak_rss_mb, start_cli
+from tests.cli_process import one_line, peak_rss_mb, start_cli
 from tests.conftest import tone, write_image, write_video
 from tests.fixtures_library import write_sound
 from tests.fixtures_models import tiny_checkpoint, tiny_model  # noqa: F401 (fixtures)
@@ -39,16 +39,6 @@ def run(*args: object):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def one_line(result, code: int, *words: str) -> str:
-    """Assert the exit code, no traceback, and exactly one line on stderr holding every word; return that line."""
-    everything = result.stdout + result.stderr
-    assert result.exit_code == code, everything
-    assert "Traceback" not in everything
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    return lines[0]
 
 
 # --- corpus writers ------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from cli import main
 from tests.chroma_server import ChromaServer, TokenProxy
-from tests.cli_process import check_library, start_cli, stored_windows, wait_for, write_library
+from tests.cli_process import check_library, one_line, start_cli, stored_windows, wait_for, write_library
 from tests.conftest import write_image
 from tests.fixtures_models import other_checkpoint, tiny_checkpoint  # noqa: F401 (fixtures)
 
@@ -34,15 +34,6 @@ def run(*args: object, env: dict[str, str] | None = None):
     return CliRunner(env=env).invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def one_line(result, code: int, *words: str) -> str:
-    everything = result.stdout + result.stderr
-    assert result.exit_code == code, everything
-    assert "Traceback" not in everything
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
