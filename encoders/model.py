@@ -110,17 +110,6 @@ class AVModel(PairObjective, nn.Module):
         self._logmel: nn.Module | None = None  # built on first use (imports librosa)
         self.inference_bf16 = True
 
-    # -- properties -------------------------------------------------------------------------------------------
-    @property
-    def embed_dim(self) -> int:
-        """Size ``D`` of the retrieval embedding."""
-        return int(self.config.embed_dim)
-
-    @property
-    def name(self) -> str:
-        """The registry name of the configuration."""
-        return self.config.name
-
     # -- audio ------------------------------------------------------------------------------------------------
     def set_audio_stats(self, mean: Any, std: Any) -> None:
         """Store the training set's per-band log-mel mean and standard deviation.

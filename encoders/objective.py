@@ -14,7 +14,17 @@ from encoders.projectors import pair_distance
 
 
 class PairObjective:
-    """``correlation_logits``, ``project`` and ``pair_loss`` for a two-tower model (see the module docstring)."""
+    """``embed_dim``, ``name``, ``correlation_logits``, ``project`` and ``pair_loss`` for a two-tower model."""
+
+    @property
+    def embed_dim(self) -> int:
+        """Size ``D`` of the retrieval embedding."""
+        return int(self.config.embed_dim)
+
+    @property
+    def name(self) -> str:
+        """The registry name of the configuration."""
+        return self.config.name
 
     def correlation_logits(self, v: Tensor, a: Tensor) -> Tensor:
         """Logits ``(B, 2)`` ``[uncorrelated, correlated]`` for embedding pairs (BCE families only).

@@ -189,16 +189,6 @@ class PretrainedAVModel(PairObjective, nn.Module):
 
     # -- identity ---------------------------------------------------------------------------------------------
     @property
-    def embed_dim(self) -> int:
-        """Size ``D`` of the retrieval embedding."""
-        return int(self.config.embed_dim)
-
-    @property
-    def name(self) -> str:
-        """The registry name of the configuration."""
-        return self.config.name
-
-    @property
     def features_key(self) -> str:
         """Short hash of everything the cached features depend on (backbones, taps, grids, precision, front end).
 
