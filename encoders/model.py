@@ -13,7 +13,6 @@ positions) and either the attention head (:mod:`encoders.attention`, models 2-7)
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from torch.nn import functional as F
 from encoders.attention import AttentionHead
 from encoders.config import ModelConfig
 from encoders.frontend import ImageNormalize
-from encoders.objective import PairObjective
+from encoders.twotower import TwoTower
 from encoders.projectors import CorrelationHead, make_projector
 from encoders.streams import AudioStream, ConvStream, GlobalFeature, VisualStream
 
@@ -76,7 +75,7 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class AVModel(PairObjective, nn.Module):
+class AVModel(TwoTower, nn.Module):
     """The paper's audio-visual model for one :class:`~encoders.config.ModelConfig` (family ``"paper"``).
 
     Attributes:
@@ -168,10 +167,6 @@ class AVModel(PairObjective, nn.Module):
         return self.visual(x, return_attention=return_attention)
 
     # -- inference helpers ------------------------------------------------------------------------------------
-    def _autocast(self, fast: bool | None) -> Any:
-        use = self.inference_bf16 if fast is None else fast
-        return torch.autocast("cpu", dtype=torch.bfloat16) if use else nullcontext()
-
     @torch.no_grad()
     def embed_audio(self, waves: Tensor, fast: bool | None = None) -> Tensor:
         """Waveform windows ``(B, samples)`` -> ``(B, D)`` float32 embeddings (no grad; call ``eval()`` first).
@@ -180,12 +175,6 @@ class AVModel(PairObjective, nn.Module):
         """
         feats = self.audio_features(waves)
         return self.embed_audio_features(feats, fast=fast)
-
-    @torch.no_grad()
-    def embed_audio_features(self, feats: Tensor, fast: bool | None = None) -> Tensor:
-        """Cached raw log-mel ``(B, n_mels, frames)`` -> ``(B, D)`` float32 embeddings (no grad)."""
-        with self._autocast(fast):
-            return self.encode_audio(feats).float()
 
     @torch.no_grad()
     def embed_images(self, images: Tensor, fast: bool | None = None) -> Tensor:
@@ -197,8 +186,4 @@ class AVModel(PairObjective, nn.Module):
         with self._autocast(fast):
             return self.encode_image(x).float()
 
-    # -- training ---------------------------------------------------------------------------------------------
-    def forward(self, images: Tensor, feats: Tensor) -> tuple[Tensor, Tensor]:
-        """Normalised images ``(B, 3, S, S)`` and raw log-mel ``(B, n_mels, frames)`` -> ``(v, a)`` embeddings."""
-        return self.encode_image(images), self.encode_audio(feats)
 

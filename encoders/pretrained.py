@@ -56,7 +56,7 @@ from encoders.backbones import (
 )
 from encoders.config import ModelConfig
 from encoders.errors import ConfigError
-from encoders.objective import PairObjective
+from encoders.twotower import TwoTower
 from encoders.projectors import CorrelationHead, make_projector
 
 #: The family name this module registers under (see :mod:`encoders.registry`).
@@ -137,7 +137,7 @@ class PretrainedEncoder(nn.Module):
         return (emb, atts) if return_attention else emb
 
 
-class PretrainedAVModel(PairObjective, nn.Module):
+class PretrainedAVModel(TwoTower, nn.Module):
     """Frozen EfficientNet-Lite0 (images) and aisfx (sounds) with trainable attention heads.
 
     Args:
@@ -201,10 +201,6 @@ class PretrainedAVModel(PairObjective, nn.Module):
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
     # -- helpers ----------------------------------------------------------------------------------------------
-    def _autocast(self, fast: bool | None) -> Any:
-        use = self.inference_bf16 if fast is None else fast
-        return torch.autocast("cpu", dtype=torch.bfloat16) if use else nullcontext()
-
     def _batches(self, x: Tensor):
         step = max(1, int(self.spec.batch))
         for i in range(0, x.shape[0], step):
@@ -281,12 +277,6 @@ class PretrainedAVModel(PairObjective, nn.Module):
 
     # -- inference helpers ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def embed_audio_features(self, feats: Tensor, fast: bool | None = None) -> Tensor:
-        """Cached audio features -> ``(B, D)`` float32 embeddings (no grad; call ``eval()`` first)."""
-        with self._autocast(fast):
-            return self.encode_audio(feats).float()
-
-    @torch.no_grad()
     def embed_image_features(self, feats: Tensor, fast: bool | None = None) -> Tensor:
         """Cached image features -> ``(B, D)`` float32 embeddings (no grad; call ``eval()`` first)."""
         with self._autocast(fast):
@@ -313,10 +303,6 @@ class PretrainedAVModel(PairObjective, nn.Module):
             logits = effnet_lite0()._fc(g)
         return _top_labels(logits, k)
 
-    # -- training ---------------------------------------------------------------------------------------------
-    def forward(self, image_feats: Tensor, audio_feats: Tensor) -> tuple[Tensor, Tensor]:
-        """Packed image and audio features -> ``(v, a)`` embeddings."""
-        return self.encode_image(image_feats), self.encode_audio(audio_feats)
 
 
 

@@ -1,11 +1,17 @@
-"""The training objective shared by every model family: correlation head, projector and the configured loss.
+"""What every model family shares: identity, bf16 inference, the pair forward, the correlation head, the projector
+and the configured loss.
 
-A model class mixes :class:`PairObjective` in and provides ``config`` (:class:`~encoders.config.ModelConfig`),
-``correlation`` (a :class:`~encoders.projectors.CorrelationHead` or ``None``) and ``projector`` (or ``None``).
+A model class mixes :class:`TwoTower` in and provides ``config`` (:class:`~encoders.config.ModelConfig`),
+``encode_image``, ``encode_audio``, ``inference_bf16``, ``correlation`` (a
+:class:`~encoders.projectors.CorrelationHead` or ``None``) and ``projector`` (or ``None``).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from typing import Any
+
+import torch
 from torch import Tensor
 
 from encoders.errors import ConfigError
@@ -13,8 +19,8 @@ from encoders.losses import bce_loss, infonce_loss, margin_loss, ntxent_loss
 from encoders.projectors import pair_distance
 
 
-class PairObjective:
-    """``embed_dim``, ``name``, ``correlation_logits``, ``project`` and ``pair_loss`` for a two-tower model."""
+class TwoTower:
+    """The part of an image tower + audio tower model that does not depend on the towers (see the module)."""
 
     @property
     def embed_dim(self) -> int:
@@ -25,6 +31,21 @@ class PairObjective:
     def name(self) -> str:
         """The registry name of the configuration."""
         return self.config.name
+
+    def _autocast(self, fast: bool | None) -> Any:
+        use = self.inference_bf16 if fast is None else fast
+        return torch.autocast("cpu", dtype=torch.bfloat16) if use else nullcontext()
+
+    @torch.no_grad()
+    def embed_audio_features(self, feats: Tensor, fast: bool | None = None) -> Tensor:
+        """Cached audio features (log-mel or packed backbone features) -> ``(B, D)`` float32 embeddings (no grad;
+        call ``eval()`` first); ``fast`` (default :attr:`inference_bf16`) runs the encoder under bf16 autocast."""
+        with self._autocast(fast):
+            return self.encode_audio(feats).float()
+
+    def forward(self, image_inputs: Tensor, audio_inputs: Tensor) -> tuple[Tensor, Tensor]:
+        """Encoder inputs of both towers -> ``(v, a)`` embeddings."""
+        return self.encode_image(image_inputs), self.encode_audio(audio_inputs)
 
     def correlation_logits(self, v: Tensor, a: Tensor) -> Tensor:
         """Logits ``(B, 2)`` ``[uncorrelated, correlated]`` for embedding pairs (BCE families only).
