@@ -55,7 +55,7 @@ import numpy as np
 
 from encoders.config import AudioConfig
 from soundlib.errors import AudioError
-from soundlib.media import check_file
+from soundlib.media import check_file, decoded_frames
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -250,37 +250,20 @@ class _PyAVReader:
         # its own resolution (Matroska's 1 ms would otherwise misplace every AAC/Vorbis frame by up to 24 samples).
         tol = max(2, math.ceil(2 * float(s.time_base) * sr)) if s.time_base else 2
         expected: int | None = None
-        good = bad = 0
-        packets = self.c.demux(s)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                return
-            except av.error.FFmpegError:  # a damaged container: treat as its end (completeness is checked)
-                return
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as e:
-                bad += 1
-                if bad > 3 and bad > 0.1 * (good + bad):
-                    raise _truncated(getattr(e, "strerror", None) or str(e), self.path) from None
-                continue
-            good += 1
-            for frame in frames:
-                ts = None
-                if frame.pts is not None and frame.time_base:
-                    ts = int(round((float(frame.pts * frame.time_base) - self.t0) * sr))
-                if expected is None:
-                    idx = ts if (ts is not None or seek_to is not None) else 0
-                elif ts is None or abs(ts - expected) <= tol:
-                    idx = expected
-                else:  # a real gap or overlap (e.g. a packet lost to damage)
-                    idx = ts
-                mono = _frame_to_mono(frame)
-                if idx is not None:
-                    expected = idx + len(mono)
-                yield idx, mono
+        for frame in decoded_frames(self.c, s, lambda detail: _truncated(detail, self.path)):
+            ts = None
+            if frame.pts is not None and frame.time_base:
+                ts = int(round((float(frame.pts * frame.time_base) - self.t0) * sr))
+            if expected is None:
+                idx = ts if (ts is not None or seek_to is not None) else 0
+            elif ts is None or abs(ts - expected) <= tol:
+                idx = expected
+            else:  # a real gap or overlap (e.g. a packet lost to damage)
+                idx = ts
+            mono = _frame_to_mono(frame)
+            if idx is not None:
+                expected = idx + len(mono)
+            yield idx, mono
 
     def _decode(self, start: int, n: int, seek: bool) -> tuple[np.ndarray, bool]:
         """Native samples [start, start + n) -> (buffer, seek_failed); the buffer is short only at the end."""

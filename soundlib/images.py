@@ -43,7 +43,7 @@ import numpy as np
 
 from encoders.config import ImageConfig
 from soundlib.errors import ImageError, VideoError
-from soundlib.media import check_file
+from soundlib.media import check_file, decoded_frames
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -334,30 +334,6 @@ def video_has_audio(path: str | Path) -> bool:
     return video_info(path).has_audio
 
 
-def _decoded_frames(c: Any, stream: Any, path: str | Path) -> Iterator[Any]:
-    """Frames of ``stream`` in presentation order; damaged packets are skipped, a damaged container ends it."""
-    import av
-
-    good = bad = 0
-    packets = c.demux(stream)
-    while True:
-        try:
-            packet = next(packets)
-        except StopIteration:
-            return
-        except av.error.FFmpegError:
-            return
-        try:
-            frames = packet.decode()
-        except av.error.FFmpegError as e:
-            bad += 1
-            if bad > 3 and bad > 0.1 * (good + bad):
-                raise VideoError(f"truncated or corrupt ({getattr(e, 'strerror', None) or e})", path) from None
-            continue
-        good += 1
-        yield from frames
-
-
 def _frame_image(frame: Any) -> "PILImage.Image":
     """An ``av.VideoFrame`` -> PIL RGB image with the display rotation applied."""
     from PIL import Image
@@ -416,7 +392,7 @@ def video_frames(path: str | Path, every: float = 1.0, size: int | None = None,
             else 0.0
         rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
         target, count = 0.0, 0
-        for frame in _decoded_frames(c, stream, path):
+        for frame in decoded_frames(c, stream, lambda d: VideoError(f"truncated or corrupt ({d})", path)):
             t = (float(frame.pts * frame.time_base) - t0) if (frame.pts is not None and frame.time_base) \
                 else count / rate
             count += 1

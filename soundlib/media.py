@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Literal
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
 from soundlib.errors import SoundlibError
 
@@ -95,3 +96,31 @@ def check_file(path: str | Path, error: type[SoundlibError] = SoundlibError) -> 
     if st.st_size == 0:
         raise error("empty file (0 bytes)", path)
     return p
+
+
+def decoded_frames(container: Any, stream: Any, on_damage: Callable[[str], SoundlibError]) -> Iterator[Any]:
+    """Decoded PyAV frames of ``stream``; damaged packets are skipped, a damaged container ends the stream.
+
+    More than 3 undecodable packets that are also more than a tenth of those seen raise ``on_damage(detail)``
+    (``detail``: FFmpeg's message), e.g. an :class:`~soundlib.errors.AudioError` "truncated or corrupt (...)".
+    """
+    import av
+
+    good = bad = 0
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError:  # a damaged container: treat as its end (callers check completeness)
+            return
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as e:
+            bad += 1
+            if bad > 3 and bad > 0.1 * (good + bad):
+                raise on_damage(getattr(e, "strerror", None) or str(e)) from None
+            continue
+        good += 1
+        yield from frames
