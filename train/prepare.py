@@ -278,10 +278,10 @@ def _prepare_one(video: Path, vid: str, out: Path, fps: float, acfg: AudioConfig
 def decode_track(path: Path, sample_rate: int) -> tuple[Any, float]:
     """Decode a video's first audio track to mono float32 at ``sample_rate``, frames laid end to end.
 
-    Why not :func:`soundlib.audio.load_audio`: it places decoded frames by their timestamps, and Matroska/WebM
-    timestamps have 1 ms resolution, so every frame (e.g. 1024 samples = 21.33 ms) lands up to 16 samples off and the
-    track is corrupted (a 700 Hz AAC tone came back at 716 Hz; a real Vorbis clip differed from its plain decode by
-    more than its own RMS). A whole track needs no placement: frames are contiguous in decode order.
+    Written when :func:`soundlib.audio.load_audio` still placed every frame by its 1 ms Matroska timestamp (which
+    garbled AAC/Vorbis); ``load_audio`` now lays frames end to end too, but honours the track's first timestamp
+    (e.g. 12 ms of leading silence in play101.mkv) where this function starts at the first decoded sample.
+    Folding this into ``load_audio`` is left for later (it shifts prepared audio by that offset).
 
     Returns:
         ``(samples (n,) float32, track seconds from the stream header or 0.0 when unknown)``.
