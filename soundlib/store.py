@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -327,6 +328,28 @@ class SoundStore:
             self._create(meta)
         else:
             self.check_model(loaded)
+            self.tune_search()
+
+    def search_breadth(self) -> int | None:
+        """The collection's HNSW ``ef_search`` (``None`` if it does not say)."""
+        conf = getattr(self.require(), "configuration_json", None) or {}  # raw: `.configuration` warns
+        ef = (conf.get("hnsw") or {}).get("ef_search") if isinstance(conf, dict) else None
+        return int(ef) if ef is not None else None
+
+    def tune_search(self) -> bool:
+        """Raise the collection's HNSW ``ef_search`` to :attr:`StoreConfig.hnsw_ef_search` if it is lower (a
+        collection made by an older soundlib). Takes effect in processes that load the index afterwards.
+
+        Returns:
+            True if the setting was changed.
+        """
+        ef = self.search_breadth()
+        if ef is None or ef >= self.cfg.hnsw_ef_search:
+            return False
+        with self._guard("updating the search settings"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # chromadb: "legacy embedding function config"
+            self.require().modify(configuration={"hnsw": {"ef_search": int(self.cfg.hnsw_ef_search)}})
+        return True
 
     def check_model(self, loaded: Any) -> None:
         """Refuse a model other than the one the collection was built with.
@@ -513,10 +536,17 @@ class SoundStore:
                distinct: str = "path") -> list[list[Hit]]:
         """For each query vector, the ``k`` nearest distinct files (or other ``distinct`` values), best window each.
 
-        Chroma is asked for ``k * candidate_factor`` windows; these are re-ranked exactly (Euclidean distance
-        recomputed from the returned embeddings) and reduced to the best window per distinct value. If fewer than
-        ``k`` distinct values came back, the fetch widens (x4) until there are ``k`` or the collection (under
-        ``where``) is exhausted.
+        Chroma is asked for :meth:`candidates` windows (``k * candidate_factor``); these are
+        re-ranked exactly (Euclidean distance recomputed from the returned embeddings) and reduced to the best
+        window per distinct value. If fewer than ``k`` distinct values came back, the fetch widens (x4) until there
+        are ``k`` or the collection (under ``where``) is exhausted.
+
+        For ``distinct="path"`` the candidates are fetched without metadata: the store's record ids are
+        ``"<file_id>:<window>"``, so the best window per file is picked from the ids and only the ``k`` winners'
+        metadata is read (one ``get`` for all queries). Metadata costs several times the embeddings per record,
+        so this is what keeps a search at 200k windows near Chroma's own query time (bench/query.py). Records
+        with other ids (or a winner whose stored ``file_id`` disagrees with its id) fall back to reading every
+        candidate's metadata, as any other ``distinct`` key does.
 
         Args:
             vectors: ``(Q, D)`` (or ``(D,)``) query embeddings, L2-normalised like the stored ones.
@@ -536,22 +566,27 @@ class SoundStore:
         if k < 1:
             raise ValueError("k must be >= 1")
         results: list[list[Hit]] = [[] for _ in range(len(q))]
-        if len(q) == 0:
-            return results
         # No count() here: it costs ~60 ms at 200k windows (bench/query.py). Chroma accepts n_results above the
         # collection's size and returns what there is, so "fewer ids than asked for" means exhausted.
+        by_id = distinct == "path"
+        include = ["embeddings"] if by_id else ["embeddings", "metadatas"]
         pending = list(range(len(q)))
-        fetch = max(k, k * self.cfg.candidate_factor)
+        fetch = self.candidates(k)
         while pending:
             with self._guard("query"):
-                res = col.query(query_embeddings=q[pending], n_results=fetch, where=where,
-                                include=["metadatas", "embeddings"])
+                res = col.query(query_embeddings=q[pending], n_results=fetch, where=where, include=include)
+            rows = [_Candidates.of(q[qi], res, j, fetch) for j, qi in enumerate(pending)]
+            if by_id:
+                self._winners_by_file_id(rows, k)
+            slow = [r for r in rows if r.hits is None and r.ids]
+            if slow:  # every candidate's metadata (other distinct keys, foreign ids)
+                self._read_metadata(slow)
+                for r in slow:
+                    r.hits = _best_per_key(r, distinct)
             still = []
-            for j, qi in enumerate(pending):
-                ids = res["ids"][j]
-                hits = self._rerank(q[qi], ids, res["metadatas"][j], res["embeddings"][j], distinct)
-                exhausted = len(ids) < fetch
-                if len(hits) >= k or exhausted:
+            for qi, r in zip(pending, rows):
+                hits = r.hits or []
+                if len(hits) >= k or r.exhausted:
                     results[qi] = hits[:k]
                 else:
                     still.append(qi)
@@ -559,26 +594,56 @@ class SoundStore:
             fetch *= 4
         return results
 
-    @staticmethod
-    def _rerank(query: np.ndarray, ids: list[str], metas: list[dict[str, Any]], embs: Any,
-                distinct: str) -> list[Hit]:
-        if not ids:
-            return []
-        e = np.asarray(embs, dtype=np.float32).reshape(len(ids), -1)
-        d = np.sqrt(np.maximum(((e - query[None, :]) ** 2).sum(axis=1), 0.0))
-        best: dict[Any, Hit] = {}
-        for i in np.argsort(d, kind="stable"):
-            m = dict(metas[i] or {})
-            if distinct == "path" and "file_id" in m:
-                key = m["file_id"]
-            else:
-                key = m.get(distinct, ids[i])
-            if key in best:
+    def candidates(self, k: int) -> int:
+        """Windows asked of Chroma for a top-``k`` search (``k * candidate_factor``)."""
+        return max(k, k * self.cfg.candidate_factor)
+
+    def _winners_by_file_id(self, rows: list["_Candidates"], k: int) -> None:
+        """Set ``hits`` of rows whose ids follow the store's scheme: best window per file id, winners' metadata
+        read with one ``get``. Rows with fewer than ``k`` files that are not exhausted get ``hits = []`` (widen);
+        rows that cannot be decided from the ids keep ``hits = None`` (read every candidate's metadata)."""
+        chosen: dict[int, list[int]] = {}
+        for n, r in enumerate(rows):
+            keys = [_file_id_of(i) for i in r.ids]
+            if not r.ids or any(key is None for key in keys):
                 continue
-            root, rel = m.get("root"), str(m.get("path", ids[i]))
-            best[key] = Hit(path=os.path.join(root, rel) if root else rel, category=str(m.get("category", "")),
-                            start=float(m.get("start", 0.0)), distance=float(d[i]), id=ids[i], metadata=m)
-        return list(best.values())
+            seen: set[str] = set()
+            pick: list[int] = []
+            for i in r.order:
+                if keys[i] not in seen:
+                    seen.add(keys[i])  # type: ignore[arg-type]
+                    pick.append(int(i))
+                    if len(pick) == k:
+                        break
+            if len(pick) < k and not r.exhausted:
+                r.hits = []  # too few files among the candidates: widen, no metadata needed yet
+            else:
+                chosen[n] = pick
+        want = sorted({rows[n].ids[i] for n, pick in chosen.items() for i in pick})
+        if not want:
+            return
+        with self._guard("reading"):
+            got = self.require().get(ids=want, include=["metadatas"])
+        metas = {i: dict(m or {}) for i, m in zip(got.get("ids") or [], got.get("metadatas") or [])}
+        for n, pick in chosen.items():
+            r = rows[n]
+            if all(metas.get(r.ids[i], {}).get("file_id") == _file_id_of(r.ids[i]) for i in pick):
+                r.metas = [metas[r.ids[i]] if i in pick else None for i in range(len(r.ids))]
+                r.hits = _best_per_key(r, "path", only=pick)
+            # else: a winner was deleted meanwhile or uses another scheme -> hits stay None (slow path)
+
+    def _read_metadata(self, rows: list["_Candidates"]) -> None:
+        """Fill ``metas`` of rows fetched without metadata (one ``get`` for all); records deleted since the query
+        get ``None`` and are skipped by the re-rank."""
+        need = [r for r in rows if r.metas is None or any(m is None for m in r.metas)]
+        want = sorted({i for r in need for i in r.ids})
+        if not want:
+            return
+        with self._guard("reading"):
+            got = self.require().get(ids=want, include=["metadatas"])
+        metas = {i: dict(m or {}) for i, m in zip(got.get("ids") or [], got.get("metadatas") or [])}
+        for r in need:
+            r.metas = [metas.get(i) for i in r.ids]
 
     # --- summary ----------------------------------------------------------------------------------------------
 
@@ -609,6 +674,64 @@ def _folder_size(path: str) -> int:
             except OSError:
                 pass
     return total
+
+
+_STORE_ID = re.compile(r"^([0-9a-f]{24}):[0-9]+$")
+
+
+def _file_id_of(record_id: str) -> str | None:
+    """The file id of a record id written by the store (``"<file_id>:<window>"``), else ``None``."""
+    m = _STORE_ID.match(record_id)
+    return m.group(1) if m else None
+
+
+@dataclass
+class _Candidates:
+    """One query's candidate windows from Chroma: ids, ``(n, D)`` embeddings, exact distances and their order,
+    metadata (``None`` until read; an entry stays ``None`` for a record deleted since), and the hits once decided."""
+
+    query: np.ndarray
+    ids: list[str]
+    embeddings: np.ndarray
+    distances: np.ndarray
+    order: np.ndarray
+    exhausted: bool
+    metas: list[dict[str, Any] | None] | None = None
+    hits: list[Hit] | None = None
+
+    @classmethod
+    def of(cls, query: np.ndarray, res: dict[str, Any], j: int, fetch: int) -> "_Candidates":
+        ids = list(res["ids"][j])
+        embs = res.get("embeddings")
+        if ids and embs is not None:
+            e = np.asarray(embs[j], dtype=np.float32).reshape(len(ids), -1)
+        else:
+            e = np.zeros((0, len(query)), dtype=np.float32)
+        d = np.sqrt(np.maximum(((e - query[None, :]) ** 2).sum(axis=1), 0.0))
+        metas = res.get("metadatas")
+        row_metas = [dict(m or {}) for m in metas[j]] if metas is not None and metas[j] is not None else None
+        return cls(query, ids, e, d, np.argsort(d, kind="stable"), exhausted=len(ids) < fetch, metas=row_metas)
+
+
+def _best_per_key(r: _Candidates, distinct: str, only: Sequence[int] | None = None) -> list[Hit]:
+    """The best window per ``distinct`` value among the candidates (all, or the indices ``only``), by distance."""
+    assert r.metas is not None
+    allowed = None if only is None else set(only)
+    best: dict[Any, Hit] = {}
+    for i in r.order:
+        m = r.metas[i]
+        if m is None or (allowed is not None and int(i) not in allowed):
+            continue  # deleted since the query, or not among the winners
+        if distinct == "path" and "file_id" in m:
+            key = m["file_id"]
+        else:
+            key = m.get(distinct, r.ids[i])
+        if key in best:
+            continue
+        root, rel = m.get("root"), str(m.get("path", r.ids[i]))
+        best[key] = Hit(path=os.path.join(root, rel) if root else rel, category=str(m.get("category", "")),
+                        start=float(m.get("start", 0.0)), distance=float(r.distances[i]), id=r.ids[i], metadata=m)
+    return list(best.values())
 
 
 def _refused_status(u: Any, headers: dict[str, str] | None) -> int | None:

@@ -190,3 +190,99 @@ def test_temporary_store_with_distinct_samples() -> None:
         assert sorted(h.metadata["sample"] for h in hits) == ["s0", "s1", "s2", "s3"]
         assert hits == sorted(hits, key=lambda h: h.distance)
     assert not os.path.exists(folder)
+
+
+def _count_calls(monkeypatch, col, name: str) -> list[dict]:
+    """Record the keyword arguments of every ``col.<name>`` call (the real call still runs)."""
+    calls: list[dict] = []
+    real = getattr(col, name)
+    monkeypatch.setattr(col, name, lambda **kw: (calls.append(kw), real(**kw))[1])
+    return calls
+
+
+def test_search_reads_metadata_of_the_k_winners_only(store: SoundStore, monkeypatch) -> None:
+    import dataclasses
+
+    rng = np.random.default_rng(8)
+    files = {f"f{i:02d}.wav": unit(rng, int(rng.integers(1, 6))) for i in range(60)}
+    store.write_files([fv(n, v) for n, v in files.items()])
+    store.cfg = dataclasses.replace(store.cfg, candidate_factor=10)
+    assert store.candidates(5) == 50
+    col = store.require()
+    queries = _count_calls(monkeypatch, col, "query")
+    gets = _count_calls(monkeypatch, col, "get")
+    qs = unit(rng, 3)
+    results = store.search(qs, k=5)
+    for q, hits in zip(qs, results):
+        assert [Path(h.path).name for h in hits] == [t[0] for t in brute_force(q, files, 5)]
+        assert all(h.metadata["file_id"] == h.id.split(":")[0] for h in hits)
+    assert [c["n_results"] for c in queries] == [50] and queries[0]["include"] == ["embeddings"]
+    assert len(gets) == 1 and gets[0]["include"] == ["metadatas"]
+    assert sorted(gets[0]["ids"]) == sorted({h.id for row in results for h in row})  # 15 records, not 150
+
+
+def test_search_with_foreign_record_ids_reads_every_candidate(store: SoundStore) -> None:
+    rng = np.random.default_rng(9)
+    vecs = unit(rng, 30)
+    # ids outside the store's "<file_id>:<window>" scheme, three windows per file
+    store.add_vectors([f"rec-{i}" for i in range(30)], vecs,
+                      [{"path": f"g{i // 3}.wav", "root": "/x", "file_id": f"g{i // 3}", "start": float(i % 3)}
+                       for i in range(30)])
+    files = {f"g{f}.wav": vecs[3 * f:3 * f + 3] for f in range(10)}
+    hits = store.search(vecs[7], k=4)[0]
+    assert [Path(h.path).name for h in hits] == [t[0] for t in brute_force(vecs[7], files, 4)]
+    assert hits[0].id == "rec-7" and hits[0].start == 1.0
+
+
+def test_search_trusts_stored_file_ids_over_id_prefixes(store: SoundStore) -> None:
+    rng = np.random.default_rng(10)
+    vecs = unit(rng, 12)
+    # ids look like the store's, but pairs of prefixes share one stored file_id: the metadata decides
+    ids = [f"{i:024x}:0" for i in range(12)]
+    store.add_vectors(ids, vecs, [{"path": f"h{i // 2}.wav", "root": "/y", "file_id": f"h{i // 2}"}
+                                  for i in range(12)])
+    hits = store.search(vecs[0], k=3)[0]
+    files = {f"h{f}.wav": vecs[2 * f:2 * f + 2] for f in range(6)}
+    assert [Path(h.path).name for h in hits] == [t[0] for t in brute_force(vecs[0], files, 3)]
+    assert len({h.metadata["file_id"] for h in hits}) == 3
+
+
+def test_search_skips_a_file_deleted_between_query_and_metadata_read(store: SoundStore, monkeypatch) -> None:
+    rng = np.random.default_rng(11)
+    files = {f"f{i:02d}.wav": unit(rng, 2) for i in range(20)}
+    store.write_files([fv(n, v) for n, v in files.items()])
+    q = files["f03.wav"][0]
+    col = store.require()
+    real_query = col.query
+    gone = file_key("/lib", "f03.wav")
+
+    def query_then_delete(**kw):  # an ingest replacing f03 right after Chroma answered
+        res = real_query(**kw)
+        store.delete_files([gone])
+        return res
+
+    monkeypatch.setattr(col, "query", query_then_delete)
+    hits = store.search(q, k=4)[0]
+    truth = brute_force(q, {n: v for n, v in files.items() if n != "f03.wav"}, 4)
+    assert [Path(h.path).name for h in hits] == [t[0] for t in truth]
+
+
+def test_ingest_raises_the_search_breadth_of_an_older_collection(tmp_path: Path, tiny_model) -> None:  # noqa: F811
+    import dataclasses
+
+    rng = np.random.default_rng(12)
+    files = {f"f{i}.wav": unit(rng, 3) for i in range(10)}
+    with open_store(db=tmp_path / "db", create=True) as s:
+        s.cfg = dataclasses.replace(s.cfg, hnsw_ef_search=100)  # as an older soundlib made it
+        s.prepare(tiny_model)
+        s.write_files([fv(n, v) for n, v in files.items()])
+        assert s.search_breadth() == 100
+    with open_store(db=tmp_path / "db") as s:  # the current defaults
+        assert s.search_breadth() == 100 < s.cfg.hnsw_ef_search
+        s.prepare(tiny_model)  # what ingest does first
+        assert s.search_breadth() == s.cfg.hnsw_ef_search
+        assert s.tune_search() is False  # already there: no write
+    with open_store(db=tmp_path / "db") as s:  # kept, and the library is intact
+        assert s.search_breadth() == s.cfg.hnsw_ef_search and s.count() == 30
+        q = files["f4.wav"][1]
+        assert [Path(h.path).name for h in s.search(q, k=3)[0]] == [t[0] for t in brute_force(q, files, 3)]
