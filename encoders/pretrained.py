@@ -49,6 +49,7 @@ from encoders.backbones import (
     Layout,
     effnet_input,
     effnet_lite0,
+    effnet_lite0_bf16,
     imagenet_labels,
     layout_for,
     pack,
@@ -62,7 +63,7 @@ from encoders.projectors import CorrelationHead, make_projector
 #: The family name this module registers under (see :mod:`encoders.registry`).
 FAMILY = "pretrained"
 #: Bump when the features a spec produces change (part of :attr:`PretrainedAVModel.features_key`).
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: bf16 image features from the BN-folded backbone
 
 
 @dataclass(frozen=True)
@@ -259,14 +260,14 @@ class PretrainedAVModel(TwoTower, nn.Module):
         images = torch.as_tensor(images)
         if images.dim() == 3:
             images = images.unsqueeze(0)
-        taps = EffNetTaps(spec=self.spec.image)
+        bf16 = self.inference_bf16 if fast is None else fast
+        taps = EffNetTaps(net=effnet_lite0_bf16() if bf16 else None, spec=self.spec.image)
         layout = image_layout(self.spec)
         outs = []
         with torch.inference_mode():
             for chunk in self._batches(images):
                 x = effnet_input(chunk.cpu(), self.spec.image).contiguous(memory_format=torch.channels_last)
-                with self._autocast(fast):
-                    outs.append(pack(taps(x), layout))
+                outs.append(pack(taps(x.to(torch.bfloat16) if bf16 else x), layout).float())
             feats = torch.cat(outs) if outs else torch.zeros(0, layout.size)
         return feats.clone()
 

@@ -139,10 +139,19 @@ def _normalise_mode(im: "PILImage.Image") -> "PILImage.Image":
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def open_image(path: str | Path) -> "PILImage.Image":
+def open_image(path: str | Path, fit: int | None = None) -> "PILImage.Image":
     """Decode ``path`` into a Pillow image in mode ``RGB`` (or ``F``, 16-bit greyscale), orientation applied.
 
     Same checks and errors as :func:`load_image`; use it when a PIL image is wanted (e.g. to re-save frames).
+
+    Parameters
+    ----------
+    path : str or Path
+    fit : int, optional
+        The caller will scale the short side down to ``fit`` pixels: a JPEG is then decoded at the smallest of
+        Pillow's 1/2, 1/4, 1/8 draft scales whose short side is still at least ``fit`` (scaling in the DCT
+        domain, an area average), which makes a 12-megapixel photo ~3x faster to decode and its resize ~50x
+        cheaper. Pictures under ``2 * fit`` a side decode exactly as without it.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -168,6 +177,9 @@ def open_image(path: str | Path) -> "PILImage.Image":
                 raise ImageError(f"too small ({w} x {h} px; need at least {MIN_SIDE} px a side)", path)
             try:
                 im.seek(0)
+                if fit and im.format == "JPEG" and min(w, h) >= 2 * fit:
+                    scale = fit / min(w, h)
+                    im.draft(None, (math.ceil(w * scale), math.ceil(h * scale)))
                 im.load()
             except Exception as e:  # noqa: BLE001 - OSError "image file is truncated", SyntaxError, zlib.error...
                 raise ImageError(f"truncated or corrupt ({e})", path) from None
@@ -199,7 +211,7 @@ def load_image(path: str | Path, size: int | None = None) -> "torch.Tensor":
     ImageError
         See the module docstring.
     """
-    im = open_image(path)
+    im = open_image(path, fit=size)
     if size is not None:
         im = _fit(im, int(size))
     return _to_tensor(im)

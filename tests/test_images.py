@@ -123,6 +123,25 @@ def test_open_image_returns_rgb(make_image):
     assert im.mode == "RGB" and im.size == (20, 10)
 
 
+def test_large_jpeg_decodes_at_a_draft_scale_close_to_the_full_decode(tmp_path):
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:1200, 0:1600]
+    a = np.stack([x / 1600 * 255, y / 1200 * 255, (x // 40 + y // 40) % 2 * 255], axis=-1)
+    a = np.clip(a + rng.normal(0, 8, a.shape), 0, 255).astype(np.uint8)
+    p = tmp_path / "photo.jpg"
+    Image.fromarray(a).save(p, quality=92)
+    assert open_image(p).size == (1600, 1200)
+    assert open_image(p, fit=224).size == (400, 300)  # 1/4: the smallest scale with a short side >= 224
+    assert open_image(p, fit=700).size == (1600, 1200)  # under 2 x fit: decoded exactly
+    fast = load_image(p, size=224)
+    exact = images._to_tensor(images._fit(open_image(p), 224))  # the full decode, resized
+    assert tuple(fast.shape) == (3, 224, 224)
+    assert float((fast - exact).abs().mean()) < 0.02
+    small = tmp_path / "small.jpg"
+    Image.fromarray(a[:300, :400]).save(small, quality=92)
+    assert torch.equal(load_image(small, size=224), images._to_tensor(images._fit(open_image(small), 224)))
+
+
 # --- errors --------------------------------------------------------------------------------------------------------
 
 def _reason(path, fn=load_image, cls=ImageError) -> str:

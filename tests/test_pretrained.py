@@ -176,6 +176,23 @@ def test_taps_do_not_change_the_packages_computation() -> None:
     assert [tuple(t.shape[1:]) for t in a.taps] == [(128, 25, 24), (256, 12, 12), (512, 12, 12)]
 
 
+def test_folded_backbone_computes_the_same_function() -> None:
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        ref = backbones.EffNetTaps()(x)
+        folded = backbones.EffNetTaps(net=backbones.effnet_lite0_folded(torch.float32))(x)
+        fast = backbones.EffNetTaps(net=backbones.effnet_lite0_bf16())(x.to(torch.bfloat16))
+    net = backbones.effnet_lite0_folded(torch.float32)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert all(isinstance(m, torch.nn.BatchNorm2d) for m in [backbones.effnet_lite0()._bn0])  # original untouched
+    for a, b in zip(folded.taps + [folded.global_, folded.logits], ref.taps + [ref.global_, ref.logits]):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-3)
+    rel = (fast.global_ - ref.global_).norm(dim=1) / ref.global_.norm(dim=1)
+    assert fast.global_.dtype == torch.float32 and float(rel.max()) < 0.1  # bfloat16 rounding only
+    assert fast.logits.argmax(1).tolist() == ref.logits.argmax(1).tolist()
+
+
 def test_audio_frontend_matches_the_aisfx_librosa_spectrogram(tmp_path: Path) -> None:
     from aisfx.spectrogram.spectrogram_librosa import compute_spectrogram
 
