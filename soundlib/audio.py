@@ -131,6 +131,8 @@ class _SoundfileReader:
         self.frames = int(f.frames)
         self.format = str(f.format)
         self.exact = self.format != "MP3"
+        #: the whole file, mono, once :meth:`count_frames` has decoded it (``None``: read from the file)
+        self.decoded: np.ndarray | None = None
         m = _CHUNK_TOO_BIG.search(f.extra_info or "")
         if m:
             declared, actual = int(m.group(2)), int(m.group(3))
@@ -141,6 +143,8 @@ class _SoundfileReader:
 
     def read(self, start: int, n: int) -> np.ndarray:
         """``n`` native samples from ``start``, mono float32 (fewer only at the end of the file)."""
+        if self.decoded is not None:  # counted by decoding: serve from that decode
+            return self.decoded[start:start + n].copy()
         try:
             self.f.seek(start)
             data = self.f.read(n, dtype="float32", always_2d=True)
@@ -148,24 +152,45 @@ class _SoundfileReader:
             raise _truncated(str(getattr(e, "error_string", None) or e), self.path) from None
         if self.exact:
             _check_complete(len(data), min(n, self.frames - start), self.sample_rate, self.path)
-        return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0].copy()
+        return _downmix(data)
 
     def count_frames(self) -> None:
-        """Replace an estimated frame count by the decoded one."""
+        """Replace an estimated frame count by the decoded one; the decoded audio is kept for :meth:`read`
+        while it is at most :data:`FULL_READ_SECONDS` x 2 long (so an MP3 is decoded once, not twice)."""
         total = 0
+        keep: list[np.ndarray] | None = []
+        limit = int(2 * FULL_READ_SECONDS * self.sample_rate)
         try:
             self.f.seek(0)
             while True:
                 block = self.f.read(1 << 16, dtype="float32", always_2d=True)
                 total += len(block)
+                if keep is not None and total <= limit:
+                    keep.append(_downmix(block))
+                else:
+                    keep = None
                 if len(block) < 1 << 16:
                     break
         except RuntimeError as e:
             raise _truncated(str(getattr(e, "error_string", None) or e), self.path) from None
         self.frames, self.exact = total, True
+        if keep is not None:
+            self.decoded = np.concatenate(keep) if keep else np.zeros(0, np.float32)
 
     def close(self) -> None:
         self.f.close()
+
+
+def _downmix(data: np.ndarray) -> np.ndarray:
+    """``(n, channels)`` float32 -> ``(n,)`` mono mean. Column adds: ``mean(axis=1)`` over the short, strided
+    channel axis is ~15x slower here (42 ms for 30 s of 48 kHz stereo)."""
+    channels = data.shape[1]
+    out = data[:, 0].copy()
+    for c in range(1, channels):
+        out += data[:, c]
+    if channels > 1:
+        out *= np.float32(1.0 / channels)
+    return out
 
 
 _SAMPLE_SCALE = {"s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}

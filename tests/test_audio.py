@@ -357,3 +357,33 @@ def test_band_stats():
     m2, s2 = acc.result()
     np.testing.assert_allclose(m2.numpy(), mean.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(s2.numpy(), std.numpy(), rtol=1e-5)
+
+
+def test_downmix_is_the_channel_mean() -> None:
+    rng = np.random.default_rng(3)
+    for channels in (1, 2, 6):
+        x = rng.standard_normal((5000, channels)).astype(np.float32)
+        got = audio._downmix(x)
+        assert got.dtype == np.float32 and got.shape == (5000,)
+        np.testing.assert_allclose(got, x.mean(axis=1), atol=1e-6)
+    x = rng.standard_normal((100, 1)).astype(np.float32)
+    out = audio._downmix(x)
+    out[0] = 99.0
+    assert x[0, 0] != 99.0  # a copy, not a view
+
+
+@pytest.mark.skipif("mp3" not in WRITABLE_AUDIO, reason="libsndfile cannot write MP3 here")
+def test_an_mp3_is_decoded_once_and_reads_like_the_file(tmp_path) -> None:
+    rng = np.random.default_rng(4)
+    left = tone(330.0, 3.0, 44_100, 1, 0.4)
+    y = np.stack([left, 0.3 * rng.standard_normal(len(left)).astype(np.float32)], axis=1)
+    path = write_audio(tmp_path / "st.mp3", y, 44_100)
+    with audio._open_reader(path) as r:  # an MP3's length is an estimate: counted by decoding, and kept
+        assert r.exact and r.decoded is not None and len(r.decoded) == r.frames
+        cached = r.read(1000, 50_000)
+        r.decoded = None  # the same span decoded from the file again
+        fresh = r.read(1000, 50_000)
+    np.testing.assert_allclose(cached, fresh, atol=1e-6)
+    assert len(cached) == 50_000 and float(np.abs(cached).max()) > 0.1
+    starts, windows = load_windows(path)
+    assert starts == [0.0, 1.0, 2.0] and windows.shape == (3, 48_000)
