@@ -618,8 +618,9 @@ def load_windows(path: str | Path, cfg: AudioConfig | None = None, max_windows: 
                  starts: Sequence[float] | None = None) -> tuple[list[float], np.ndarray]:
     """Decode a file into its analysis windows.
 
-    Files up to :data:`FULL_READ_SECONDS` are decoded once and cut (:func:`cut_windows`); longer ones are read
-    window by window (:func:`stream_windows`), so a two-hour file costs ``max_windows`` seeks, not a full decode.
+    Files up to :data:`FULL_READ_SECONDS` are decoded once and cut (:func:`cut_windows`); longer ones, and files
+    whose windows cover less than half of them (a 60-s file capped at 30 windows), are read window by window
+    (:func:`stream_windows`), so a two-hour file costs ``max_windows`` seeks, not a full decode.
 
     Parameters
     ----------
@@ -645,7 +646,7 @@ def load_windows(path: str | Path, cfg: AudioConfig | None = None, max_windows: 
     with _open_reader(path) as r:
         duration = r.frames / r.sample_rate
         todo = window_starts(duration, cfg, max_windows) if starts is None else _validate_starts(starts, duration, path)
-        if duration <= FULL_READ_SECONDS:
+        if duration <= FULL_READ_SECONDS and len(todo) * cfg.window_seconds >= duration / 2:
             y = _read_span(r, 0.0, None, cfg.sample_rate, path)
             try:
                 windows = cut_windows(y, todo, cfg)

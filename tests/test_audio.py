@@ -387,3 +387,23 @@ def test_an_mp3_is_decoded_once_and_reads_like_the_file(tmp_path) -> None:
     assert len(cached) == 50_000 and float(np.abs(cached).max()) > 0.1
     starts, windows = load_windows(path)
     assert starts == [0.0, 1.0, 2.0] and windows.shape == (3, 48_000)
+
+
+def test_a_capped_file_reads_only_its_windows(tmp_path, monkeypatch) -> None:
+    """Windows covering under half the file are read one by one (not a full decode), with the same samples."""
+    path = write_audio(tmp_path / "long.flac", stepped(22050, [200 + 50 * i for i in range(40)]), 22050)  # 40 s
+    reads: list[int] = []
+    real = audio._SoundfileReader.read
+
+    def counting(self, start, n):  # the real read still runs
+        reads.append(n)
+        return real(self, start, n)
+
+    monkeypatch.setattr(audio._SoundfileReader, "read", counting)
+    starts, windows = load_windows(path, max_windows=8)  # 8 windows cover 8 of 40 s
+    assert len(starts) == 8 and len(reads) == 8 and sum(reads) < 0.3 * 40 * 22050
+    reads.clear()
+    all_starts, all_windows = load_windows(path, max_windows=0)  # every window: one full decode
+    assert len(reads) == 1 and len(all_starts) == 40
+    rows = [all_starts.index(s) for s in starts]
+    np.testing.assert_allclose(windows, all_windows[rows], atol=1e-3)
