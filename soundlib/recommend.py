@@ -22,8 +22,9 @@ Category filter
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ from soundlib.store import Hit, SoundStore
 
 #: Images per model call.
 IMAGE_BATCH = 32
+#: Model calls on fewer pictures than this run on one torch thread. One picture is too little work to split:
+#: at 200k windows, one-image query p50 was the same with 1 or 2 threads on an idle 2-core machine, but with
+#: another job on both cores 2 threads took 230 ms p50 / 1.6 s p95 (each parallel region waits for a
+#: descheduled thread) and 1 thread 132 / 162 ms (bench/query.py).
+ONE_THREAD_BELOW = 4
 #: Seconds between video frames used as queries.
 FRAME_EVERY = 1.0
 
@@ -128,6 +134,22 @@ def classify_inputs(inputs: Iterable[str | os.PathLike]) -> list[tuple[str, str]
     return out
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (``None``: leave the setting alone), then restore it."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
                     progress: ProgressFn | None) -> None:
     import torch
@@ -140,7 +162,9 @@ def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
 
     def run() -> None:
         if batch:
-            acc.vectors += list(model.embed_images(torch.stack(batch)).detach().float().cpu().numpy())
+            with torch_threads(1 if len(batch) < ONE_THREAD_BELOW else None):
+                vecs = model.embed_images(torch.stack(batch))
+            acc.vectors += list(vecs.detach().float().cpu().numpy())
             acc.labels += labels
             batch.clear()
             labels.clear()

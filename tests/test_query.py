@@ -147,3 +147,28 @@ def test_another_model_is_refused(world, other_checkpoint) -> None:  # noqa: F81
     _, _, store, pics = world
     with pytest.raises(ModelMismatchError, match="--collection"):
         recommend([pics / "green.jpg"], load_model(other_checkpoint), store, k=3)
+
+
+def test_one_picture_is_embedded_on_one_thread_and_a_batch_on_all(world, monkeypatch) -> None:
+    import torch
+
+    from soundlib import recommend as rec
+
+    _, loaded, store, pics = world
+    seen: list[tuple[int, int]] = []
+    real = loaded.model.embed_images
+
+    def recording(images, *a, **kw):  # the real model still runs
+        seen.append((len(images), torch.get_num_threads()))
+        return real(images, *a, **kw)
+
+    monkeypatch.setattr(loaded.model, "embed_images", recording)
+    monkeypatch.setattr(rec, "ONE_THREAD_BELOW", 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        recommend([pics / "green.jpg"], loaded, store, k=2)
+        recommend([pics], loaded, store, k=2)  # three pictures in one call
+        assert seen == [(1, 1), (3, 2)] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -212,3 +212,24 @@ def test_export_embedded_import_into_the_server(media, server, tmp_path: Path, t
     assert (doc["unchanged"], doc["added"], doc["windows"]) == (len(expected), 0, 0), doc
     with open_store(url=url, collection="rerooted") as store:
         check_library(store, new_root, expected)
+
+
+def test_ingest_raises_an_older_collections_search_breadth_on_the_server(media, server,
+                                                                         tiny_checkpoint) -> None:  # noqa: F811
+    import dataclasses
+
+    from encoders.config import StoreConfig
+    from soundlib.models import load_model
+    from soundlib.store import open_store
+
+    root, expected, _, _ = media
+    with open_store(url=server.url, collection="older") as store:
+        store.cfg = dataclasses.replace(store.cfg, hnsw_ef_search=100)  # as an older soundlib created it
+        store.prepare(load_model(tiny_checkpoint))
+        assert store.search_breadth() == 100
+    result = run("ingest", root, "--chroma-url", server.url, "--collection", "older", "--model", tiny_checkpoint,
+                 "--json")
+    assert result.exit_code == 0, result.stderr
+    with open_store(url=server.url, collection="older") as store:
+        assert store.search_breadth() == StoreConfig().hnsw_ef_search
+        check_library(store, root, expected)
