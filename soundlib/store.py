@@ -730,7 +730,7 @@ def _best_per_key(r: _Candidates, distinct: str, only: Sequence[int] | None = No
             continue
         root, rel = m.get("root"), str(m.get("path", r.ids[i]))
         best[key] = Hit(path=os.path.join(root, rel) if root else rel, category=str(m.get("category", "")),
-                        start=float(m.get("start", 0.0)), distance=float(r.distances[i]), id=r.ids[i], metadata=m)
+                        start=float(m.get("start", 0.0)), distance=float(r.distances[i]), id=r.ids[i], metadata=dict(m))
     return list(best.values())
 
 
