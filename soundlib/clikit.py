@@ -115,14 +115,21 @@ def rich_progress(enabled: bool = True) -> Iterator[Callable[..., None]]:
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     tasks: dict[str, Any] = {}
-    with Progress(*columns, console=stderr_console(), transient=False) as bar:
-        def update(task: str, completed: int, total: int | None, **info: Any) -> None:
-            text = "  ".join(f"{k}={_fmt(v)}" for k, v in info.items())
-            if task not in tasks:
-                tasks[task] = bar.add_task(task, total=total, info=text)
-            bar.update(tasks[task], completed=completed, total=total, info=text)
+    bar = Progress(*columns, console=stderr_console(), transient=False)
 
+    def update(task: str, completed: int, total: int | None, **info: Any) -> None:
+        text = "  ".join(f"{k}={_fmt(v)}" for k, v in info.items())
+        if not tasks:
+            bar.start()  # on the first report: a command that fails before any leaves no blank line behind
+        if task not in tasks:
+            tasks[task] = bar.add_task(task, total=total, info=text)
+        bar.update(tasks[task], completed=completed, total=total, info=text)
+
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def _fmt(v: Any) -> str:
