@@ -336,6 +336,31 @@ class _PyAVReader:
         self.c.close()
 
 
+#: Suffixes libsndfile decodes as MPEG audio by the name alone (MPEG has no magic number).
+_MPEG_SUFFIXES = frozenset({".mp1", ".mp2", ".mp3", ".mpga"})
+
+
+class _NotForLibsndfile(Exception):
+    """Leave this file to FFmpeg."""
+
+
+def _starts_like_mpeg(path: Path) -> bool:
+    """True if the file opens with an ID3v2 tag or a valid MPEG audio frame header (as MP3 encoders write).
+
+    Anything else named ``.mp3`` goes to FFmpeg: given to libsndfile, its mpg123 decoder prints "Note: Illegal
+    Audio-MPEG-Header ..." lines straight to the process's stderr, around our one-line error.
+    """
+    try:
+        with open(path, "rb") as f:
+            h = f.read(4)
+    except OSError:
+        return True  # let the normal path report it
+    if h[:3] == b"ID3":
+        return True
+    return (len(h) == 4 and h[0] == 0xFF and h[1] & 0xE0 == 0xE0 and (h[1] >> 3) & 3 != 1  # sync, version
+            and (h[1] >> 1) & 3 != 0 and h[2] >> 4 != 15 and (h[2] >> 2) & 3 != 3)  # layer, bitrate, rate
+
+
 @contextlib.contextmanager
 def _open_reader(path: str | Path) -> Iterator[_SoundfileReader | _PyAVReader]:
     """Open ``path`` with libsndfile, else FFmpeg; map every failure to one :class:`AudioError`.
@@ -349,7 +374,11 @@ def _open_reader(path: str | Path) -> Iterator[_SoundfileReader | _PyAVReader]:
     reader: _SoundfileReader | _PyAVReader | None = None
     sf_error: RuntimeError | None = None
     try:
+        if p.suffix.lower() in _MPEG_SUFFIXES and not _starts_like_mpeg(p):
+            raise _NotForLibsndfile()  # libsndfile would try MPEG by the name, and mpg123 prints to stderr
         f = sf.SoundFile(str(p))
+    except _NotForLibsndfile:
+        pass  # FFmpeg decides (it decodes an MP3 with junk in front too, quietly)
     except RuntimeError as e:  # LibsndfileError: code 1 = format not recognised
         sf_error = e
     except PermissionError:

@@ -487,3 +487,17 @@ def test_a_bad_picture_with_a_newline_in_its_name_gives_one_line(ingested, tmp_p
     bad.write_text("not a picture")
     one_line(run("query", bad, "--db", db, "--model", ckpt), 2, "not an image")
 
+
+
+def test_a_non_mp3_named_mp3_gives_exactly_one_line_on_the_process_stderr(ingested, tmp_path: Path) -> None:
+    """libsndfile decodes `.mp3` by the name, and its mpg123 prints "Note: ..." lines to file descriptor 2 (which
+    CliRunner does not see): such files go to FFmpeg, so a real process prints only our error line."""
+    _, db, ckpt, _, _ = ingested
+    text = tmp_path / "notes.mp3"
+    text.write_text("these are my session notes, not a sound\n" * 20)
+    picture = tmp_path / "photo.mp3"
+    write_image(picture.with_suffix(".jpg"), (64, 48), color=(10, 200, 30)).rename(picture)
+    for path in (text, picture):
+        rc, out, err = start_cli(["query", path, "--db", db, "--model", ckpt], tmp_path / "logs").finish()
+        assert rc == 2 and out == ""
+        assert err.splitlines() == [f"error: {path}: not an audio file (format not recognised)"], err
