@@ -103,46 +103,14 @@ def default_db_path(cfg: StoreConfig | None = None) -> Path:
 
 
 @dataclass(frozen=True)
-class FileRecord:
-    """One file as the store knows it (read from the metadata of one of its windows)."""
-
-    file_id: str
-    root: str
-    rel: str
-    category: str
-    folder: str
-    size: int
-    mtime: float
-    mtime_ns: int
-    sha256: str
-    duration: float
-    sample_rate: int
-    n_windows: int
-
-    @property
-    def full_path(self) -> str:
-        return os.path.join(self.root, self.rel)
-
-    @classmethod
-    def from_metadata(cls, m: dict[str, Any]) -> "FileRecord":
-        return cls(file_id=str(m["file_id"]), root=str(m["root"]), rel=str(m["path"]),
-                   category=str(m.get("category", "")), folder=str(m.get("folder", "")),
-                   size=int(m.get("size", -1)), mtime=float(m.get("mtime", -1.0)),
-                   mtime_ns=int(m.get("mtime_ns", -1)), sha256=str(m.get("sha256", "")),
-                   duration=float(m.get("duration", 0.0)), sample_rate=int(m.get("sample_rate", 0)),
-                   n_windows=int(m.get("n_windows", 0)))
-
-
-@dataclass
-class FileVectors:
-    """Everything written for one file: its identity, its window starts and one embedding per window.
+class FileFacts:
+    """What the store keeps about a sound file, on every one of its windows.
 
     Attributes:
-        root, rel, category, folder, size, mtime, mtime_ns, sha256: as in :class:`FileRecord`.
-        duration: file length in seconds.
-        sample_rate: the file's own sample rate in Hz.
-        starts: window start times in seconds, length ``N``.
-        vectors: ``(N, D)`` float32 embeddings (L2-normalised).
+        root: the library root the file was found under; ``rel``: its POSIX path relative to ``root``.
+        category: the first folder under the root (``""`` for files directly in it); ``folder``: its folder.
+        size: bytes; ``mtime``: seconds; ``mtime_ns``: exact; ``sha256``: hex hash of the bytes.
+        duration: length in seconds; ``sample_rate``: the file's own rate in Hz.
     """
 
     root: str
@@ -155,6 +123,40 @@ class FileVectors:
     sha256: str
     duration: float
     sample_rate: int
+
+    @property
+    def full_path(self) -> str:
+        return os.path.join(self.root, self.rel)
+
+
+@dataclass(frozen=True)
+class FileRecord(FileFacts):
+    """One file as the store knows it (read from the metadata of one of its windows): its facts, its id and its
+    window count."""
+
+    file_id: str
+    n_windows: int
+
+    @classmethod
+    def from_metadata(cls, m: dict[str, Any]) -> "FileRecord":
+        return cls(file_id=str(m["file_id"]), root=str(m["root"]), rel=str(m["path"]),
+                   category=str(m.get("category", "")), folder=str(m.get("folder", "")),
+                   size=int(m.get("size", -1)), mtime=float(m.get("mtime", -1.0)),
+                   mtime_ns=int(m.get("mtime_ns", -1)), sha256=str(m.get("sha256", "")),
+                   duration=float(m.get("duration", 0.0)), sample_rate=int(m.get("sample_rate", 0)),
+                   n_windows=int(m.get("n_windows", 0)))
+
+
+@dataclass(frozen=True)
+class FileVectors(FileFacts):
+    """Everything written for one file: its facts (:class:`FileFacts`), its window starts and one embedding per
+    window.
+
+    Attributes:
+        starts: window start times in seconds, length ``N``.
+        vectors: ``(N, D)`` float32 embeddings (L2-normalised).
+    """
+
     starts: Sequence[float]
     vectors: np.ndarray
 
