@@ -18,7 +18,6 @@ Run: ``.venv/bin/python bench/train.py [--quick]`` -> ``bench/results/train.json
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from typing import Any
 
 from common import FAST_M5, PRETRAINED, Result, median, model_label, parser
@@ -48,12 +47,13 @@ def matmul_peak(dtype: Any, n: int = 2048, repeats: int = 5) -> float:
 
 
 class Step:
-    """One training step of a model on a fixed random batch (mirrors ``train.loop.train_step``)."""
+    """One ``train.loop.train_step`` of a model on a fixed random batch."""
 
     def __init__(self, name: str, overrides: dict[str, Any], batch: int, precision: str) -> None:
         import torch
 
         from encoders.registry import create_model
+        from train.loop import make_optimizer
 
         torch.manual_seed(0)
         self.model = create_model(name, seed=0, **overrides).train()
@@ -72,32 +72,12 @@ class Step:
         self.labels = None if cfg.contrastive else (torch.arange(batch) % 2)
         if precision == "bf16":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
-                                   weight_decay=1e-4)
-
-    def _autocast(self) -> Any:
-        import torch
-
-        return torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
+        self.opt = make_optimizer(self.model, cfg.lr)
 
     def __call__(self) -> float:
-        import torch
+        from train.loop import train_step
 
-        m = self.model
-        if self.pretrained:
-            x = self.images
-        else:
-            x = m.image_features(self.images.float().div_(255.0))
-            if self.precision == "bf16":
-                x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            v = m.encode_image(x)
-            a = m.encode_audio(self.feats)
-        loss = m.pair_loss(v.float(), a.float(), self.labels)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach())
+        return train_step(self.model, self.opt, self.images, self.feats, self.labels, self.precision)
 
     def flops(self) -> int:
         """FLOPs of one step (forward + backward), counted on the fp32 graph."""
