@@ -27,12 +27,6 @@ def main() -> None:
     """
 
 
-def _not_built(name: str) -> None:
-    from soundlib.errors import SoundlibError
-
-    raise SoundlibError(f"`soundlib {name}` is not built yet")
-
-
 # --- prepare / train (issue: training) --------------------------------------------------------------------------
 
 @main.command(context_settings=CONTEXT)

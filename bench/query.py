@@ -31,6 +31,7 @@ Run: ``.venv/bin/python bench/query.py [--quick] [--windows N]`` -> ``bench/resu
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import shutil
@@ -221,8 +222,8 @@ def query_sets(lib: Library, n: int) -> dict[str, np.ndarray]:
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--windows", type=int, default=200_000, help="library size in windows (default 200,000)")
-    p.add_argument("--probe-ef", type=int, default=0, help=argparse_suppress())
-    p.add_argument("--probe-queries", type=int, default=100, help=argparse_suppress())
+    p.add_argument("--probe-ef", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--probe-queries", type=int, default=100, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.probe_ef:
         probe_search_breadth(args.windows, args.probe_queries)
@@ -252,12 +253,6 @@ def main() -> None:
         bench_end_to_end(res, store, loaded, image, models_dir, n_e2e, e50, k)
     bench_cold_start(res, image, folder, loaded, n_cold, k)  # the store is closed first
     res.finish()
-
-
-def argparse_suppress() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def bench_recall(res: Result, store: Any, lib: Library, sets: dict[str, np.ndarray], k: int) -> None:

@@ -51,9 +51,6 @@ class CliProcess:
         return (self.proc.returncode, self.out.read_text(encoding="utf-8", errors="replace"),
                 self.err.read_text(encoding="utf-8", errors="replace"))
 
-    def stderr_so_far(self) -> str:
-        return self.err.read_text(encoding="utf-8", errors="replace")
-
     def kill(self) -> None:
         """SIGKILL and reap (idempotent)."""
         self.signal(signal.SIGKILL)

@@ -24,7 +24,7 @@ Video (PyAV)
 
 Fixtures
     ``test_video`` (session): 3.2 s, 10 fps, 64x48, 440 Hz AAC at 48 kHz. ``video_no_audio`` (session): the same
-    pictures, no audio stream. ``make_tone`` / ``make_image`` / ``make_video``: the helpers bound to ``tmp_path``
+    pictures, no audio stream. ``make_image`` / ``make_video``: the helpers bound to ``tmp_path``
     (pass a file name instead of a path).
 """
 
@@ -216,12 +216,6 @@ def test_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def video_no_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The pictures of ``test_video`` without an audio stream."""
     return write_video(tmp_path_factory.mktemp("video") / "mute.mp4", audio=False)
-
-
-@pytest.fixture
-def make_tone(tmp_path: Path) -> Callable[..., Path]:
-    """``make_tone("a.flac", freq=..., seconds=..., sample_rate=..., channels=...)`` -> path in tmp_path."""
-    return lambda name, **kw: write_tone(tmp_path / name, **kw)
 
 
 @pytest.fixture

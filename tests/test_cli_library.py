@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from tests.chroma_server import chroma_server  # noqa: F401 (fixture)
 from tests.conftest import write_image
 from tests.fixtures_library import BAD, GOOD, TOTAL_WINDOWS, build_library
 from tests.fixtures_models import other_checkpoint, tiny_checkpoint  # noqa: F401 (fixtures)
@@ -108,42 +109,16 @@ def test_errors_exit_2_with_one_line(setup, other_checkpoint, tmp_path: Path) ->
 
 
 @pytest.mark.server
-def test_server_mode_against_chroma_run(setup, tmp_path: Path) -> None:
+def test_server_mode_against_chroma_run(setup, chroma_server) -> None:
     """The same commands against a real `chroma run` server (HttpClient, --chroma-url)."""
-    import os
-    import shutil
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
     lib, _, ckpt, pic, _ = setup
-    exe = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
-    if not os.path.exists(exe):
-        pytest.skip("the chroma server executable is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path / "srv"), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.25)
-        result = run("ingest", str(lib / "cars"), "--chroma-url", url, "--model", str(ckpt), "--json")
-        assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)["windows"] == 31
-        doc = json.loads(run("library", "--chroma-url", url, "--json").stdout)
-        assert (doc["files"], doc["windows"], doc["categories"]) == (2, 31, {"cars": 2})
-        sound = lib / "cars" / "blip.wav"
-        doc = json.loads(run("query", str(sound), "--chroma-url", url, "--model", str(ckpt), "-k", "2",
-                             "--json").stdout)
-        assert [r["path"] for r in doc["results"]][0] == str(sound) and len(doc["results"]) == 2
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    url = chroma_server.url
+    result = run("ingest", str(lib / "cars"), "--chroma-url", url, "--model", str(ckpt), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["windows"] == 31
+    doc = json.loads(run("library", "--chroma-url", url, "--json").stdout)
+    assert (doc["files"], doc["windows"], doc["categories"]) == (2, 31, {"cars": 2})
+    sound = lib / "cars" / "blip.wav"
+    doc = json.loads(run("query", str(sound), "--chroma-url", url, "--model", str(ckpt), "-k", "2",
+                         "--json").stdout)
+    assert [r["path"] for r in doc["results"]][0] == str(sound) and len(doc["results"]) == 2

@@ -66,7 +66,7 @@ PACKAGES = {"0ad": "0ad-data", "scratch": "scratch", "lmms": "lmms-common", "wes
 
 
 def copy_sound(src: Path, dst_dir: Path, max_seconds: float) -> Path:
-    info = sf.info(str(src)) if src.suffix.lower() != ".mp3" or True else None
+    info = sf.info(str(src))
     dst_dir.mkdir(parents=True, exist_ok=True)
     name = src.name.replace(" ", "_")
     if info.duration <= max_seconds:
@@ -109,7 +109,7 @@ def main() -> None:
         path, _, at = spec.partition("@")
         src = trees[tree] / path
         if at:
-            from soundlib.images import save_jpeg, video_frames
+            from soundlib.images import video_frames
 
             for t, frame in video_frames(src, every=max(float(at), 0.5)):
                 if t >= float(at):
