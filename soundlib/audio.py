@@ -454,6 +454,11 @@ def _read_span(reader: _SoundfileReader | _PyAVReader, offset: float, duration: 
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
+def _info(path: str | Path, r: _SoundfileReader | _PyAVReader) -> AudioInfo:
+    return AudioInfo(path=str(path), duration=r.frames / r.sample_rate, sample_rate=r.sample_rate,
+                     channels=r.channels, frames=r.frames, format=r.format, backend=r.backend)
+
+
 def _check_not_silent(y: np.ndarray, path: str | Path, where: str = "") -> None:
     if y.size == 0 or float(np.max(np.abs(y))) < SILENCE_PEAK:
         raise AudioError(f"silent (all samples zero{where})", path)
@@ -479,10 +484,7 @@ def probe_audio(path: str | Path) -> AudioInfo:
         Missing, folder, empty, not audio, no audio stream, truncated (WAV/AIFF data chunk), 0 frames.
     """
     with _open_reader(path) as r:
-        return AudioInfo(
-            path=str(path), duration=r.frames / r.sample_rate, sample_rate=r.sample_rate, channels=r.channels,
-            frames=r.frames, format=r.format, backend=r.backend,
-        )
+        return _info(path, r)
 
 
 def load_audio(path: str | Path, sample_rate: int | None = None, offset: float = 0.0,
@@ -671,9 +673,18 @@ def load_windows(path: str | Path, cfg: AudioConfig | None = None, max_windows: 
     AudioError
         Any reason in the module docstring; "silent" when every window read is silent.
     """
+    _, todo, windows = load_windows_and_info(path, cfg, max_windows, starts)
+    return todo, windows
+
+
+def load_windows_and_info(path: str | Path, cfg: AudioConfig | None = None, max_windows: int | None = None,
+                          starts: Sequence[float] | None = None) -> tuple[AudioInfo, list[float], np.ndarray]:
+    """:func:`load_windows` plus the file's :class:`AudioInfo` (as :func:`probe_audio` gives it), from one open
+    of the file: an MP3's length is counted by decoding it, so probing separately would decode it again."""
     cfg = cfg or _DEFAULT
     with _open_reader(path) as r:
         duration = r.frames / r.sample_rate
+        info = _info(path, r)
         todo = window_starts(duration, cfg, max_windows) if starts is None else _validate_starts(starts, duration, path)
         if duration <= FULL_READ_SECONDS and len(todo) * cfg.window_seconds >= duration / 2:
             y = _read_span(r, 0.0, None, cfg.sample_rate, path)
@@ -686,7 +697,7 @@ def load_windows(path: str | Path, cfg: AudioConfig | None = None, max_windows: 
             todo = [s for s, _ in pairs]
             windows = np.stack([w for _, w in pairs]) if pairs else np.zeros((0, cfg.window_samples), np.float32)
     _check_not_silent(windows, path)
-    return todo, windows
+    return info, todo, windows
 
 
 @functools.lru_cache(maxsize=4)

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,11 +75,10 @@ def decode_file(sound: SoundFile, cfg: AudioConfig, max_windows: int | None) -> 
     Raises:
         AudioError: the file cannot be used (reasons in :mod:`soundlib.audio`).
     """
-    from soundlib.audio import load_windows, probe_audio
+    from soundlib.audio import load_windows_and_info
     from soundlib.errors import AudioError
 
-    info = probe_audio(sound.path)
-    starts, windows = load_windows(sound.path, cfg, max_windows=max_windows)
+    info, starts, windows = load_windows_and_info(sound.path, cfg, max_windows=max_windows)
     try:
         sha = file_sha256(sound.path)
     except OSError as e:
@@ -93,7 +92,6 @@ class _Pending:
     vectors: np.ndarray | None = None
     done: int = 0
     n: int = 0
-    slots: list[int] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:

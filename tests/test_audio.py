@@ -387,6 +387,8 @@ def test_an_mp3_is_decoded_once_and_reads_like_the_file(tmp_path) -> None:
     assert len(cached) == 50_000 and float(np.abs(cached).max()) > 0.1
     starts, windows = load_windows(path)
     assert starts == [0.0, 1.0, 2.0] and windows.shape == (3, 48_000)
+    info, starts2, windows2 = audio.load_windows_and_info(path)  # what ingest calls: one open, one decode
+    assert info == probe_audio(path) and starts2 == starts and np.array_equal(windows2, windows)
 
 
 def test_a_capped_file_reads_only_its_windows(tmp_path, monkeypatch) -> None:
