@@ -124,10 +124,6 @@ class FileFacts:
     duration: float
     sample_rate: int
 
-    @property
-    def full_path(self) -> str:
-        return os.path.join(self.root, self.rel)
-
 
 @dataclass(frozen=True)
 class FileRecord(FileFacts):
@@ -506,10 +502,10 @@ class SoundStore:
         fids = sorted(set(file_ids))
         n = 0
         for lo in range(0, len(fids), 500):
+            where = {"file_id": {"$in": fids[lo:lo + 500]}}
+            n += len(self._get_all(where, metadatas=False)[0])  # ids only: no count() (linear in the store)
             with self._guard("delete"):
-                before = col.count()
-                col.delete(where={"file_id": {"$in": fids[lo:lo + 500]}})
-                n += before - col.count()
+                col.delete(where=where)
         return n
 
     def touch_file(self, rec: FileRecord, **changes: Any) -> None:
@@ -621,12 +617,7 @@ class SoundStore:
                 r.hits = []  # too few files among the candidates: widen, no metadata needed yet
             else:
                 chosen[n] = pick
-        want = sorted({rows[n].ids[i] for n, pick in chosen.items() for i in pick})
-        if not want:
-            return
-        with self._guard("reading"):
-            got = self.require().get(ids=want, include=["metadatas"])
-        metas = {i: dict(m or {}) for i, m in zip(got.get("ids") or [], got.get("metadatas") or [])}
+        metas = self._metadata_by_id({rows[n].ids[i] for n, pick in chosen.items() for i in pick})
         for n, pick in chosen.items():
             r = rows[n]
             if all(metas.get(r.ids[i], {}).get("file_id") == _file_id_of(r.ids[i]) for i in pick):
@@ -638,14 +629,18 @@ class SoundStore:
         """Fill ``metas`` of rows fetched without metadata (one ``get`` for all); records deleted since the query
         get ``None`` and are skipped by the re-rank."""
         need = [r for r in rows if r.metas is None or any(m is None for m in r.metas)]
-        want = sorted({i for r in need for i in r.ids})
-        if not want:
-            return
-        with self._guard("reading"):
-            got = self.require().get(ids=want, include=["metadatas"])
-        metas = {i: dict(m or {}) for i, m in zip(got.get("ids") or [], got.get("metadatas") or [])}
+        metas = self._metadata_by_id({i for r in need for i in r.ids})
         for r in need:
             r.metas = [metas.get(i) for i in r.ids]
+
+    def _metadata_by_id(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``{id: metadata}`` of the records that exist among ``ids`` (one ``get``; none for no ids)."""
+        want = sorted(set(ids))
+        if not want:
+            return {}
+        with self._guard("reading"):
+            got = self.require().get(ids=want, include=["metadatas"])
+        return {i: dict(m or {}) for i, m in zip(got.get("ids") or [], got.get("metadatas") or [])}
 
     # --- summary ----------------------------------------------------------------------------------------------
 
