@@ -10,7 +10,6 @@ import contextlib
 import functools
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -136,13 +135,3 @@ def _fmt(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-class Stopwatch:
-    """Wall time of a block, in seconds."""
-
-    def __enter__(self) -> "Stopwatch":
-        self.t0 = time.perf_counter()
-        self.seconds = 0.0
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.seconds = time.perf_counter() - self.t0

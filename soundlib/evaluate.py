@@ -712,26 +712,14 @@ def _recommendations(data: _Data, ok_rows: list[int], scores: RetrievalScores,
 
 def _library_vectors(store: Any) -> tuple[np.ndarray, list[str], list[dict[str, Any]]]:
     """Every window of a collection: ``(vectors (M, D), file ids (M,), metadatas (M,))``, read page by page."""
-    col = store.require()
-    page = max(1, min(store.max_batch_size, 5000))
     vecs: list[np.ndarray] = []
     fids: list[str] = []
     metas: list[dict[str, Any]] = []
-    offset = 0
-    while True:
-        res = col.get(include=["embeddings", "metadatas"], limit=page, offset=offset)
-        ids = res.get("ids") or []
-        if not ids:
-            break
-        emb = np.asarray(res["embeddings"], dtype=np.float32).reshape(len(ids), -1)
-        for i, m in zip(ids, res["metadatas"]):
-            m = dict(m or {})
+    for ids, emb, page_metas in store.iter_records():
+        for i, m in zip(ids, page_metas):
             fids.append(str(m.get("file_id") or m.get("path") or i))
             metas.append(m)
         vecs.append(emb)
-        if len(ids) < page:
-            break
-        offset += page
     if not vecs:
         raise SoundlibError(f"collection '{store.name}' is empty; fill it with `soundlib ingest`", store.location)
     return np.concatenate(vecs), fids, metas
