@@ -356,15 +356,25 @@ class SoundStore:
             StoreError: the collection does not exist.
             ModelMismatchError: different checkpoint hash or embedding size, with a message offering ``--collection``.
         """
+        self.check_built_with(loaded.name, loaded.sha256, loaded.dim,
+                              "use the same --model, or --collection NAME to keep a library for this model")
+
+    def check_built_with(self, model: str, sha256: str, dim: int | None, advice: str) -> None:
+        """Refuse vectors of a model (``model`` name, checkpoint ``sha256``, embedding ``dim``) other than the
+        collection's; ``advice`` ends the error line.
+
+        Raises:
+            StoreError: the collection does not exist.
+            ModelMismatchError: different checkpoint hash or embedding size.
+        """
         meta = self.metadata
         want_sha, want_dim = meta.get("model_sha256"), meta.get("dim")
-        if want_sha == loaded.sha256 and (want_dim is None or int(want_dim) == int(loaded.dim)):
+        if want_sha == sha256 and (want_dim is None or dim is None or int(want_dim) == int(dim)):
             return
         raise ModelMismatchError(
             f"collection '{self.name}' was built with model {meta.get('model', '?')} "
-            f"(sha256 {str(want_sha)[:12]}, dim {want_dim}), not {loaded.name} (sha256 {loaded.sha256[:12]}, "
-            f"dim {loaded.dim}); use the same --model, or --collection NAME to keep a library for this model",
-            self.location)
+            f"(sha256 {str(want_sha)[:12]}, dim {want_dim}), not {model} (sha256 {str(sha256)[:12]}, "
+            f"dim {dim}); {advice}", self.location)
 
     def recorded_model_path(self) -> str | None:
         """The checkpoint the collection was built with, if it is still there (a default for ``query``)."""

@@ -19,8 +19,8 @@ Export
 Import
     Into a new collection (created with the exported metadata and this build's HNSW settings) or into one built
     with the same model (same checkpoint sha256 and dim; another model is refused). Records are upserted, so
-    importing the same file twice changes nothing. The windows flagged ``last`` are written in a second pass,
-    after every other window: an interrupted import leaves no file that counts as complete without all its windows,
+    importing the same file twice changes nothing. The windows flagged ``last`` (one per file, kept in memory
+    while the archive is read once) are written after every other window: an interrupted import leaves no file that counts as complete without all its windows,
     and running it again finishes the job. ``roots`` rewrites library roots (``{"/old/sfx": "/srv/sfx"}``) and
     recomputes the record ids from them, so a later ``soundlib ingest /srv/sfx`` on the new machine finds every
     file already there.
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from soundlib.errors import ModelMismatchError, SoundlibError, StoreError
+from soundlib.errors import SoundlibError, StoreError
 from soundlib.progress import ProgressFn
 from soundlib.store import SoundStore, file_key, window_id
 
@@ -273,7 +273,7 @@ def import_library(path: str | os.PathLike, store: SoundStore, roots: Mapping[st
         path: the export file.
         store: the open target store; ``store.name`` is the target collection.
         roots: library roots to rewrite, old -> new (absolute paths), e.g. where the sounds live on the server.
-        progress: receives ``("import", windows_done, windows_total)`` (two passes: all windows but the last of
+        progress: receives ``("import", windows_done, windows_total)`` (all windows but the last of
             each file, then the last windows).
 
     Raises:
@@ -291,26 +291,34 @@ def import_library(path: str | os.PathLike, store: SoundStore, roots: Mapping[st
     if existing is None:
         store.create(meta)
     else:
-        have = store.metadata
-        if have.get("model_sha256") != meta.get("model_sha256") or \
-                (have.get("dim") is not None and meta.get("dim") is not None and int(have["dim"]) != int(meta["dim"])):
-            raise ModelMismatchError(
-                f"collection '{store.name}' was built with model {have.get('model', '?')} (sha256 "
-                f"{str(have.get('model_sha256'))[:12]}, dim {have.get('dim')}); the export holds "
-                f"{meta.get('model', '?')} (sha256 {str(meta.get('model_sha256'))[:12]}, dim {meta.get('dim')}); "
-                "import into another --collection", store.location)
+        store.check_built_with(str(meta.get("model", "?")), str(meta.get("model_sha256")), meta.get("dim"),
+                               "import into another --collection")
+        store.tune_search()
     before = store.count()
-    done = files = 0
-    for last_pass in (False, True):
-        for ids, vecs, metas in _chunks(path, manifest):
-            ids = _reroot(ids, metas, roots or {})
-            pick = [i for i, m in enumerate(metas) if bool(m.get("last")) == last_pass]
-            if pick:
-                store.add_vectors([ids[i] for i in pick], vecs[pick], [metas[i] for i in pick])
-            done += len(pick)
-            files += len(pick) if last_pass else 0
-            if progress is not None:
-                progress("import", done, total)
+    done = 0
+    last_ids: list[str] = []  # each file's last window, written at the end (memory: one window per file)
+    last_vecs: list[np.ndarray] = []
+    last_metas: list[dict[str, Any]] = []
+    for ids, vecs, metas in _chunks(path, manifest):
+        ids = _reroot(ids, metas, roots or {})
+        pick = [i for i, m in enumerate(metas) if not m.get("last")]
+        if pick:
+            store.add_vectors([ids[i] for i in pick], vecs[pick], [metas[i] for i in pick])
+        for i, m in enumerate(metas):
+            if m.get("last"):
+                last_ids.append(ids[i])
+                last_vecs.append(vecs[i])
+                last_metas.append(m)
+        done += len(pick)
+        if progress is not None:
+            progress("import", done, total)
+    step = store.max_batch_size  # after all other windows: an interrupted import leaves no file that looks complete
+    for lo in range(0, len(last_ids), step):
+        store.add_vectors(last_ids[lo:lo + step], np.stack(last_vecs[lo:lo + step]), last_metas[lo:lo + step])
+        done += len(last_ids[lo:lo + step])
+        if progress is not None:
+            progress("import", done, total)
+    files = len(last_ids)
     return TransferReport(collection=store.name, location=store.location, file=str(path), windows=done,
                           files=files, bytes=path.stat().st_size, seconds=time.perf_counter() - t0,
                           new_windows=store.count() - before, created=created)
