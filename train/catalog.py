@@ -33,7 +33,8 @@ Pairs and the split
 
 Rows
     ``frame`` = image, ``audio`` = sound file, ``start`` empty (the whole file; loaders use its first window) or,
-    with ``windows > 1``, one of the file's loudest 1-s windows (within :data:`WINDOW_KEEP_DB` dB of the loudest),
+    with ``windows > 1``, one of the file's loudest 1-s windows (within :data:`train.features.WINDOW_KEEP_DB` dB of
+    the loudest),
     ``sample`` = the audio path as written (every window of a file is one sample), ``category`` = concept,
     ``video`` = a group id ``catalog:<split>:<concept>``: the connected component of the (image, sound) pair graph,
     so a split of the list by video keeps every image and sound on one side too. Paths are written relative to the
@@ -74,8 +75,6 @@ DEFAULT_VAL_FRACTION = 0.15
 DEFAULT_PAIRS_PER_IMAGE = 2
 DEFAULT_PAIRS_PER_SOUND = 4
 DEFAULT_MAX_PAIRS_PER_CONCEPT = 200
-#: With ``windows > 1``, a window is a candidate when its RMS is within this many dB of the file's loudest window.
-WINDOW_KEEP_DB = 12.0
 #: The map shipped in the repo (present in a source checkout).
 DEFAULT_MAP = Path(__file__).resolve().parent.parent / "data" / "catalog" / "category_map.csv"
 
@@ -489,15 +488,11 @@ def _loud_starts(path: Path, n: int, duration: float, cfg: AudioConfig) -> list[
     longer than one window or ``n <= 1``."""
     if n <= 1 or duration <= cfg.window_seconds:
         return [None]
-    import numpy as np
-
     from soundlib.audio import load_windows
+    from train.features import loudest_starts
 
-    starts, wins = load_windows(path, cfg)
-    rms = np.sqrt(np.mean(np.square(wins, dtype=np.float64), axis=1))
-    keep = np.flatnonzero(rms >= rms.max() * 10 ** (-WINDOW_KEEP_DB / 20))
-    best = keep[np.argsort(-rms[keep], kind="stable")][:n]
-    return [float(starts[i]) for i in sorted(best)]
+    starts, wins = load_windows(path, cfg, max_windows=0)  # every window, as train.features picks them
+    return loudest_starts(starts, wins, n)
 
 
 def _as_written(path: Path, base: Path) -> str:

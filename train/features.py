@@ -202,8 +202,13 @@ def loud_window_starts(wave: np.ndarray, n: int, cfg: AudioConfig | None = None)
     starts = window_starts(len(wave) / cfg.sample_rate, cfg, max_windows=0)
     if len(starts) <= 1:
         return [0.0]
-    wins = cut_windows(np.asarray(wave, dtype=np.float32), starts, cfg)
-    rms = np.sqrt(np.mean(np.square(wins, dtype=np.float64), axis=1))
+    return loudest_starts(starts, cut_windows(np.asarray(wave, dtype=np.float32), starts, cfg), n)
+
+
+def loudest_starts(starts: list[float], windows: np.ndarray, n: int) -> list[float]:
+    """The starts (in time order) of the ``n`` windows of highest RMS among those within :data:`WINDOW_KEEP_DB` dB
+    of the loudest (ties: the earlier window); ``windows`` is ``(len(starts), samples)``."""
+    rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
     keep = np.flatnonzero(rms >= rms.max() * 10 ** (-WINDOW_KEEP_DB / 20))
     best = keep[np.argsort(-rms[keep], kind="stable")][:max(1, int(n))]
     return [float(starts[i]) for i in sorted(best)]
