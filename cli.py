@@ -210,8 +210,6 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, model_spec, db,
     import sys
     from pathlib import Path
 
-    from rich.markup import escape
-
     from soundlib.clikit import EXIT_PARTIAL, print_json, rich_progress, stderr_console, stdout_console
     from soundlib.ingest import graceful_interrupt
     from soundlib.ingest import ingest as run_ingest
@@ -232,12 +230,11 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, model_spec, db,
                 report = run_ingest(folders, loaded, store, max_windows=max_windows, prune=prune,
                                     progress=progress, batch_size=batch_size, stop=stop)
 
-    from soundlib.clikit import one_line
+    from soundlib.clikit import print_skipped
 
     err = stderr_console()
-    for path, reason in report.skipped:  # one line per file, whatever the terminal width
-        err.print(f"[yellow]skipped[/] {escape(one_line(path))}: {escape(one_line(reason))}", highlight=False,
-                  soft_wrap=True)
+    for path, reason in report.skipped:
+        print_skipped(err, path, reason)
     if report.interrupted:
         err.print("interrupted: the files completed so far are stored; run the same command again to finish",
                   highlight=False, markup=False, soft_wrap=True)
@@ -550,11 +547,10 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, out, 
             report = ev.evaluate_list(list_path, list(model_specs), k_list,
                                       file_score=file_score, max_windows=max_windows,
                                       library=library, db=db, url=chroma_url, progress=progress)
-    from rich.markup import escape
+    from soundlib.clikit import print_skipped
 
     for p in report.problems:
-        where = f"{list_path}:{p.line}" if p.line else str(list_path)
-        err.print(f"[yellow]skipped[/] {escape(where)}: {escape(p.reason)}", highlight=False, soft_wrap=True)
+        print_skipped(err, f"{list_path}:{p.line}" if p.line else str(list_path), p.reason)
     scored = report.queries
     summary = f"{scored} of {report.rows} rows scored" + (f", {len(report.problems)} skipped" if report.problems else "")
     if scored == 0 or not report.models:

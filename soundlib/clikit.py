@@ -76,6 +76,14 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def print_skipped(console: Any, where: str, reason: str) -> None:
+    """``skipped WHERE: REASON`` on one line of ``console`` (stderr), whatever the characters or the terminal width."""
+    from rich.markup import escape
+
+    console.print(f"[yellow]skipped[/] {escape(one_line(str(where)))}: {escape(one_line(str(reason)))}",
+                  highlight=False, soft_wrap=True)
+
+
 def handle_errors(f: Callable) -> Callable:
     """Turn expected errors into one line on stderr and exit code 2; tracebacks only with ``--debug``."""
 
