@@ -23,7 +23,6 @@ from encoders.attention import AttentionHead
 from encoders.config import ModelConfig
 from encoders.frontend import ImageNormalize
 from encoders.twotower import TwoTower
-from encoders.projectors import CorrelationHead, make_projector
 from encoders.streams import AudioStream, ConvStream, GlobalFeature, VisualStream
 
 
@@ -95,16 +94,8 @@ class AVModel(TwoTower, nn.Module):
         d = config.embed_dim
         self.visual = Encoder(VisualStream(config), config.attention, d, config.compatibility)
         self.audio = Encoder(AudioStream(config), config.attention, d, config.compatibility)
-        self.projector: nn.Module | None = None
-        self.correlation: CorrelationHead | None = None
-        if config.contrastive:
-            self.projector = make_projector(config.projector, d)
-        else:
-            self.correlation = CorrelationHead()
+        self._init_shared(config)
         _init_weights(self)
-        n_mels = config.audio.n_mels
-        self.register_buffer("audio_mean", torch.zeros(n_mels))
-        self.register_buffer("audio_std", torch.ones(n_mels))
         self.image_norm = ImageNormalize(config.image, size=config.image_size)
         self._logmel: nn.Module | None = None  # built on first use (imports librosa)
         self.inference_bf16 = True

@@ -58,7 +58,6 @@ from encoders.backbones import (
 from encoders.config import ModelConfig
 from encoders.errors import ConfigError
 from encoders.twotower import TwoTower
-from encoders.projectors import CorrelationHead, make_projector
 
 #: The family name this module registers under (see :mod:`encoders.registry`).
 FAMILY = "pretrained"
@@ -173,18 +172,10 @@ class PretrainedAVModel(TwoTower, nn.Module):
         if config.image_size != self.spec.image.size:
             raise ConfigError(f"model {config.name}: image_size is fixed at {self.spec.image.size} by the "
                               f"pretrained EfficientNet-Lite0, got {config.image_size}")
-        d, compat = config.embed_dim, getattr(config, "compatibility", "dot")
+        d, compat = config.embed_dim, config.compatibility
         self.visual = PretrainedEncoder(image_layout(self.spec), self.spec.head_dim, d, compat, self.spec.dropout)
         self.audio = PretrainedEncoder(audio_layout(self.spec), self.spec.head_dim, d, compat, self.spec.dropout)
-        self.projector: nn.Module | None = None
-        self.correlation: CorrelationHead | None = None
-        if config.contrastive:
-            self.projector = make_projector(config.projector, d)
-        else:
-            self.correlation = CorrelationHead()
-        n_mels = config.audio.n_mels
-        self.register_buffer("audio_mean", torch.zeros(n_mels))
-        self.register_buffer("audio_std", torch.ones(n_mels))
+        self._init_shared(config)
         self.inference_bf16 = bf16_supported()
         self.__dict__["_frontend"] = None  # AisfxFrontend, built on first use (imports librosa); not a child
 

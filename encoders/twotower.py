@@ -16,11 +16,19 @@ from torch import Tensor
 
 from encoders.errors import ConfigError
 from encoders.losses import bce_loss, infonce_loss, margin_loss, ntxent_loss
-from encoders.projectors import pair_distance
+from encoders.projectors import CorrelationHead, make_projector, pair_distance
 
 
 class TwoTower:
     """The part of an image tower + audio tower model that does not depend on the towers (see the module)."""
+
+    def _init_shared(self, config: Any) -> None:
+        """After the towers: the projector (contrastive losses) or the correlation head (BCE losses), and the
+        ``audio_mean`` / ``audio_std`` buffers (log-mel band statistics) that every checkpoint carries."""
+        self.projector = make_projector(config.projector, config.embed_dim) if config.contrastive else None
+        self.correlation = None if config.contrastive else CorrelationHead()
+        self.register_buffer("audio_mean", torch.zeros(config.audio.n_mels))
+        self.register_buffer("audio_std", torch.ones(config.audio.n_mels))
 
     @property
     def embed_dim(self) -> int:
