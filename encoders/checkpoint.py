@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from encoders.config import ModelConfig
 from encoders.errors import CheckpointError, ConfigError
+from encoders.version import package_version
 
 if TYPE_CHECKING:
     from torch import nn
@@ -61,15 +62,6 @@ class CheckpointInfo:
     audio_std: list[float] = field(default_factory=list)
 
 
-
-
-def _code_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("soundlib")
-    except Exception:  # not installed (running from a checkout)
-        return "unknown"
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -126,7 +118,7 @@ def save_checkpoint(path: str | os.PathLike, model: "nn.Module", training: dict[
     config: ModelConfig = model.config  # type: ignore[assignment]
     facts = _plain(dict(training or {}), "")
     facts.setdefault("date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    facts.setdefault("code_version", _code_version())
+    facts.setdefault("code_version", package_version())
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from encoders.config import StoreConfig
+from encoders.version import package_version
 from soundlib.errors import ModelMismatchError, SoundlibError, StoreError
 
 #: Environment variable holding the Chroma server token (never on the command line).
@@ -73,16 +74,6 @@ def store_error(action: str, e: BaseException, location: str) -> StoreError:
                           f"{_first_line(e)}); start it again and run the same command again "
                           "(what was written before is kept)", location)
     return StoreError(f"{action} failed: {_first_line(e)}", location)
-
-
-def soundlib_version() -> str:
-    """The installed package version (``"unknown"`` when running from a plain checkout)."""
-    try:
-        from importlib.metadata import version
-
-        return version("soundlib")
-    except Exception:  # noqa: BLE001 - not installed
-        return "unknown"
 
 
 def file_key(root: str, rel: str) -> str:
@@ -229,7 +220,7 @@ class SoundStore:
         tmp = tempfile.mkdtemp(prefix="soundlib-chroma-")
         client = chromadb.PersistentClient(path=tmp, settings=Settings(anonymized_telemetry=False))
         store = cls(client, name, tmp, tempdir=tmp)
-        store._create({"dim": int(dim), "soundlib_version": soundlib_version(), **(meta or {})})
+        store._create({"dim": int(dim), "soundlib_version": package_version(), **(meta or {})})
         return store
 
     def close(self) -> None:
@@ -319,7 +310,7 @@ class SoundStore:
         """
         if self.collection is None:
             meta = {"model": loaded.name, "model_sha256": loaded.sha256, "dim": int(loaded.dim),
-                    "soundlib_version": soundlib_version()}
+                    "soundlib_version": package_version()}
             path = getattr(getattr(loaded, "info", None), "path", None)
             if path:
                 meta["model_path"] = str(Path(path).resolve())

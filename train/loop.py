@@ -240,12 +240,9 @@ def git_commit(repo: Path | None = None) -> str | None:
 
 def code_version() -> str:
     """``"<soundlib version>"`` plus ``"+git.<12 hex>"`` when running from a git checkout."""
-    try:
-        from importlib.metadata import version
+    from encoders.version import package_version
 
-        v = version("soundlib")
-    except Exception:  # noqa: BLE001 - not installed
-        v = "unknown"
+    v = package_version()
     commit = git_commit()
     return f"{v}+git.{commit[:12]}" if commit else v
 
