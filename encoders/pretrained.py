@@ -26,8 +26,6 @@ The backbones are cached once per process and are NOT children of the module: ``
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -57,6 +55,7 @@ from encoders.backbones import (
 )
 from encoders.config import ModelConfig
 from encoders.errors import ConfigError
+from encoders.hashing import config_key
 from encoders.twotower import TwoTower
 
 #: The family name this module registers under (see :mod:`encoders.registry`).
@@ -187,10 +186,9 @@ class PretrainedAVModel(TwoTower, nn.Module):
         Two models with the same key produce the same :meth:`image_features` / :meth:`audio_features`; use it in
         feature-cache keys (the heads' weights do not enter it).
         """
-        text = json.dumps({"family": FAMILY, "v": FEATURES_VERSION, "image": asdict(self.spec.image),
+        return config_key({"family": FAMILY, "v": FEATURES_VERSION, "image": asdict(self.spec.image),
                            "audio": asdict(self.spec.audio), "input": asdict(self.config.audio),
-                           "bf16": bool(self.inference_bf16)}, sort_keys=True)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+                           "bf16": bool(self.inference_bf16)})
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _batches(self, x: Tensor):

@@ -23,10 +23,8 @@ and ``soundlib eval`` read pictures.
 
 from __future__ import annotations
 
-from encoders.hashing import file_sha256  # noqa: F401 (re-exported)
+from encoders.hashing import config_key, file_sha256  # noqa: F401 (file_sha256 re-exported)
 
-import hashlib
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,8 +48,7 @@ def frontend_key(audio: AudioConfig, extra: str = "") -> str:
     """Short hash of the audio front-end configuration (plus ``extra``, e.g. the model class) for cache keys."""
     from dataclasses import asdict
 
-    text = json.dumps({"v": CACHE_VERSION, "audio": asdict(audio), "extra": extra}, sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return config_key({"v": CACHE_VERSION, "audio": asdict(audio), "extra": extra})
 
 
 class LogMelCache:
@@ -300,9 +297,7 @@ class ImageFeatureCache:
         self.dir = Path(cache_dir).expanduser() / "images"
         self.features_fn = features
         self.size = int(size)
-        text = json.dumps({"v": CACHE_VERSION, "features": key, "size": self.size, "reader": "load_image"},
-                          sort_keys=True)
-        self.key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+        self.key = config_key({"v": CACHE_VERSION, "features": key, "size": self.size, "reader": "load_image"})
         self.batch = int(batch)
         self.hits = 0
         self.computed = 0
