@@ -86,6 +86,16 @@ def decode_file(sound: SoundFile, cfg: AudioConfig, max_windows: int | None) -> 
     return DecodedFile(sound, list(starts), windows, float(info.duration), int(info.sample_rate), sha)
 
 
+def embed_windows(model: Any, windows: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+    """``(N, samples)`` float32 windows at the model's rate -> ``(N, D)`` float32 embeddings, ``batch_size`` windows
+    per model call (memory stays bounded for any ``N``)."""
+    import torch
+
+    outs = [model.embed_audio(torch.as_tensor(windows[lo:lo + batch_size], dtype=torch.float32))
+            .detach().float().cpu().numpy() for lo in range(0, len(windows), batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0, int(model.embed_dim)), np.float32)
+
+
 @dataclass
 class _Pending:
     item: DecodedFile | FailedFile
@@ -117,8 +127,6 @@ def embed_windows_batched(model: Any, files: Iterable[SoundFile], batch_size: in
     Yields:
         :class:`EmbeddedFile` or :class:`FailedFile`, one per input file, in input order.
     """
-    import torch
-
     cfg: AudioConfig = model.config.audio
     stop = stop or threading.Event()
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
@@ -159,8 +167,7 @@ def embed_windows_batched(model: Any, files: Iterable[SoundFile], batch_size: in
     def run_batch(n: int) -> None:
         nonlocal n_windows
         chunk = [todo.popleft() for _ in range(n)]
-        waves = np.stack([p.item.windows[i] for p, i in chunk])  # type: ignore[union-attr]
-        vecs = model.embed_audio(torch.from_numpy(waves)).detach().float().cpu().numpy()
+        vecs = embed_windows(model, np.stack([p.item.windows[i] for p, i in chunk]), n)  # type: ignore[union-attr]
         for (p, i), v in zip(chunk, vecs):
             if p.vectors is None:
                 p.vectors = np.empty((p.n, vecs.shape[1]), np.float32)

@@ -348,10 +348,10 @@ def _embed_clips(model: Any, clips: Sequence[_Clip], max_windows: int, progress:
         nonlocal pending_windows
         if not pending:
             return
-        waves = torch.as_tensor(np.concatenate([w for _, _, w in pending]), dtype=torch.float32)
+        from soundlib.embedding import embed_windows
+
         with torch.inference_mode():
-            emb = np.concatenate([model.embed_audio(waves[j:j + batch]).float().cpu().numpy()
-                                  for j in range(0, len(waves), batch)])
+            emb = embed_windows(model, np.concatenate([w for _, _, w in pending]), batch)
         pos = 0
         for ci, starts, w in pending:
             out[ci] = (starts, emb[pos:pos + len(w)])

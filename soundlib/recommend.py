@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from soundlib.embedding import DEFAULT_BATCH_SIZE
+from soundlib.embedding import embed_windows
 from soundlib.errors import AudioError, ImageError, SoundlibError, VideoError
 from soundlib.progress import ProgressFn
 from soundlib.store import Hit, SoundStore
@@ -191,16 +191,12 @@ def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
 
 
 def _embed_sounds(model: Any, items: list[tuple[str, str]], acc: _Vectors, max_windows: int | None) -> None:
-    import torch
-
     from soundlib.audio import load_windows
 
     cfg = model.config.audio
     for path, _kind in items:
         starts, windows = load_windows(path, cfg, max_windows=max_windows)
-        for lo in range(0, len(windows), DEFAULT_BATCH_SIZE):
-            batch = torch.from_numpy(windows[lo:lo + DEFAULT_BATCH_SIZE])
-            acc.vectors += list(model.embed_audio(batch).detach().float().cpu().numpy())
+        acc.vectors += list(embed_windows(model, windows))
         acc.labels += [(path, float(s)) for s in starts]
 
 
