@@ -28,6 +28,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 
 from soundlib.errors import SoundlibError
 
@@ -222,7 +223,7 @@ def _sound_file(path: Path, root: Path, exts: frozenset[str], seen_files: set[st
     except OSError as e:
         skip(str(path), f"cannot stat ({e.strerror or e})")
         return None
-    if not path.is_file():
+    if not S_ISREG(st.st_mode):  # from the stat above: no second system call
         skip(str(path), "not a regular file")
         return None
     real = os.path.realpath(path)
