@@ -221,6 +221,18 @@ def train_step(model: Any, optimizer: Any, frames_u8: Any, feats: Any, labels: A
     return float(loss.detach())
 
 
+def _copy_durably(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` through a temporary file that is fsynced, then renamed over ``dst``."""
+    import shutil
+
+    tmp = dst.with_name(dst.name + ".tmp")
+    with open(src, "rb") as a, open(tmp, "wb") as b:
+        shutil.copyfileobj(a, b, 1 << 20)
+        b.flush()
+        os.fsync(b.fileno())
+    os.replace(tmp, dst)
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1)
 
@@ -721,12 +733,14 @@ def train_model(
             epoch=epoch, train_loss=total / max(count, 1), val_loss=val_loss, val_top10=top, lr=lr_now,
             pairs_per_s=rate, seconds=time.perf_counter() - t0,
             val_top10_category=val_cat, val_mrr=val_mrr, per_val=[asdict(sc) for sc in scores]))
-        if top > best:
+        improved = top > best
+        if improved:
             best, best_epoch, bad_epochs = top, epoch, 0
-            save_checkpoint(best_path, model, training=facts(epoch))
         else:
             bad_epochs += 1
         save_checkpoint(last_path, model, training=facts(epoch))
+        if improved:  # the same bytes: copy them rather than serialise and hash the weights again
+            _copy_durably(last_path, best_path)
         _write_metrics(metrics_path, history)
         _save_state(state_path, {
             "format": STATE_FORMAT, "version": STATE_VERSION, "epoch": epoch, "settings": settings,
