@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.fixtures_models import other_checkpoint, tiny_checkpoint, tiny_model  # noqa: F401 (fixtures for every test)
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

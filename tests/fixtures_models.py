@@ -1,8 +1,7 @@
 """Test fixture models: tiny, seeded, untrained ``AVModel`` checkpoints (NOT the bundled default).
 
-Import the fixtures into a test module (``from tests.fixtures_models import tiny_checkpoint``) or a conftest.
-Each checkpoint is written once per test session (the file embeds its save date, so saving again would give another
-sha256).
+``tests/conftest.py`` imports the fixtures, so every test module can ask for them. Each checkpoint is written once
+per test session (session-scoped fixtures; the file embeds its save date, so saving again would give another sha256).
 """
 
 from __future__ import annotations
@@ -15,20 +14,15 @@ import pytest
 TINY_NAME = "m5-attention-linear-infonce"
 TINY_OVERRIDES = {"width": 0.125, "image_size": 64}
 
-_CACHE: dict[int, Path] = {}
-
 
 def make_checkpoint(folder: Path, seed: int = 0) -> Path:
-    """Save a tiny ``TINY_NAME`` model with weights from ``seed`` to ``folder/tiny-<seed>.pt`` (once per session)."""
-    if seed in _CACHE and _CACHE[seed].exists():
-        return _CACHE[seed]
+    """Save a tiny ``TINY_NAME`` model with weights from ``seed`` to ``folder/tiny-<seed>.pt``."""
     from encoders.checkpoint import save_checkpoint
     from encoders.registry import create_model
 
     model = create_model(TINY_NAME, seed=seed, **TINY_OVERRIDES)
     path = Path(folder) / f"tiny-{seed}.pt"
     save_checkpoint(path, model, training={"data": "none (test fixture)", "epochs": 0})
-    _CACHE[seed] = path
     return path
 
 

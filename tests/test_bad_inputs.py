@@ -32,7 +32,6 @@ from cli import main
 from tests.cli_process import one_line, peak_rss_mb, start_cli
 from tests.conftest import tone, write_image, write_video
 from tests.fixtures_library import write_sound
-from tests.fixtures_models import tiny_checkpoint, tiny_model  # noqa: F401 (fixtures)
 
 
 def run(*args: object):
@@ -192,7 +191,7 @@ def build_corpus(root: Path) -> Path:
 # --- batch: ingest ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def ingested(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint):  # noqa: F811
+def ingested(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint):
     """(corpus root, db, checkpoint, the --json run, the table run) for one ingest of the whole corpus."""
     base = tmp_path_factory.mktemp("bad")
     root = build_corpus(base / "corpus").resolve()
@@ -248,7 +247,7 @@ def test_ingest_prints_one_line_per_skipped_file(ingested) -> None:
 
 
 def test_unreadable_file_is_skipped_and_a_two_hour_file_streams(tmp_path: Path, two_hours: Path,
-                                                                tiny_checkpoint) -> None:  # noqa: F811
+                                                                tiny_checkpoint) -> None:
     """chmod 000 (for root, whom mode bits do not stop, the run drops CAP_DAC_OVERRIDE/READ_SEARCH) and a
     2-hour file in one real process; its peak RSS stays far below one full decode (7200 s x 48 kHz x 4 B = 1.4 GB).
     """
@@ -302,7 +301,7 @@ def two_hours(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_two_hour_file_ingests_in_bounded_memory(tmp_path: Path, two_hours: Path, tiny_model) -> None:  # noqa: F811
+def test_two_hour_file_ingests_in_bounded_memory(tmp_path: Path, two_hours: Path, tiny_model) -> None:
     """Python-side peak allocation (numpy included) while ingesting the 2-hour file with --max-windows 30."""
     import tracemalloc
 
@@ -392,7 +391,7 @@ class _Payload:
 
 
 @pytest.fixture(scope="module")
-def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint):  # noqa: F811
+def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint):
     import torch
 
     d = tmp_path_factory.mktemp("ckpt")
@@ -458,7 +457,7 @@ def test_list_reader_reports_each_bad_row_with_its_line(lists: Path) -> None:
     assert "bad number" in got[5] and "not found" in got[6] and "duplicate" in got[7] and "start" in got[8]
 
 
-def test_eval_on_malformed_lists(lists: Path, tiny_checkpoint) -> None:  # noqa: F811
+def test_eval_on_malformed_lists(lists: Path, tiny_checkpoint) -> None:
     result = run("eval", lists / "missing column.csv", "--model", tiny_checkpoint, "--json")
     one_line(result, 2, "missing column.csv", "missing column(s) audio")
     result = run("eval", lists / "rows.csv", "--model", tiny_checkpoint, "--json", "-k", "1,3")

@@ -12,11 +12,10 @@ from cli import main
 from tests.chroma_server import chroma_server  # noqa: F401 (fixture)
 from tests.conftest import write_image
 from tests.fixtures_library import BAD, GOOD, TOTAL_WINDOWS, build_library
-from tests.fixtures_models import other_checkpoint, tiny_checkpoint  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint):  # noqa: F811
+def setup(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint):
     """(library, db folder, checkpoint, picture) with the library ingested once through the CLI."""
     base = tmp_path_factory.mktemp("cli")
     lib = build_library(base / "lib").resolve()
@@ -87,7 +86,7 @@ def test_library_json_and_table(setup) -> None:
     assert table.exit_code == 0 and "m5-attention-linear-infonce" in table.stdout and "rain" in table.stdout
 
 
-def test_errors_exit_2_with_one_line(setup, other_checkpoint, tmp_path: Path) -> None:  # noqa: F811
+def test_errors_exit_2_with_one_line(setup, other_checkpoint, tmp_path: Path) -> None:
     lib, db, ckpt, pic, _ = setup
     result = run("ingest", str(lib), "--db", str(db), "--model", str(other_checkpoint), "--json")
     assert result.exit_code == 2 and result.stdout == ""

@@ -20,12 +20,11 @@ from click.testing import CliRunner
 from cli import main
 from tests.cli_process import check_library, start_cli, stored_windows, wait_for, write_library
 from tests.conftest import write_image
-from tests.fixtures_models import tiny_checkpoint, tiny_model  # noqa: F401 (fixtures)
 
 
 @pytest.mark.slow
 def test_two_ingests_at_once_one_is_refused_and_the_store_is_exact(tmp_path: Path,
-                                                                    tiny_checkpoint) -> None:  # noqa: F811
+                                                                    tiny_checkpoint) -> None:
     from soundlib.store import open_store
 
     root = (tmp_path / "lib").resolve()
@@ -49,8 +48,8 @@ def test_two_ingests_at_once_one_is_refused_and_the_store_is_exact(tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_queries_keep_working_while_an_ingest_process_writes(tmp_path: Path, tiny_checkpoint,  # noqa: F811
-                                                             tiny_model) -> None:  # noqa: F811
+def test_queries_keep_working_while_an_ingest_process_writes(tmp_path: Path, tiny_checkpoint,
+                                                             tiny_model) -> None:
     from soundlib.recommend import recommend
     from soundlib.store import open_store
 

@@ -20,7 +20,6 @@ from click.testing import CliRunner
 
 from cli import main
 from tests.cli_process import check_library, start_cli, stored_windows, wait_for, write_library
-from tests.fixtures_models import tiny_checkpoint, tiny_model  # noqa: F401 (fixtures)
 
 N_FILES = 16
 
@@ -66,7 +65,7 @@ def rerun(root: Path, db: Path, ckpt: Path) -> dict:
 
 @pytest.mark.slow
 def test_ctrl_c_then_sigkill_mid_ingest_then_a_rerun_finishes_exactly(library, tmp_path: Path,
-                                                                      tiny_checkpoint) -> None:  # noqa: F811
+                                                                      tiny_checkpoint) -> None:
     from soundlib.store import open_store
 
     root, expected = library
@@ -111,7 +110,7 @@ def test_ctrl_c_then_sigkill_mid_ingest_then_a_rerun_finishes_exactly(library, t
 
 
 @pytest.fixture
-def exported(tmp_path: Path, tiny_model):  # noqa: F811
+def exported(tmp_path: Path, tiny_model):
     """(library root, expected, export file) of a 6-file library exported in chunks of 5 windows."""
     from soundlib.ingest import ingest
     from soundlib.store import open_store

@@ -14,7 +14,6 @@ from soundlib.ingest import ingest
 from soundlib.locking import exclusive_lock
 from soundlib.store import file_key, open_store, window_id
 from tests.fixtures_library import BAD, GOOD, TOTAL_WINDOWS, build_library, write_sound
-from tests.fixtures_models import other_checkpoint, tiny_checkpoint, tiny_model  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -23,7 +22,7 @@ def lib(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def counted(tiny_model):  # noqa: F811
+def counted(tiny_model):
     """The tiny model with its ``embed_audio`` wrapped to record the batch sizes it is called with."""
     calls: list[int] = []
     real = tiny_model.model.embed_audio
@@ -183,7 +182,7 @@ def test_interrupt_keeps_the_store_consistent_and_the_next_run_finishes(lib: Pat
 
 
 def test_other_model_is_refused_and_bad_folders_touch_nothing(lib: Path, tmp_path: Path, store, counted,
-                                                               other_checkpoint) -> None:  # noqa: F811
+                                                               other_checkpoint) -> None:
     from soundlib.models import load_model
 
     loaded, _ = counted

@@ -11,11 +11,10 @@ from soundlib.errors import AudioError, ImageError, ModelMismatchError, Soundlib
 from soundlib.recommend import category_where, recommend
 from tests.conftest import halves, write_image, write_video
 from tests.fixtures_library import GOOD, build_library
-from tests.fixtures_models import other_checkpoint, tiny_checkpoint  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint):  # noqa: F811
+def world(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint):
     """(library root, loaded model, store holding the ingested library, pictures folder) shared by the module."""
     from soundlib.ingest import ingest
     from soundlib.models import load_model
@@ -141,7 +140,7 @@ def test_bad_inputs_are_typed_errors(world, tmp_path: Path) -> None:
         recommend([tmp_path / "empty"], loaded, store, k=3)
 
 
-def test_another_model_is_refused(world, other_checkpoint) -> None:  # noqa: F811
+def test_another_model_is_refused(world, other_checkpoint) -> None:
     from soundlib.models import load_model
 
     _, _, store, pics = world

@@ -25,7 +25,6 @@ from cli import main
 from tests.chroma_server import ChromaServer, TokenProxy
 from tests.cli_process import check_library, one_line, start_cli, stored_windows, wait_for, write_library
 from tests.conftest import write_image
-from tests.fixtures_models import other_checkpoint, tiny_checkpoint  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.server
 
@@ -58,7 +57,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         yield s
 
 
-def test_ingest_library_query_and_eval_through_the_server(media, server, tiny_checkpoint) -> None:  # noqa: F811
+def test_ingest_library_query_and_eval_through_the_server(media, server, tiny_checkpoint) -> None:
     from soundlib.store import open_store
 
     root, expected, pic, pairs = media
@@ -87,7 +86,7 @@ def test_ingest_library_query_and_eval_through_the_server(media, server, tiny_ch
 
 @pytest.mark.slow
 def test_server_killed_mid_ingest_then_restarted_finishes_exactly(media, tmp_path: Path,
-                                                                  tiny_checkpoint) -> None:  # noqa: F811
+                                                                  tiny_checkpoint) -> None:
     from soundlib.store import open_store
 
     root, expected, _, _ = media
@@ -126,7 +125,7 @@ def test_server_killed_mid_ingest_then_restarted_finishes_exactly(media, tmp_pat
 
 
 def test_token_comes_from_the_environment_and_a_wrong_one_is_refused(media, server,
-                                                                     tiny_checkpoint) -> None:  # noqa: F811
+                                                                     tiny_checkpoint) -> None:
     # chroma run itself takes any request: authentication is the proxy's job (see the module docstring)
     with urllib.request.urlopen(f"{server.url}/api/v2/tenants/default_tenant", timeout=5) as r:
         assert r.status == 200
@@ -150,8 +149,8 @@ def test_token_comes_from_the_environment_and_a_wrong_one_is_refused(media, serv
     assert doc["files"] == 2
 
 
-def test_export_embedded_import_into_the_server(media, server, tmp_path: Path, tiny_checkpoint,  # noqa: F811
-                                                other_checkpoint) -> None:  # noqa: F811
+def test_export_embedded_import_into_the_server(media, server, tmp_path: Path, tiny_checkpoint,
+                                                other_checkpoint) -> None:
     from soundlib.store import open_store
 
     root, expected, pic, _ = media
@@ -215,7 +214,7 @@ def test_export_embedded_import_into_the_server(media, server, tmp_path: Path, t
 
 
 def test_ingest_raises_an_older_collections_search_breadth_on_the_server(media, server,
-                                                                         tiny_checkpoint) -> None:  # noqa: F811
+                                                                         tiny_checkpoint) -> None:
     import dataclasses
 
     from encoders.config import StoreConfig

@@ -10,7 +10,6 @@ import pytest
 
 from soundlib.errors import ModelMismatchError, StoreError
 from soundlib.store import FileVectors, SoundStore, default_db_path, file_key, open_store, window_id
-from tests.fixtures_models import other_checkpoint, tiny_checkpoint, tiny_model  # noqa: F401 (fixtures)
 
 DIM = 8
 
@@ -28,7 +27,7 @@ def fv(rel: str, vectors: np.ndarray, category: str = "cat", root: str = "/lib",
 
 
 @pytest.fixture
-def store(tmp_path: Path, tiny_model) -> SoundStore:  # noqa: F811
+def store(tmp_path: Path, tiny_model) -> SoundStore:
     s = open_store(db=tmp_path / "db", create=True)
     s.prepare(tiny_model)
     yield s
@@ -129,7 +128,7 @@ def test_writes_are_chunked_by_the_write_batch(store: SoundStore, monkeypatch) -
     assert len(store.file_records()) == 2
 
 
-def test_stats_touch_and_model_metadata(store: SoundStore, tiny_model) -> None:  # noqa: F811
+def test_stats_touch_and_model_metadata(store: SoundStore, tiny_model) -> None:
     rng = np.random.default_rng(6)
     store.write_files([fv("a.wav", unit(rng, 2), "dogs"), fv("b.wav", unit(rng, 1), "dogs"),
                        fv("c.wav", unit(rng, 4), "rain")])
@@ -146,7 +145,7 @@ def test_stats_touch_and_model_metadata(store: SoundStore, tiny_model) -> None: 
     assert info["size_bytes"] > 0 and info["dim"] == 128
 
 
-def test_model_mismatch_is_refused(tmp_path: Path, tiny_model, other_checkpoint) -> None:  # noqa: F811
+def test_model_mismatch_is_refused(tmp_path: Path, tiny_model, other_checkpoint) -> None:
     from soundlib.models import load_model
 
     other = load_model(other_checkpoint)
@@ -267,7 +266,7 @@ def test_search_skips_a_file_deleted_between_query_and_metadata_read(store: Soun
     assert [Path(h.path).name for h in hits] == [t[0] for t in truth]
 
 
-def test_ingest_raises_the_search_breadth_of_an_older_collection(tmp_path: Path, tiny_model) -> None:  # noqa: F811
+def test_ingest_raises_the_search_breadth_of_an_older_collection(tmp_path: Path, tiny_model) -> None:
     import dataclasses
 
     rng = np.random.default_rng(12)
