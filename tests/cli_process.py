@@ -161,6 +161,15 @@ def check_library(store: Any, root: Path, expected: dict[str, int]) -> None:
     assert len(ids) == sum(expected.values()) == store.count()
 
 
+def run_cli(*args: object, env: dict[str, str] | None = None) -> Any:
+    """``soundlib ARGS`` in this process (Click's CliRunner; stdout and stderr apart), exceptions not caught."""
+    from click.testing import CliRunner
+
+    from cli import main
+
+    return CliRunner(env=env).invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
 def one_line(result, code: int, *words: str) -> str:
     """Assert the exit code, no traceback, and exactly one line on stderr holding every word; return that line."""
     everything = result.stdout + result.stderr

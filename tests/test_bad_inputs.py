@@ -26,16 +26,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
 
-from cli import main
-from tests.cli_process import one_line, peak_rss_mb, start_cli
+from tests.cli_process import one_line, peak_rss_mb, run_cli as run, start_cli
 from tests.conftest import tone, write_image, write_video
 from tests.fixtures_library import write_sound
-
-
-def run(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 

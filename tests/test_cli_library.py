@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from cli import main
 from tests.chroma_server import chroma_server  # noqa: F401 (fixture)
+from tests.cli_process import run_cli as run
 from tests.conftest import write_image
 from tests.fixtures_library import BAD, GOOD, TOTAL_WINDOWS, build_library
 
@@ -23,10 +22,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint):
     pic = write_image(base / "pic.png", (64, 48), color=(10, 90, 200))
     result = run("ingest", str(lib), "--db", str(db), "--model", str(tiny_checkpoint), "--json")
     return lib, db, tiny_checkpoint, pic, result
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def test_ingest_json_summary_and_exit_code(setup) -> None:

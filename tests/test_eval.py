@@ -214,12 +214,9 @@ def fixture_dir(tmp_path_factory):
 
 
 def _run(*args):
-    from click.testing import CliRunner
+    from tests.cli_process import run_cli
 
-    from cli import main
-
-    result = CliRunner().invoke(main, ["eval", *map(str, args)], catch_exceptions=False)
-    return result
+    return run_cli("eval", *args)
 
 
 def _check_schema(doc, n_models, categories=True):

@@ -19,18 +19,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from cli import main
 from tests.chroma_server import ChromaServer, TokenProxy
-from tests.cli_process import check_library, one_line, start_cli, stored_windows, wait_for, write_library
+from tests.cli_process import (check_library, one_line, run_cli as run, start_cli, stored_windows, wait_for,
+                               write_library)
 from tests.conftest import write_image
 
 pytestmark = pytest.mark.server
-
-
-def run(*args: object, env: dict[str, str] | None = None):
-    return CliRunner(env=env).invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 
