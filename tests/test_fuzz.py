@@ -66,7 +66,7 @@ def real_files() -> dict[str, bytes]:
     """Small valid files (0.6 s of a chirp) in every format this libsndfile writes: bytes by suffix."""
     import soundfile as sf
 
-    from tests.conftest import WRITABLE_AUDIO
+    from tests.conftest import AUDIO_FORMATS, WRITABLE_AUDIO
 
     sr = 16_000
     t = np.arange(int(0.6 * sr)) / sr
@@ -74,8 +74,7 @@ def real_files() -> dict[str, bytes]:
     out = {}
     for ext in WRITABLE_AUDIO:
         buf = io.BytesIO()
-        fmt = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3", "aiff": "AIFF", "caf": "CAF"}[ext]
-        sf.write(buf, y, sr, format=fmt)
+        sf.write(buf, y, sr, format=AUDIO_FORMATS[ext][0])
         out[ext] = buf.getvalue()
     return out
 

@@ -33,6 +33,9 @@ WINDOW = ModelConfig(name="x").audio.window_samples
 REPO = Path(__file__).resolve().parents[1]
 IMAGENET_SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
 
+# tiny head ops on 2 threads of a busy 2-core machine wait on each other (a 20-step training: ~1 s -> ~20 s)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _config(**kw) -> ModelConfig:
     base = dict(name=NAME, family="pretrained", compatibility="dot", batch_size=128)
@@ -97,16 +100,6 @@ def _load_wav(y: np.ndarray, folder: Path, name: str) -> torch.Tensor:
     data, rate = sf.read(path, dtype="float32")
     assert rate == SR
     return torch.from_numpy(data)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the 2 shared cores are usually busy, and then tiny head ops with 2 threads wait on
-    each other (a 20-step head training went from ~1 s to ~20 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
