@@ -125,16 +125,15 @@ def find_videos(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[V
         ``(videos, missing)``: resolved, de-duplicated video paths in input order (folders sorted), and a skipped
         :class:`VideoResult` for every input that does not exist.
     """
-    from soundlib.media import VIDEO_EXTENSIONS
+    from soundlib.media import media_kind
 
-    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in VIDEO_EXTENSIONS}
     seen: set[Path] = set()
     videos: list[Path] = []
     missing: list[VideoResult] = []
     for item in inputs:
         p = Path(item).expanduser()
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts
+            found = sorted(f for f in p.rglob("*") if f.is_file() and media_kind(f) == "video"
                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
         elif p.is_file():
             found = [p]
