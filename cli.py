@@ -141,6 +141,9 @@ def train(train_lists, val_lists, model_name, out, epochs, batch, lr, temperatur
     from soundlib.errors import ListError
     from train.loop import train_model
 
+    for path in train_lists:  # a missing train list is the first thing to say, before guessing a val list
+        if not Path(path).is_file():
+            raise ListError("list file not found", str(path))
     if not val_lists:
         guess = Path(train_lists[0]).with_name("val.csv")
         if not guess.is_file():

@@ -494,3 +494,9 @@ def test_a_non_mp3_named_mp3_gives_exactly_one_line_on_the_process_stderr(ingest
         rc, out, err = start_cli(["query", path, "--db", db, "--model", ckpt], tmp_path / "logs").finish()
         assert rc == 2 and out == ""
         assert err.splitlines() == [f"error: {path}: not an audio file (format not recognised)"], err
+
+
+def test_train_names_a_missing_train_list_first(tmp_path: Path) -> None:
+    missing = tmp_path / "nolist.csv"
+    line = one_line(run("train", missing, "--out", tmp_path / "run"), 2, str(missing), "list file not found")
+    assert line.startswith("error: ") and not (tmp_path / "run").exists()
