@@ -92,7 +92,11 @@ def start_cli(args: list[str], logs: Path, env: dict[str, str] | None = None,
 
 
 def stored_windows(db: Path) -> int:
-    """Records in an embedded Chroma store, read from its SQLite file (0 while there is none yet)."""
+    """Records in an embedded Chroma store, read from its SQLite file (0 while there is none yet).
+
+    These are the records Chroma has applied from its write log to the ``embeddings`` table. Right after a
+    crash the log may hold a few more, which the next open of the store applies.
+    """
     path = Path(db) / "chroma.sqlite3"
     if not path.exists():
         return 0

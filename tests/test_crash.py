@@ -94,7 +94,11 @@ def test_ctrl_c_then_sigkill_mid_ingest_then_a_rerun_finishes_exactly(library, t
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
     windows, complete, started = state(db)
-    assert windows == killed_at and doc["added"] < len(complete) < N_FILES
+    # Chroma appends each write to its log (embeddings_queue) before applying it to the embeddings table; a kill
+    # between the two leaves log entries that the next open applies. So nothing seen before the kill is lost, and
+    # the reopened store may hold more than the table showed (CI once saw 27 -> 33).
+    assert killed_at <= windows < total and doc["added"] < len(complete) < N_FILES
+    assert stored_windows(db) == windows  # the log was applied on open, not left pending
     for rec in complete.values():  # a file that counts is whole
         assert rec.n_windows == expected[rec.rel]
     assert len(set(started) - set(complete)) <= 1  # at most the file in flight was cut
