@@ -117,13 +117,21 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
     Raises:
         SoundlibError: a folder does not exist (before any work).
         ModelMismatchError: the collection was built with another model.
-        StoreError: the store cannot be written.
+        StoreError: the store cannot be written, or another process is writing to it.
     """
+    with store.writing("ingest"):
+        return _ingest_locked(list(folders), loaded_model, store, max_windows, prune, progress, batch_size, stop,
+                              flush_seconds)
+
+
+def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max_windows: int | None,
+                   prune: bool, progress: ProgressFn | None, batch_size: int, stop: threading.Event | None,
+                   flush_seconds: float) -> IngestReport:
+    """:func:`ingest`'s work, with the store's writer lock held."""
     t0 = time.perf_counter()
     cfg = loaded_model.model.config.audio
     cap = cfg.max_windows if max_windows is None else int(max_windows)
     report = IngestReport()
-    folders = list(folders)
     plan_roots(folders)  # every argument must exist before the store is touched
     store.prepare(loaded_model)
     complete = store.file_records(complete=True)  # one metadata listing (the files' last windows)...

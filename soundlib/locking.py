@@ -3,18 +3,26 @@
 The lock is an ``flock`` on a small file inside the store folder, so the kernel releases it when the holder exits
 or is killed (SIGKILL, crash): a stale lock never blocks the next run. The file holds the holder's pid and command,
 quoted in the message a second writer gets. Readers (``query``, ``library``, ``export``) do not take it.
+
+The lock is re-entrant within one process: :meth:`soundlib.store.SoundStore.writing` takes it around every library
+write (``ingest()``, ``import_library()``), and the CLI takes it earlier still (before loading a model or creating
+the store folder), so a nested take by the same process only counts up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from soundlib.errors import StoreError
 
 LOCK_NAME = "soundlib-ingest.lock"
+
+_held: dict[str, int] = {}  # lock file (real path) -> nesting depth, for the locks this process holds
+_held_guard = threading.Lock()
 
 
 def _holder(fd: int) -> str:
@@ -37,6 +45,8 @@ def exclusive_lock(folder: str | os.PathLike, name: str = LOCK_NAME, command: st
         name: lock file name.
         command: what holds the lock (``"ingest"``, ``"library import"``), named in the message a second writer gets.
 
+    A block nested inside another of this process for the same folder does not lock again (re-entrant).
+
     Raises:
         StoreError: another process holds the lock (e.g. another ingest into the same store); the message names
             the other command and its pid.
@@ -46,6 +56,21 @@ def exclusive_lock(folder: str | os.PathLike, name: str = LOCK_NAME, command: st
     path = Path(folder) / name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        key = os.path.realpath(path)
+    except OSError as e:
+        raise StoreError(f"cannot create the store's lock file ({e.strerror or e})", str(folder)) from None
+    with _held_guard:
+        nested = key in _held
+        if nested:
+            _held[key] += 1
+    if nested:  # this process holds it already (an outer block)
+        try:
+            yield path
+        finally:
+            with _held_guard:
+                _held[key] -= 1
+        return
+    try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
         raise StoreError(f"cannot create the store's lock file ({e.strerror or e})", str(folder)) from None
@@ -57,9 +82,13 @@ def exclusive_lock(folder: str | os.PathLike, name: str = LOCK_NAME, command: st
                              "(or stop it: what it completed is kept)", str(folder)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n{command}\n".encode(), 0)
+        with _held_guard:
+            _held[key] = 1
         try:
             yield path
         finally:
+            with _held_guard:
+                del _held[key]
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

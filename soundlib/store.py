@@ -194,10 +194,12 @@ class SoundStore:
     """
 
     def __init__(self, client: Any, name: str, location: str, tempdir: str | None = None,
-                 cfg: StoreConfig | None = None) -> None:
+                 cfg: StoreConfig | None = None, folder: str | os.PathLike | None = None) -> None:
         self.client = client
         self.name = name
         self.location = location
+        #: The embedded store's folder (holds the one-writer lock); ``None`` for a Chroma server.
+        self.folder = Path(folder) if folder is not None else None
         self.cfg = cfg or StoreConfig()
         self._tempdir = tempdir
         self._collection: Any = None
@@ -205,6 +207,25 @@ class SoundStore:
         self.write_batch: int | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------------------
+
+    def writing(self, command: str = "ingest") -> contextlib.AbstractContextManager:
+        """Hold the embedded store's one-writer lock for a block (:func:`soundlib.locking.exclusive_lock`).
+
+        :func:`soundlib.ingest.ingest` and :func:`soundlib.transfer.import_library` write inside it, so two writers
+        never interleave, whether they are CLI runs or library callers. A Chroma server store has no lock here
+        (the server orders its own writes).
+
+        Args:
+            command: what writes (``"ingest"``, ``"library import"``), named in the message a second writer gets.
+
+        Raises:
+            StoreError: another process is writing to this store.
+        """
+        if self.folder is None:
+            return contextlib.nullcontext()
+        from soundlib.locking import exclusive_lock
+
+        return exclusive_lock(self.folder, command=command)
 
     @classmethod
     def temporary(cls, dim: int, meta: dict[str, Any] | None = None, name: str = "temporary") -> "SoundStore":
@@ -219,7 +240,7 @@ class SoundStore:
 
         tmp = tempfile.mkdtemp(prefix="soundlib-chroma-")
         client = chromadb.PersistentClient(path=tmp, settings=Settings(anonymized_telemetry=False))
-        store = cls(client, name, tmp, tempdir=tmp)
+        store = cls(client, name, tmp, tempdir=tmp, folder=tmp)
         store._create({"dim": int(dim), "soundlib_version": package_version(), **(meta or {})})
         return store
 
@@ -796,4 +817,4 @@ def open_store(db: str | os.PathLike | None = None, url: str | None = None, coll
         client = chromadb.PersistentClient(path=str(path), settings=settings)
     except Exception as e:  # noqa: BLE001
         raise StoreError(f"cannot open the store ({type(e).__name__}: {e})", str(path)) from e
-    return SoundStore(client, name, str(path), cfg=cfg)
+    return SoundStore(client, name, str(path), cfg=cfg, folder=path)

@@ -279,8 +279,15 @@ def import_library(path: str | os.PathLike, store: SoundStore, roots: Mapping[st
     Raises:
         TransferError: not an export file, damaged, newer format.
         ModelMismatchError: the target collection was built with another model.
-        StoreError: the store cannot be written.
+        StoreError: the store cannot be written, or another process is writing to it.
     """
+    with store.writing("library import"):
+        return _import_locked(path, store, roots, progress)
+
+
+def _import_locked(path: str | os.PathLike, store: SoundStore, roots: Mapping[str, str] | None,
+                   progress: ProgressFn | None) -> TransferReport:
+    """:func:`import_library`'s work, with the store's writer lock held."""
     t0 = time.perf_counter()
     path = Path(path)
     manifest = read_manifest(path)

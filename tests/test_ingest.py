@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -213,10 +216,55 @@ def test_first_ctrl_c_sets_the_stop_event_and_the_second_interrupts() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_one_ingest_at_a_time(tmp_path: Path) -> None:
-    with exclusive_lock(tmp_path):
-        with pytest.raises(StoreError, match="another `soundlib ingest`"):
+@contextlib.contextmanager
+def lock_held_by_another_process(folder: Path, command: str = "library import"):
+    """A real second process holding the store's writer lock for the block (released when it is stopped)."""
+    code = ("import sys\nfrom soundlib.locking import exclusive_lock\n"
+            f"with exclusive_lock(sys.argv[1], command={command!r}):\n"
+            "    print('held', flush=True)\n    sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=Path(__file__).resolve().parents[1],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc.pid
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_one_writer_at_a_time_across_processes_and_reentrant_within_one(tmp_path: Path) -> None:
+    with lock_held_by_another_process(tmp_path) as pid:
+        with pytest.raises(StoreError, match=rf"another `soundlib library import` \(pid {pid}\)"):
             with exclusive_lock(tmp_path):
                 pass
-    with exclusive_lock(tmp_path):  # released
-        pass
+    with exclusive_lock(tmp_path):  # released with the other process
+        with exclusive_lock(tmp_path):  # the same process nests without locking again
+            pass
+        # still held after the inner block: another process is refused
+        code = ("import sys\nfrom soundlib.locking import exclusive_lock\nfrom soundlib.errors import StoreError\n"
+                "try:\n    with exclusive_lock(sys.argv[1]): print('got it')\n"
+                "except StoreError as e: print('refused', e)\n")
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=Path(__file__).resolve().parents[1],
+                             capture_output=True, text=True, timeout=60).stdout
+        assert out.startswith("refused") and f"pid {os.getpid()}" in out
+
+
+def test_library_writers_take_the_lock_themselves(lib: Path, tmp_path: Path, tiny_model) -> None:
+    """ingest() and import_library() called as a library (no CLI around them) refuse a store being written."""
+    from soundlib.transfer import export_library, import_library
+
+    db = tmp_path / "db"
+    with open_store(db=db, create=True) as store:
+        with lock_held_by_another_process(db):
+            with pytest.raises(StoreError, match="is writing to this store"):
+                ingest([lib], tiny_model, store)
+            assert store.collection is None  # refused before anything was created
+        report = ingest([lib], tiny_model, store)  # free again
+        assert report.windows == TOTAL_WINDOWS
+        export_library(store, tmp_path / "lib.zip")
+    with open_store(db=tmp_path / "copy", create=True) as copy:
+        with lock_held_by_another_process(tmp_path / "copy", command="ingest"):
+            with pytest.raises(StoreError, match="another `soundlib ingest`"):
+                import_library(tmp_path / "lib.zip", copy)
+            assert copy.collection is None
+        assert import_library(tmp_path / "lib.zip", copy).windows == TOTAL_WINDOWS
