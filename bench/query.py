@@ -396,9 +396,9 @@ def bench_end_to_end(res: Result, store: Any, loaded: Any, image: Path, models_d
     from soundlib.images import load_image
 
     fast = saved_model(FAST_M5[0], models_dir, **FAST_M5[1]).model
-    size = loaded.model.config.image_size
+    size = loaded.model.picture_size
     rec.recommend([image], loaded, store, k=k)  # warm-up
-    fast.embed_images(load_image(image, fast.config.image_size)[None])
+    fast.embed_images(load_image(image, fast.picture_size)[None])
     threads = torch.get_num_threads()
     policy = rec.ONE_THREAD_BELOW
     t: dict[str, list[float]] = {}
@@ -426,7 +426,7 @@ def bench_end_to_end(res: Result, store: Any, loaded: Any, image: Path, models_d
             v = timed("embed_pt", lambda: loaded.model.embed_images(x[None]).numpy())
         timed("embed_pt_all_threads", lambda: loaded.model.embed_images(x[None]))
         timed("search", lambda: store.search(v, k))
-        xf = load_image(image, fast.config.image_size)
+        xf = load_image(image, fast.picture_size)
         with rec.torch_threads(1):
             timed("embed_m5_fast", lambda: fast.embed_images(xf[None]))
 

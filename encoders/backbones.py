@@ -227,6 +227,13 @@ def _freeze(net: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------------------------------------------------------
 # images
 # ---------------------------------------------------------------------------------------------------------------
+def effnet_load_size(spec: EffNetSpec | None = None) -> int:
+    """Side (pixels) to read pictures at so that :func:`effnet_input` only crops: ``size / resize_ratio``
+    (256 for the 224 crop), the square a picture's short side is scaled to before the centre crop."""
+    spec = spec or EffNetSpec()
+    return int(round(spec.size / spec.resize_ratio)) if spec.resize_ratio < 1.0 else int(spec.size)
+
+
 def effnet_input(images: Tensor, spec: EffNetSpec | None = None) -> Tensor:
     """Resize (shorter side to ``size / resize_ratio``, antialiased bilinear), centre-crop and normalise.
 

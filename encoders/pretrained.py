@@ -46,6 +46,7 @@ from encoders.backbones import (
     EffNetTaps,
     Layout,
     effnet_input,
+    effnet_load_size,
     effnet_lite0,
     effnet_lite0_bf16,
     imagenet_labels,
@@ -61,7 +62,7 @@ from encoders.twotower import TwoTower
 #: The family name this module registers under (see :mod:`encoders.registry`).
 FAMILY = "pretrained"
 #: Bump when the features a spec produces change (part of :attr:`PretrainedAVModel.features_key`).
-FEATURES_VERSION = 2  # 2: bf16 image features from the BN-folded backbone
+FEATURES_VERSION = 3  # 2: bf16 image features from the BN-folded backbone; 3: pictures read at 256, crop only
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,13 @@ class PretrainedAVModel(TwoTower, nn.Module):
                            "audio": asdict(self.spec.audio), "input": asdict(self.config.audio),
                            "bf16": bool(self.inference_bf16)})
 
+    @property
+    def picture_size(self) -> int:
+        """Side pictures are read at: 256, the short side ImageNet evaluation scales to before its 224 centre
+        crop (:func:`~encoders.backbones.effnet_load_size`), so :func:`~encoders.backbones.effnet_input` crops a
+        picture read at this size and never resizes it a second time."""
+        return effnet_load_size(self.spec.image)
+
     # -- helpers ----------------------------------------------------------------------------------------------
     def _batches(self, x: Tensor):
         step = max(1, int(self.spec.batch))
@@ -240,7 +248,8 @@ class PretrainedAVModel(TwoTower, nn.Module):
         """Frozen EfficientNet-Lite0 features.
 
         Args:
-            images: ``(B, 3, H, W)`` float RGB in [0, 1], any size (resized, centre-cropped to 224).
+            images: ``(B, 3, H, W)`` float RGB in [0, 1], any size: short side scaled to 256 (skipped when it is
+                256 already, as for pictures read at :attr:`picture_size`), centre-cropped to 224.
             fast: bf16 autocast (default :attr:`inference_bf16`).
 
         Returns:

@@ -36,6 +36,12 @@ class TwoTower:
         return int(self.config.embed_dim)
 
     @property
+    def picture_size(self) -> int:
+        """Side (pixels) pictures are read at: short side scaled to it, centre square cropped
+        (:func:`soundlib.images.load_image`). Here the network input, ``config.image_size``."""
+        return int(self.config.image_size)
+
+    @property
     def name(self) -> str:
         """The registry name of the configuration."""
         return self.config.name

@@ -277,9 +277,6 @@ def _prepare(pairs: PairList) -> _Data:
     return _Data(pairs, list(pairs.rows), clips, row_clip, frames, row_frame)
 
 
-def _image_size(model: Any) -> int:
-    cfg = model.config
-    return int(getattr(cfg, "image_size", None) or cfg.image.size)
 
 
 def _batch_size(model: Any) -> int:
@@ -293,7 +290,7 @@ def _embed_frames(model: Any, frames: Sequence[Path], progress: ProgressFn,
 
     from soundlib.images import load_image
 
-    size = _image_size(model)
+    size = model.picture_size
     batch = _batch_size(model)
     out: dict[int, np.ndarray] = {}
     errors: dict[int, str] = {}

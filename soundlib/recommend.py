@@ -156,7 +156,7 @@ def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
 
     from soundlib.images import load_image, video_frames
 
-    size = int(model.config.image_size)
+    size = model.picture_size
     batch: list[Any] = []
     labels: list[tuple[str, float]] = []
 

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 from encoders import backbones
 from encoders.config import ModelConfig
 from encoders.errors import ConfigError
+from encoders.model import AVModel
 from encoders.pretrained import (
     PretrainedAVModel,
     audio_layout,
@@ -311,6 +312,21 @@ def test_pair_loss_trains_the_heads_only(feats, media) -> None:
     nearest = torch.cdist(ev, ea).argmin(dim=1)
     after = int((kinds[nearest] == kinds).sum())
     assert after >= 10 and after > before  # chance is 3 of 12
+
+
+def test_pictures_are_read_at_256_and_only_cropped(model: PretrainedAVModel, tmp_path: Path) -> None:
+    """ImageNet evaluation's transform done once: the short side is scaled to 256 when the picture is read, and
+    ``effnet_input`` only takes the centre 224 crop (it used to scale a 224 picture up to 256 and crop again)."""
+    from soundlib.images import load_image
+
+    assert model.picture_size == backbones.effnet_load_size() == 256
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    x = load_image(tmp_path / "wide.png", model.picture_size)
+    assert tuple(x.shape) == (3, 256, 256)
+    assert torch.equal(backbones.effnet_input(x[None]), (x[None, :, 16:240, 16:240] * 255.0 - 127.0) / 128.0)
+    # the from-scratch family reads pictures at its network input size
+    assert AVModel(ModelConfig(name="x", image_size=96)).picture_size == 96
 
 
 def test_image_size_is_fixed() -> None:

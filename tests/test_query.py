@@ -71,7 +71,7 @@ def test_an_image_ranking_matches_exact_search_over_all_windows(world) -> None:
     img = pics / "red-blue.png"
     res = recommend([img], loaded, store, k=5)
     check_ranking(res.results, 5)
-    q = loaded.model.embed_images(load_image(img, loaded.model.config.image_size)[None]).numpy()[0]
+    q = loaded.model.embed_images(load_image(img, loaded.model.picture_size)[None]).numpy()[0]
     truth = brute_force_files(store, q, 5)
     assert [h.path for h in res.results] == [p for p, _ in truth]
     assert [h.distance for h in res.results] == pytest.approx([d for _, d in truth], abs=1e-4)
@@ -115,7 +115,7 @@ def test_a_video_gives_one_ranking_and_one_per_second(world, tmp_path: Path) -> 
 
     from soundlib.images import video_frames
 
-    frames = torch.stack([f for _, f in video_frames(video, every=1.0, size=loaded.model.config.image_size)])
+    frames = torch.stack([f for _, f in video_frames(video, every=1.0, size=loaded.model.picture_size)])
     mean = loaded.model.embed_images(frames).numpy().mean(axis=0)
     truth = brute_force_files(store, mean / np.linalg.norm(mean), 4)
     assert [h.path for h in res.results] == [p for p, _ in truth]

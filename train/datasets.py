@@ -172,7 +172,7 @@ class FrameStore:
 
     Args:
         paths: frame files (index = frame index).
-        size: output side in pixels (the model's ``image_size``).
+        size: output side in pixels (the model's ``picture_size``).
         workers: ``DataLoader`` worker processes for decoding (0 = in the main process).
         preload_mb: preload every frame into one tensor when it takes at most this many MiB (else decode per
             batch in the workers while the model trains).

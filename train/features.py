@@ -288,7 +288,7 @@ class ImageFeatureCache:
         features: ``images[B, 3, S, S] float in [0, 1] -> [B, F]`` (e.g. ``PretrainedAVModel.image_features``);
             called under ``torch.no_grad``.
         key: identifies what ``features`` computes (e.g. ``model.features_key``).
-        size: side the frames are read at (:func:`soundlib.images.load_image`; the model's ``image_size``).
+        size: side the frames are read at (:func:`soundlib.images.load_image`; the model's ``picture_size``).
         batch: frames per call of ``features``.
     """
 

@@ -485,7 +485,7 @@ class _Inputs:
         self.pretrained = hasattr(model, "features_key")
         extra = model.features_key if self.pretrained else getattr(config, "family", "paper")
         self.audio = LogMelCache(cache_dir, model.audio_features, config.audio, extra_key=extra)
-        self.size = int(config.image_size)
+        self.size = model.picture_size
         self.images = (ImageFeatureCache(cache_dir, model.image_features, model.features_key, self.size)
                        if self.pretrained else None)
 
