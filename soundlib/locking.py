@@ -36,6 +36,49 @@ def _holder(fd: int) -> str:
     return f"`soundlib {command}`" + (f" (pid {pid})" if pid else "")
 
 
+def _process_state(pid: int) -> str:
+    """One-letter Linux process state (``"T"``: stopped, e.g. by Ctrl-Z), or ``""`` if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError, UnicodeDecodeError):
+        return ""
+
+
+def current_writer(folder: str | os.PathLike, name: str = LOCK_NAME) -> str | None:
+    """Who holds the writer lock of ``folder`` right now, without waiting or taking it.
+
+    Returns:
+        ``None`` when no other soundlib process holds it; else what to tell the user, e.g.
+        ``"`soundlib ingest` (pid 123) is writing to it; try again when it has finished"``, or for a suspended
+        holder ``"`soundlib ingest` (pid 123) holds it and is stopped (Ctrl-Z?): resume it with `fg` or
+        `kill -CONT 123`, or end it"``.
+    """
+    import fcntl
+
+    path = Path(folder) / name
+    if os.path.realpath(path) in _held:
+        return None  # this process
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+    finally:
+        os.close(fd)
+    pid = holder.rsplit("pid ", 1)[-1].rstrip(")") if "(pid " in holder else ""
+    if pid.isdigit() and _process_state(int(pid)) == "T":
+        return f"{holder} holds it and is stopped (Ctrl-Z?): resume it with `fg` or `kill -CONT {pid}`, or end it"
+    return f"{holder} is writing to it; try again when it has finished"
+
+
 @contextlib.contextmanager
 def exclusive_lock(folder: str | os.PathLike, name: str = LOCK_NAME, command: str = "ingest") -> Iterator[Path]:
     """Hold an exclusive ``flock`` on ``folder/name`` for the duration of the block (released on exit or crash).

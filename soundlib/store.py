@@ -813,8 +813,50 @@ def open_store(db: str | os.PathLike | None = None, url: str | None = None, coll
         path.mkdir(parents=True, exist_ok=True)
     if not path.is_dir():
         raise StoreError("not a folder", str(path))
+    client = _persistent_client(path, settings, _open_wait(cfg))
+    return SoundStore(client, name, str(path), cfg=cfg, folder=path)
+
+
+def _open_wait(cfg: StoreConfig) -> float:
+    """Seconds to wait for a locked store: ``$SOUNDLIB_STORE_WAIT`` if set (and a number), else the config's."""
     try:
-        client = chromadb.PersistentClient(path=str(path), settings=settings)
+        return max(0.1, float(os.environ[cfg.wait_env]))
+    except (KeyError, ValueError):
+        return float(cfg.open_wait_seconds)
+
+
+def _persistent_client(path: Path, settings: Any, wait: float) -> Any:
+    """``chromadb.PersistentClient`` on ``path``, after waiting at most ``wait`` seconds for its database.
+
+    Chroma takes the SQLite write lock when it opens a store, and waits for it without end and without releasing
+    Python's GIL (so no thread or signal can time it out). A writer holds that lock for milliseconds; a suspended
+    one (Ctrl-Z) holds it until it is resumed. So the lock is taken and released here first, with a timeout, and
+    a store that stays locked becomes a :class:`StoreError` that names the holder when it is a soundlib writer.
+
+    Raises:
+        StoreError: the store cannot be opened, or stayed locked for ``wait`` seconds.
+    """
+    import sqlite3
+
+    import chromadb
+
+    db_file = path / "chroma.sqlite3"
+    if db_file.is_file():
+        try:
+            con = sqlite3.connect(db_file, timeout=wait, isolation_level=None)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("ROLLBACK")
+            finally:
+                con.close()
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                from soundlib.locking import current_writer
+
+                why = current_writer(path) or "another process holds its database; try again when it has finished"
+                raise StoreError(f"the store stayed locked for {wait:g} s: {why}", str(path)) from None
+            # anything else (e.g. a read-only store): Chroma reports it below
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=settings)
     except Exception as e:  # noqa: BLE001
         raise StoreError(f"cannot open the store ({type(e).__name__}: {e})", str(path)) from e
-    return SoundStore(client, name, str(path), cfg=cfg, folder=path)

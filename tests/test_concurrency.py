@@ -4,6 +4,9 @@
   once with one line naming the running one (its pid); the store ends exact and uncorrupted.
 - Queries while an ingest process writes: queries from this process in a loop during the whole run, and a
   `soundlib query` process while the ingest is paused part-way (SIGSTOP) with its store open and half written.
+- An ingest suspended in the middle of a write holds the store's SQLite write lock, which Chroma waits for without
+  end when it opens a store: `soundlib query` gives up after ``$SOUNDLIB_STORE_WAIT`` seconds with one line
+  naming the stopped process and how to resume it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -20,6 +24,36 @@ from click.testing import CliRunner
 from cli import main
 from tests.cli_process import check_library, start_cli, stored_windows, wait_for, write_library
 from tests.conftest import write_image
+
+
+def write_locked(db: Path) -> bool:
+    """True while another process holds the store's SQLite write lock (a write transaction in progress)."""
+    con = sqlite3.connect(db / "chroma.sqlite3", timeout=0, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        con.close()
+
+
+def pause(proc, db: Path, inside_a_write: bool, timeout: float = 120.0) -> bool:
+    """SIGSTOP ``proc`` at a moment when it holds (``inside_a_write``) or does not hold the store's write lock.
+
+    Returns False if the ingest ended first."""
+    deadline = time.monotonic() + timeout
+    while proc.alive() and time.monotonic() < deadline:
+        if write_locked(db) == inside_a_write:
+            proc.signal(signal.SIGSTOP)
+            time.sleep(0.05)
+            if write_locked(db) == inside_a_write:
+                return True
+            proc.signal(signal.SIGCONT)
+        if not inside_a_write:
+            time.sleep(0.05)
+    return False
 
 
 @pytest.mark.slow
@@ -72,9 +106,8 @@ def test_queries_keep_working_while_an_ingest_process_writes(tmp_path: Path, tin
                 hits = recommend([pic], tiny_model, store, k=3).results
                 seen.append(store.count())
             assert len(hits) == 3 and len({h.path for h in hits}) == 3
-            if sum(first.values()) < seen[-1] < total - 3:
-                # part-way: pause the writer with its store open and run a real `soundlib query` process
-                proc.signal(signal.SIGSTOP)
+            if sum(first.values()) < seen[-1] < total - 3 and pause(proc, db, inside_a_write=False):
+                # part-way: the writer paused between writes with its store open, and a real `soundlib query`
                 try:
                     q = start_cli(["query", pic, "--db", db, "-k", "3", "--json"], tmp_path / "logs")
                     rc, out, err = q.finish(timeout=120)
@@ -93,3 +126,35 @@ def test_queries_keep_working_while_an_ingest_process_writes(tmp_path: Path, tin
     with open_store(db=db) as store:
         check_library(store, root, expected)
     assert wait_for(lambda: stored_windows(db) == total, timeout=5)
+
+
+@pytest.mark.slow
+def test_a_query_gives_up_on_a_store_locked_by_a_stopped_ingest(tmp_path: Path, tiny_checkpoint) -> None:
+    root = (tmp_path / "lib").resolve()
+    write_library(root, 12)
+    db = tmp_path / "db"
+    pic = write_image(tmp_path / "scene.png", (64, 48), color=(20, 120, 200))
+    proc = start_cli(["ingest", root, "--db", db, "--model", tiny_checkpoint, "--json", "--batch-size", "4",
+                      "--write-batch", "3"], tmp_path / "logs")
+    try:
+        wait_for(lambda: stored_windows(db) > 0 or not proc.alive(), timeout=180, what="first windows")
+        if not pause(proc, db, inside_a_write=True):
+            pytest.skip("the ingest finished before it could be stopped inside a write")
+        started = time.monotonic()
+        q = start_cli(["query", pic, "--db", db, "-k", "3", "--json"], tmp_path / "logs",
+                      env={"SOUNDLIB_STORE_WAIT": "2"})
+        rc, out, err = q.finish(timeout=120)
+        took = time.monotonic() - started
+    finally:
+        proc.signal(signal.SIGCONT)
+        rc_ingest, _, err_ingest = proc.finish(timeout=180)
+    assert rc == 2 and out == "" and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0] == (f"error: {db}: the store stayed locked for 2 s: `soundlib ingest` (pid {proc.pid}) holds it "
+                        f"and is stopped (Ctrl-Z?): resume it with `fg` or `kill -CONT {proc.pid}`, or end it")
+    assert took < 60  # gave up (it used to wait for as long as the ingest stayed stopped)
+    assert rc_ingest == 0, err_ingest  # resumed, the ingest finishes
+    q = start_cli(["query", pic, "--db", db, "-k", "3", "--json"], tmp_path / "logs")
+    rc, out, err = q.finish(timeout=120)
+    assert rc == 0 and len(json.loads(out)["results"]) == 3, err

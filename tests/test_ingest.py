@@ -233,13 +233,20 @@ def lock_held_by_another_process(folder: Path, command: str = "library import"):
 
 
 def test_one_writer_at_a_time_across_processes_and_reentrant_within_one(tmp_path: Path) -> None:
+    from soundlib.locking import current_writer
+
+    assert current_writer(tmp_path) is None  # no lock file yet
     with lock_held_by_another_process(tmp_path) as pid:
         with pytest.raises(StoreError, match=rf"another `soundlib library import` \(pid {pid}\)"):
             with exclusive_lock(tmp_path):
                 pass
+        assert current_writer(tmp_path) == (f"`soundlib library import` (pid {pid}) is writing to it; "
+                                            "try again when it has finished")
+    assert current_writer(tmp_path) is None
     with exclusive_lock(tmp_path):  # released with the other process
         with exclusive_lock(tmp_path):  # the same process nests without locking again
             pass
+        assert current_writer(tmp_path) is None  # this process is not "another" writer
         # still held after the inner block: another process is refused
         code = ("import sys\nfrom soundlib.locking import exclusive_lock\nfrom soundlib.errors import StoreError\n"
                 "try:\n    with exclusive_lock(sys.argv[1]): print('got it')\n"
