@@ -421,7 +421,7 @@ def bench_end_to_end(res: Result, store: Any, loaded: Any, image: Path, models_d
             rec.ONE_THREAD_BELOW = policy
 
     def parts() -> None:
-        x = timed("load_image", lambda: load_image(image, size))
+        x = timed("load_image", lambda: load_image(image, size, detail=loaded.model.picture_detail))
         with rec.torch_threads(1):
             v = timed("embed_pt", lambda: loaded.model.embed_images(x[None]).numpy())
         timed("embed_pt_all_threads", lambda: loaded.model.embed_images(x[None]))

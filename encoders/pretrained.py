@@ -198,6 +198,13 @@ class PretrainedAVModel(TwoTower, nn.Module):
         picture read at this size and never resizes it a second time."""
         return effnet_load_size(self.spec.image)
 
+    @property
+    def picture_detail(self) -> int:
+        """224: the network sees only the centre 224 of a picture read at 256, so a large JPEG may be decoded at a
+        draft scale down to a 224 short side (then scaled up to 256 at most 1.14x; the v2 path read at 224 and
+        scaled up to 256 every picture)."""
+        return int(self.spec.image.size)
+
     # -- helpers ----------------------------------------------------------------------------------------------
     def _batches(self, x: Tensor):
         step = max(1, int(self.spec.batch))

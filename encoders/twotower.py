@@ -42,6 +42,12 @@ class TwoTower:
         return int(self.config.image_size)
 
     @property
+    def picture_detail(self) -> int:
+        """Short side (pixels) a picture may be decoded at before it is scaled to :attr:`picture_size`
+        (``load_image(path, picture_size, detail=picture_detail)``): the network input, ``config.image_size``."""
+        return int(self.config.image_size)
+
+    @property
     def name(self) -> str:
         """The registry name of the configuration."""
         return self.config.name

@@ -308,7 +308,7 @@ def _embed_frames(model: Any, frames: Sequence[Path], progress: ProgressFn,
 
     for i, path in enumerate(frames):
         try:
-            img = load_image(path, size=size)
+            img = load_image(path, size=size, detail=model.picture_detail)
         except SoundlibError as e:
             errors[i] = f"frame: {e}"
         except Exception as e:  # noqa: BLE001 - an odd file must not stop the evaluation

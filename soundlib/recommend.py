@@ -171,7 +171,7 @@ def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
 
     for n, (path, kind) in enumerate(items):
         if kind == "image":
-            batch.append(load_image(path, size))
+            batch.append(load_image(path, size, detail=model.picture_detail))
             labels.append((path, 0.0))
         else:
             got = 0

@@ -142,6 +142,27 @@ def test_large_jpeg_decodes_at_a_draft_scale_close_to_the_full_decode(tmp_path):
     assert torch.equal(load_image(small, size=224), images._to_tensor(images._fit(open_image(small), 224)))
 
 
+def test_detail_lets_a_jpeg_decode_below_the_output_size(tmp_path):
+    """``detail``: a 640 x 480 photo read at 256 for a 224 crop decodes at half scale (320 x 240), then is scaled
+    up 1.07x; without it the full picture is decoded. PNGs and small pictures are unaffected."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:480, 0:640]
+    a = np.stack([x / 640 * 255, y / 480 * 255, (x // 16 + y // 16) % 2 * 255], axis=-1)
+    a = np.clip(a + rng.normal(0, 8, a.shape), 0, 255).astype(np.uint8)
+    p = tmp_path / "photo.jpg"
+    Image.fromarray(a).save(p, quality=92)
+    exact = load_image(p, size=256)
+    assert torch.equal(exact, images._to_tensor(images._fit(open_image(p), 256)))  # 480 < 2 x 256: no draft
+    draft = load_image(p, size=256, detail=224)
+    assert torch.equal(draft, images._to_tensor(images._fit(open_image(p, fit=224), 256)))
+    assert open_image(p, fit=224).size == (320, 240)
+    assert tuple(draft.shape) == (3, 256, 256) and not torch.equal(draft, exact)
+    assert float((draft - exact).abs().mean()) < 0.03
+    png = tmp_path / "photo.png"
+    Image.fromarray(a).save(png)
+    assert torch.equal(load_image(png, size=256, detail=224), load_image(png, size=256))
+
+
 # --- errors --------------------------------------------------------------------------------------------------------
 
 def _reason(path, fn=load_image, cls=ImageError) -> str:

@@ -170,9 +170,10 @@ def test_pretrained_run_caches_backbone_features_and_ships_heads_only(run, data:
     assert {p.name for p in cache.glob("*.npz")} == {f"{file_sha256(a)}-{akey}.npz" for a in audio_files}
     # the cached image features are what a query computes for the same picture
     one = sorted(frames)[0]
-    ic = ImageFeatureCache(cache, model.image_features, key, model.picture_size)
+    ic = ImageFeatureCache(cache, model.image_features, key, model.picture_size, detail=model.picture_detail)
     cached = np.load(ic.path_for(file_sha256(one)))
-    direct = model.image_features(load_image(one, model.picture_size)[None]).numpy()[0]
+    x = load_image(one, model.picture_size, detail=model.picture_detail)
+    direct = model.image_features(x[None]).numpy()[0]
     assert cached.shape == direct.shape and np.allclose(cached, direct, atol=1e-5)
     with np.load(next(cache.glob("*.npz"))) as z:
         assert z["mels"].ndim == 2 and z["mels"].shape[1] == model.audio.layout.size

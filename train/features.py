@@ -289,15 +289,19 @@ class ImageFeatureCache:
             called under ``torch.no_grad``.
         key: identifies what ``features`` computes (e.g. ``model.features_key``).
         size: side the frames are read at (:func:`soundlib.images.load_image`; the model's ``picture_size``).
+        detail: short side a large JPEG may be decoded at (``load_image``'s ``detail``; the model's
+            ``picture_detail``); default ``size``.
         batch: frames per call of ``features``.
     """
 
     def __init__(self, cache_dir: str | os.PathLike, features: Callable[[Any], Any], key: str, size: int,
-                 batch: int = 32) -> None:
+                 batch: int = 32, detail: int | None = None) -> None:
         self.dir = Path(cache_dir).expanduser() / "images"
         self.features_fn = features
         self.size = int(size)
-        self.key = config_key({"v": CACHE_VERSION, "features": key, "size": self.size, "reader": "load_image"})
+        self.detail = int(detail or size)
+        self.key = config_key({"v": CACHE_VERSION, "features": key, "size": self.size, "detail": self.detail,
+                               "reader": "load_image"})
         self.batch = int(batch)
         self.hits = 0
         self.computed = 0
@@ -342,7 +346,7 @@ class ImageFeatureCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         for i in range(0, len(todo), self.batch):
             chunk = todo[i:i + self.batch]
-            x = torch.stack([load_image(p, self.size) for _, p in chunk])
+            x = torch.stack([load_image(p, self.size, detail=self.detail) for _, p in chunk])
             with torch.no_grad():
                 feats = self.features_fn(x).detach().float().cpu().numpy()
             for (sha, _), f in zip(chunk, feats):

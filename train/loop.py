@@ -486,7 +486,8 @@ class _Inputs:
         extra = model.features_key if self.pretrained else getattr(config, "family", "paper")
         self.audio = LogMelCache(cache_dir, model.audio_features, config.audio, extra_key=extra)
         self.size = model.picture_size
-        self.images = (ImageFeatureCache(cache_dir, model.image_features, model.features_key, self.size)
+        self.images = (ImageFeatureCache(cache_dir, model.image_features, model.features_key, self.size,
+                                         detail=model.picture_detail)
                        if self.pretrained else None)
 
     def clips(self, data: PairData, task: str) -> tuple[Any, Any]:
