@@ -123,11 +123,16 @@ def test_open_image_returns_rgb(make_image):
     assert im.mode == "RGB" and im.size == (20, 10)
 
 
+def photo_like(width: int, height: int, cell: int, seed: int) -> np.ndarray:
+    """``(height, width, 3)`` uint8: colour gradients, a checkerboard of ``cell`` pixels and noise (JPEG-friendly)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    a = np.stack([x / width * 255, y / height * 255, (x // cell + y // cell) % 2 * 255], axis=-1)
+    return np.clip(a + rng.normal(0, 8, a.shape), 0, 255).astype(np.uint8)
+
+
 def test_large_jpeg_decodes_at_a_draft_scale_close_to_the_full_decode(tmp_path):
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:1200, 0:1600]
-    a = np.stack([x / 1600 * 255, y / 1200 * 255, (x // 40 + y // 40) % 2 * 255], axis=-1)
-    a = np.clip(a + rng.normal(0, 8, a.shape), 0, 255).astype(np.uint8)
+    a = photo_like(1600, 1200, 40, 0)
     p = tmp_path / "photo.jpg"
     Image.fromarray(a).save(p, quality=92)
     assert open_image(p).size == (1600, 1200)
@@ -145,10 +150,7 @@ def test_large_jpeg_decodes_at_a_draft_scale_close_to_the_full_decode(tmp_path):
 def test_detail_lets_a_jpeg_decode_below_the_output_size(tmp_path):
     """``detail``: a 640 x 480 photo read at 256 for a 224 crop decodes at half scale (320 x 240), then is scaled
     up 1.07x; without it the full picture is decoded. PNGs and small pictures are unaffected."""
-    rng = np.random.default_rng(1)
-    y, x = np.mgrid[0:480, 0:640]
-    a = np.stack([x / 640 * 255, y / 480 * 255, (x // 16 + y // 16) % 2 * 255], axis=-1)
-    a = np.clip(a + rng.normal(0, 8, a.shape), 0, 255).astype(np.uint8)
+    a = photo_like(640, 480, 16, 1)
     p = tmp_path / "photo.jpg"
     Image.fromarray(a).save(p, quality=92)
     exact = load_image(p, size=256)
