@@ -856,6 +856,9 @@ def _persistent_client(path: Path, settings: Any, wait: float) -> Any:
                 why = current_writer(path) or "another process holds its database; try again when it has finished"
                 raise StoreError(f"the store stayed locked for {wait:g} s: {why}", str(path)) from None
             # anything else (e.g. a read-only store): Chroma reports it below
+        except sqlite3.DatabaseError as e:  # "file is not a database", "database disk image is malformed"
+            raise StoreError(f"cannot open the store: {db_file.name} is damaged or not a database ({e})",
+                             str(path)) from None
     try:
         return chromadb.PersistentClient(path=str(path), settings=settings)
     except Exception as e:  # noqa: BLE001

@@ -175,6 +175,12 @@ def test_open_store_errors_and_defaults(tmp_path: Path, monkeypatch) -> None:
     assert default_db_path() == tmp_path / "home" / "chroma"
     with pytest.raises(StoreError, match="cannot reach"):
         open_store(url="http://127.0.0.1:9")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "chroma.sqlite3").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match=r"chroma.sqlite3 is damaged or not a database") as info:
+        open_store(db=damaged)
+    assert info.value.path == str(damaged)
 
 
 def test_temporary_store_with_distinct_samples() -> None:
