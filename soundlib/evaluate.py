@@ -277,8 +277,6 @@ def _prepare(pairs: PairList) -> _Data:
     return _Data(pairs, list(pairs.rows), clips, row_clip, frames, row_frame)
 
 
-
-
 def _batch_size(model: Any) -> int:
     return max(1, int(getattr(model.config, "batch_size", 32)))
 

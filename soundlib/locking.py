@@ -6,7 +6,7 @@ quoted in the message a second writer gets. Readers (``query``, ``library``, ``e
 
 The lock is re-entrant within one process: :meth:`soundlib.store.SoundStore.writing` takes it around every library
 write (``ingest()``, ``import_library()``), and the CLI takes it earlier still (before loading a model or creating
-the store folder), so a nested take by the same process only counts up.
+the store folder), so a nested take by the same process does nothing.
 """
 
 from __future__ import annotations
@@ -21,19 +21,20 @@ from soundlib.errors import StoreError
 
 LOCK_NAME = "soundlib-ingest.lock"
 
-_held: dict[str, int] = {}  # lock file (real path) -> nesting depth, for the locks this process holds
+_held: set[str] = set()  # lock files (real paths) this process holds (the outermost block of each)
 _held_guard = threading.Lock()
 
 
-def _holder(fd: int) -> str:
-    """``"`soundlib ingest` (pid 123)"`` from the lock file's content (best effort)."""
+def _holder(fd: int) -> tuple[str, int | None]:
+    """``("`soundlib ingest` (pid 123)", 123)`` from the lock file's content (best effort; pid ``None`` if
+    unreadable)."""
     try:
         text = os.pread(fd, 200, 0).decode("utf-8", "replace").split("\n")
     except OSError:
         text = []
-    pid = text[0].strip() if text and text[0].strip().isdigit() else ""
+    pid = int(text[0]) if text and text[0].strip().isdigit() else None
     command = text[1].strip() if len(text) > 1 and text[1].strip() else "ingest"
-    return f"`soundlib {command}`" + (f" (pid {pid})" if pid else "")
+    return f"`soundlib {command}`" + (f" (pid {pid})" if pid is not None else ""), pid
 
 
 def _process_state(pid: int) -> str:
@@ -67,14 +68,13 @@ def current_writer(folder: str | os.PathLike, name: str = LOCK_NAME) -> str | No
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _holder(fd)
+            holder, pid = _holder(fd)
         else:
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
     finally:
         os.close(fd)
-    pid = holder.rsplit("pid ", 1)[-1].rstrip(")") if "(pid " in holder else ""
-    if pid.isdigit() and _process_state(int(pid)) == "T":
+    if pid is not None and _process_state(pid) == "T":
         return f"{holder} holds it and is stopped (Ctrl-Z?): resume it with `fg` or `kill -CONT {pid}`, or end it"
     return f"{holder} is writing to it; try again when it has finished"
 
@@ -104,14 +104,8 @@ def exclusive_lock(folder: str | os.PathLike, name: str = LOCK_NAME, command: st
         raise StoreError(f"cannot create the store's lock file ({e.strerror or e})", str(folder)) from None
     with _held_guard:
         nested = key in _held
-        if nested:
-            _held[key] += 1
-    if nested:  # this process holds it already (an outer block)
-        try:
-            yield path
-        finally:
-            with _held_guard:
-                _held[key] -= 1
+    if nested:  # this process holds it already: the outer block releases it
+        yield path
         return
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -121,17 +115,17 @@ def exclusive_lock(folder: str | os.PathLike, name: str = LOCK_NAME, command: st
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StoreError(f"another {_holder(fd)} is writing to this store; wait for it to finish "
+            raise StoreError(f"another {_holder(fd)[0]} is writing to this store; wait for it to finish "
                              "(or stop it: what it completed is kept)", str(folder)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n{command}\n".encode(), 0)
         with _held_guard:
-            _held[key] = 1
+            _held.add(key)
         try:
             yield path
         finally:
             with _held_guard:
-                del _held[key]
+                _held.discard(key)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
