@@ -209,23 +209,18 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, model_spec, db,
       soundlib ingest ./sfx
       soundlib ingest ./sfx --prune --model runs/m5/best.pt --db ./sfx.chroma
     """
-    import contextlib
     import sys
-    from pathlib import Path
 
     from soundlib.clikit import EXIT_PARTIAL, print_json, rich_progress, stderr_console, stdout_console
     from soundlib.ingest import graceful_interrupt
     from soundlib.ingest import ingest as run_ingest
-    from soundlib.locking import exclusive_lock
     from soundlib.models import load_model
     from soundlib.scan import plan_roots
-    from soundlib.store import default_db_path, open_store
+    from soundlib.store import open_store, writer_lock
 
     plan_roots(folders)  # a typo in FOLDERS fails before anything is created
     # the lock comes first: a second ingest is refused at once, and two first runs never create one store together
-    lock = contextlib.nullcontext() if chroma_url else \
-        exclusive_lock(Path(db).expanduser() if db else default_db_path())
-    with lock:
+    with writer_lock(db, chroma_url, "ingest"):
         loaded = load_model(model_spec)
         with open_store(db=db, url=chroma_url, collection=collection, create=True) as store:
             store.write_batch = write_batch
@@ -459,21 +454,15 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
       soundlib library import sfx.soundlib.zip --chroma-url http://127.0.0.1:8000
       soundlib library import sfx.soundlib.zip --db ./copy.chroma --root /home/me/sfx=/srv/sfx
     """
-    import contextlib
-    from pathlib import Path
-
     from soundlib.clikit import print_json, rich_progress, stdout_console
-    from soundlib.locking import exclusive_lock
-    from soundlib.store import default_db_path, open_store
+    from soundlib.store import open_store, writer_lock
     from soundlib.transfer import import_library, parse_roots, read_manifest
 
     db, chroma_url, collection, as_json, debug = _library_store_args(ctx, db, chroma_url, collection, as_json, debug)
     rewrite = parse_roots(roots)
     manifest = read_manifest(file)  # a bad file fails before a store is touched
-    lock = contextlib.nullcontext() if chroma_url else \
-        exclusive_lock(Path(db).expanduser() if db else default_db_path(), command="library import")
-    with lock, open_store(db=db, url=chroma_url, collection=collection or manifest["collection"],
-                          create=True) as store:
+    with writer_lock(db, chroma_url, "library import"), \
+            open_store(db=db, url=chroma_url, collection=collection or manifest["collection"], create=True) as store:
         with rich_progress(enabled=not as_json) as progress:
             report = import_library(file, store, roots=rewrite, progress=progress)
     if as_json:

@@ -93,6 +93,25 @@ def default_db_path(cfg: StoreConfig | None = None) -> Path:
     return Path(home).expanduser() / "chroma"
 
 
+def embedded_path(db: str | os.PathLike | None, cfg: StoreConfig | None = None) -> Path:
+    """The folder of the embedded store ``open_store(db=db)`` opens: ``db`` (``~`` expanded) or the default."""
+    return Path(db).expanduser() if db else default_db_path(cfg)
+
+
+def writer_lock(db: str | os.PathLike | None, url: str | None, command: str) -> contextlib.AbstractContextManager:
+    """The one-writer lock of the store ``open_store(db=db, url=url)`` opens, to take before opening it.
+
+    Taken first, a second writer is refused before a model loads, and two first runs never create one store
+    together. :meth:`SoundStore.writing` takes the same lock again (re-entrant) around the write itself.
+    A Chroma server (``url``) has no lock here.
+    """
+    if url:
+        return contextlib.nullcontext()
+    from soundlib.locking import exclusive_lock
+
+    return exclusive_lock(embedded_path(db), command=command)
+
+
 @dataclass(frozen=True)
 class FileFacts:
     """What the store keeps about a sound file, on every one of its windows.
@@ -806,7 +825,7 @@ def open_store(db: str | os.PathLike | None = None, url: str | None = None, coll
                                  f"{'wrong token in' if token else 'it wants a token; set'} ${TOKEN_ENV}", url) from e
             raise StoreError(f"cannot reach the Chroma server ({type(e).__name__}: {_first_line(e)})", url) from e
         return SoundStore(client, name, url, cfg=cfg)
-    path = Path(db).expanduser() if db else default_db_path(cfg)
+    path = embedded_path(db, cfg)
     if not path.exists():
         if not create:
             raise StoreError("no sound library here yet; build one with `soundlib ingest FOLDER`", str(path))
