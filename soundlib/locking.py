@@ -1,8 +1,13 @@
 """An advisory inter-process lock: one writer (``soundlib ingest`` or ``library import``) at a time per embedded store.
 
 The lock is an ``flock`` on a small file inside the store folder, so the kernel releases it when the holder exits
-or is killed (SIGKILL, crash): a stale lock never blocks the next run. The file holds the holder's pid and command,
-quoted in the message a second writer gets. Readers (``query``, ``library``, ``export``) do not take it.
+or is killed (SIGKILL, crash): a stale lock never blocks the next run. Readers (``query``, ``library``, ``export``)
+do not take it.
+
+Who holds it: the kernel knows (``/proc/locks`` lists each flock with its owner's pid), so a refused writer names
+the holder's pid every time, even in the instant between the holder's ``flock`` and its writing of the file. The
+file holds the holder's pid and command; the command is quoted when the file's pid is the kernel's (a refused writer
+waits up to :data:`HOLDER_WAIT` seconds for the holder to write it).
 
 The lock is re-entrant within one process: :meth:`soundlib.store.SoundStore.writing` takes it around every library
 write (``ingest()``, ``import_library()``), and the CLI takes it earlier still (before loading a model or creating
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,16 +31,69 @@ _held: set[str] = set()  # lock files (real paths) this process holds (the outer
 _held_guard = threading.Lock()
 
 
-def _holder(fd: int) -> tuple[str, int | None]:
-    """``("`soundlib ingest` (pid 123)", 123)`` from the lock file's content (best effort; pid ``None`` if
-    unreadable)."""
+#: How long a refused writer waits for the lock holder to write its identity into the lock file (seconds). The
+#: holder writes it right after taking the lock; the wait only matters on a machine too busy to schedule it.
+HOLDER_WAIT = 5.0
+
+
+def _identity(fd: int) -> tuple[int | None, str | None]:
+    """``(pid, command)`` as written in the lock file (each ``None`` if missing or unreadable)."""
     try:
         text = os.pread(fd, 200, 0).decode("utf-8", "replace").split("\n")
     except OSError:
-        text = []
+        return None, None
     pid = int(text[0]) if text and text[0].strip().isdigit() else None
-    command = text[1].strip() if len(text) > 1 and text[1].strip() else "ingest"
-    return f"`soundlib {command}`" + (f" (pid {pid})" if pid is not None else ""), pid
+    command = text[1].strip() if len(text) > 1 and text[1].strip() else None
+    return pid, command
+
+
+def flock_owners(fd: int) -> set[int] | None:
+    """Pids of the processes holding an exclusive ``flock`` on the file open as ``fd``, from ``/proc/locks``.
+
+    Returns ``None`` where ``/proc/locks`` cannot be read (not Linux), else a set (empty if nobody holds it).
+    """
+    st = os.fstat(fd)
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    owners = set()
+    for line in lines:
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 2487 fe:00:2147888 0 EOF"; waiters are listed as "1: -> FLOCK ..."
+        if len(parts) < 6 or parts[1] != "FLOCK" or parts[3] != "WRITE":
+            continue
+        try:
+            major, minor, inode = parts[5].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == want:
+                owners.add(int(parts[4]))
+        except ValueError:
+            continue
+    return owners
+
+
+def _holder(fd: int, wait: float | None = None) -> tuple[str, int | None]:
+    """``("`soundlib ingest` (pid 123)", 123)``: who holds the lock on ``fd`` (another process does).
+
+    The pid comes from the kernel; the command from the lock file once it names that pid (waiting up to ``wait``
+    seconds, default :data:`HOLDER_WAIT`, for the holder to write it). Without ``/proc/locks`` the file's pid is used
+    as it is.
+    """
+    deadline = time.monotonic() + (HOLDER_WAIT if wait is None else wait)
+    while True:
+        pid, command = _identity(fd)
+        owners = flock_owners(fd)
+        if (pid in owners) if owners is not None else pid is not None:
+            return f"`soundlib {command or 'ingest'}` (pid {pid})", pid
+        if owners == set() or time.monotonic() >= deadline:
+            break  # released meanwhile, or the holder never wrote its identity
+        time.sleep(0.01)
+    if owners:  # the kernel's holder, whose command the file does not tell
+        pid = min(owners)
+        return f"`soundlib` (pid {pid})", pid
+    return "`soundlib ingest`", None
 
 
 def _process_state(pid: int) -> str:
@@ -112,13 +171,19 @@ def exclusive_lock(folder: str | os.PathLike, name: str = LOCK_NAME, command: st
     except OSError as e:
         raise StoreError(f"cannot create the store's lock file ({e.strerror or e})", str(folder)) from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(f"another {_holder(fd)[0]} is writing to this store; wait for it to finish "
-                             "(or stop it: what it completed is kept)", str(folder)) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n{command}\n".encode(), 0)
+        for attempt in range(3):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder, pid = _holder(fd)
+                if pid is None and flock_owners(fd) == set() and attempt < 2:
+                    continue  # the holder let go while we asked who it was: try again
+                raise StoreError(f"another {holder} is writing to this store; wait for it to finish "
+                                 "(or stop it: what it completed is kept)", str(folder)) from None
+        identity = f"{os.getpid()}\n{command}\n".encode()
+        os.pwrite(fd, identity, 0)  # written, then the old tail cut: the file is never empty while held
+        os.ftruncate(fd, len(identity))
         with _held_guard:
             _held.add(key)
         try:
