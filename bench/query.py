@@ -341,7 +341,7 @@ def bench_search_breadth(res: Result, folder: Path, n_windows: int, n: int) -> N
     process loaded its index with, so each value is measured in a fresh process (:func:`probe_search_breadth`)."""
     import subprocess
 
-    from encoders.config import StoreConfig
+    from soundlib.config import StoreConfig
     from soundlib.store import open_store
 
     def set_ef(ef: int) -> None:

@@ -143,27 +143,3 @@ def _listify(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_listify(v) for v in x]
     return x
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    """Defaults of the sound library store (Chroma)."""
-
-    home_env: str = "SOUNDLIB_HOME"
-    default_home: str = "~/.soundlib"
-    default_collection: str = "sounds"
-    #: HNSW settings at creation (DESIGN.md: defaults gave recall@10 of only 0.92).
-    hnsw_space: str = "l2"
-    hnsw_ef_construction: int = 200
-    hnsw_max_neighbors: int = 32
-    #: HNSW search breadth (Chroma searches with ef = max(ef_search, n_results)). The only HNSW setting Chroma
-    #: lets change later: ingest raises it on older collections. 800 lifts top-10 recall of off-manifold
-    #: (image-like) queries at 200k windows from 0.950 (ef 200) to 0.994 for +2 ms (bench/query.py).
-    hnsw_ef_search: int = 800
-    #: seconds to wait for the embedded store's database while another process holds its write lock (a
-    #: writer's transactions take milliseconds; a suspended one, e.g. Ctrl-Z, holds it until resumed).
-    #: ``$SOUNDLIB_STORE_WAIT`` overrides it.
-    open_wait_seconds: float = 30.0
-    wait_env: str = "SOUNDLIB_STORE_WAIT"
-    #: a search asks Chroma for k * candidate_factor windows, then re-ranks them exactly.
-    candidate_factor: int = 8

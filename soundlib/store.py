@@ -1,9 +1,9 @@
 """The sound library in Chroma: one collection per library, one vector per 1-second window.
 
-Layout of a collection (DESIGN.md, "The sound library in Chroma"):
+Layout of a collection:
 
 - created with ``embedding_function=None`` (nothing touches the network) and the HNSW settings of
-  :class:`encoders.config.StoreConfig` (space ``l2``; the defaults gave recall@10 of only 0.92 here);
+  :class:`soundlib.config.StoreConfig` (space ``l2``; the defaults gave recall@10 of only 0.92 here);
 - collection metadata: ``model`` (name), ``model_sha256`` (checkpoint hash), ``dim``, ``soundlib_version`` and
   ``model_path`` (where the checkpoint was, the default model of later queries);
   a different model is refused with :class:`ModelMismatchError`;
@@ -38,12 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from encoders.config import StoreConfig
 from encoders.version import package_version
+from soundlib.config import TOKEN_ENV, StoreConfig
 from soundlib.errors import ModelMismatchError, SoundlibError, StoreError
 
-#: Environment variable holding the Chroma server token (never on the command line).
-TOKEN_ENV = "SOUNDLIB_CHROMA_TOKEN"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 #: Records fetched per page when listing metadata.
 _PAGE = 5000

@@ -213,7 +213,7 @@ def test_ingest_raises_an_older_collections_search_breadth_on_the_server(media, 
                                                                          tiny_checkpoint) -> None:
     import dataclasses
 
-    from encoders.config import StoreConfig
+    from soundlib.config import StoreConfig
     from soundlib.models import load_model
     from soundlib.store import open_store
 
