@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import click
 
+from soundlib import config as lib
 from soundlib.clikit import (debug_option, handle_errors, json_option, model_option, store_options)
+from train import defaults as tr
 
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=110)
 
@@ -32,13 +34,13 @@ def main() -> None:
 @main.command(context_settings=CONTEXT)
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--fps", default=1.0, show_default=True, type=float, help="Frames per second to extract.")
-@click.option("--split", "split_text", default="0.8,0.1,0.1", show_default=True, metavar="TRAIN,VAL,TEST",
+@click.option("--fps", default=tr.DEFAULT_FPS, show_default=True, type=float, help="Frames per second to extract.")
+@click.option("--split", "split_text", default=",".join(f"{x:g}" for x in tr.DEFAULT_SPLIT), show_default=True, metavar="TRAIN,VAL,TEST",
               help="Fractions of the pairs for train/val/test (assigned per video).")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None,
               help="CSV of video (file name, stem or id) -> category; fills the category column.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split.")
-@click.option("--frame-size", default=256, show_default=True, type=int,
+@click.option("--frame-size", default=tr.DEFAULT_FRAME_SIZE, show_default=True, type=int,
               help="Save frames with their shorter side scaled down to this (0 = as decoded).")
 @json_option
 @debug_option
@@ -90,35 +92,35 @@ def prepare(videos, out, fps, split_text, labels, seed, frame_size, as_json, deb
 @click.option("--val", "val_lists", type=click.Path(), multiple=True,
               help="Validation list; repeat for several, each scored on its own (default: val.csv next to the "
                    "first train list).")
-@click.option("--model", "model_name", default="m5-attention-linear-infonce", show_default=True,
+@click.option("--model", "model_name", default=tr.DEFAULT_MODEL, show_default=True,
               help="Model configuration name (m1-baseline-linear-bce ... m7-attention-linear-ntxent, "
                    "pt-effnet-aisfx-infonce).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
-@click.option("--epochs", default=50, show_default=True, type=int, help="Last epoch to run.")
+@click.option("--epochs", default=tr.DEFAULT_EPOCHS, show_default=True, type=int, help="Last epoch to run.")
 @click.option("--batch", default=None, type=int, help="Pairs per step (default: the model's, 128 or 32).")
 @click.option("--lr", default=None, type=float, help="Initial learning rate (default: the model's, 0.01).")
 @click.option("--temperature", default=None, type=float,
               help="Temperature of InfoNCE / NT-Xent (default: the model's, 0.5).")
-@click.option("--weight-decay", default=1e-4, show_default=True, type=click.FloatRange(min=0),
-              help="SGD weight decay (the paper's 1e-4).")
+@click.option("--weight-decay", default=tr.DEFAULT_WEIGHT_DECAY, show_default=True, type=click.FloatRange(min=0),
+              help="SGD weight decay (the paper's).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same settings).")
 @click.option("--width", default=None, type=float,
               help="Channel multiplier of both streams (paper models; default 1.0; 0.125-0.25 trains in minutes "
                    "on a CPU).")
 @click.option("--image-size", default=None, type=int,
               help="Side of the input image (paper models; default 224; the pretrained family is fixed at 224).")
-@click.option("--windows", default=3, show_default=True, type=click.IntRange(min=1),
+@click.option("--windows", default=tr.DEFAULT_WINDOWS, show_default=True, type=click.IntRange(min=1),
               help="Whole-file rows (empty start): cache this many of the file's loudest 1-s windows and draw one "
                    "per epoch.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of weights, shuffles and negatives.")
-@click.option("--patience", default=20, show_default=True, type=int,
+@click.option("--patience", default=tr.DEFAULT_PATIENCE, show_default=True, type=int,
               help="Stop after this many epochs without a better val top-10.")
-@click.option("--workers", default=1, show_default=True, type=int, help="Frame-decoding worker processes.")
+@click.option("--workers", default=tr.DEFAULT_WORKERS, show_default=True, type=int, help="Frame-decoding worker processes.")
 @click.option("--threads", default=0, show_default=True, type=int,
               help="Torch CPU threads (0 = all cores; 1 is much faster when other jobs share the CPU).")
 @click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False),
               help="Feature cache folder (log-mels, backbone features; default: <out>/../.cache).")
-@click.option("--precision", default="bf16", show_default=True, type=click.Choice(["bf16", "fp32"]),
+@click.option("--precision", default=tr.DEFAULT_PRECISION, show_default=True, type=click.Choice(tr.PRECISIONS),
               help="bf16 autocast (faster on CPU) or fp32.")
 @json_option
 @debug_option
@@ -187,7 +189,7 @@ def train(train_lists, val_lists, model_name, out, epochs, batch, lr, temperatur
 @click.option("--max-windows", default=None, type=click.IntRange(min=0), metavar="N",
               help="1-second windows per file at most, sampled evenly over longer files (default 30; 0 = all).")
 @click.option("--prune", is_flag=True, help="Remove stored files under FOLDERS that are gone from disk.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Windows per model call.")
+@click.option("--batch-size", default=lib.INFERENCE_BATCH, show_default=True, type=click.IntRange(min=1), help="Windows per model call.")
 @click.option("--write-batch", default=None, type=click.IntRange(min=1), metavar="N",
               help="Windows per store write (default: the store's maximum). Completed files are also written "
                    "every few seconds, so a crash loses little work.")
@@ -260,7 +262,7 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, model_spec, db,
 
 @main.command(context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1),
+@click.option("-k", "k", default=lib.DEFAULT_K, show_default=True, type=click.IntRange(min=1),
               help="Number of sounds (distinct files).")
 @click.option("--category", "categories", multiple=True, metavar="NAME",
               help="Only sounds of this category (repeat for several).")
@@ -475,15 +477,15 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
 
 @main.command(name="eval", context_settings=CONTEXT)
 @click.argument("list_path", type=click.Path())
-@click.option("--model", "model_specs", multiple=True, metavar="CKPT", envvar="SOUNDLIB_MODEL",
+@click.option("--model", "model_specs", multiple=True, metavar="CKPT", envvar=lib.MODEL_ENV,
               help="Model checkpoint; repeat to compare models side by side (default: the bundled model).")
-@click.option("-k", "ks", default="1,5,10", show_default=True, metavar="K[,K...]", help="Cut-offs.")
+@click.option("-k", "ks", default=",".join(map(str, lib.DEFAULT_KS)), show_default=True, metavar="K[,K...]", help="Cut-offs.")
 @click.option("--library", default=None, metavar="NAME",
               help="Rank the files of this ingested collection instead of the list's own clips "
                    "(a row's own sample is the library file at its audio path).")
-@click.option("--file-score", type=click.Choice(["best", "mean"]), default=None,
+@click.option("--file-score", type=click.Choice(lib.FILE_SCORES), default=None,
               help="How a whole-file row (no start) is scored: its best window, or the mean of its windows "
-                   "[default: best].")
+                   f"[default: {lib.DEFAULT_FILE_SCORE}].")
 @click.option("--max-windows", type=click.IntRange(min=1), default=None,
               help="Windows embedded per whole file (default: the audio config's cap).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,

@@ -6,7 +6,7 @@
 2. For each model (the paper's m5 at the fast width 0.25, and the pretrained family ``pt-effnet-aisfx-infonce``,
    untrained, as saved checkpoints): every file is decoded into its windows once per audio configuration
    (timed: "decode only", one thread, as the ingest's decoder thread does it); the windows, already in memory, go through
-   ``model.embed_audio`` in batches of ``DEFAULT_BATCH_SIZE`` ("encoder only": log-mel + network, the work ingest
+   ``model.embed_audio`` in batches of ``INFERENCE_BATCH`` ("encoder only": log-mel + network, the work ingest
    cannot avoid), alternated with the ingest runs (E I E I E I E; medians), so load drift on this shared machine
    hits both; the ingest itself writes into a fresh embedded Chroma store in a temp folder (scan, probe,
    decode + resample, sha256, model, Chroma upserts).
@@ -145,7 +145,7 @@ def bench_model(res: Result, name: str, overrides: dict[str, Any], root: Path, f
     each ingest is compared with the mean of the encoder runs on either side of it."""
     import torch
 
-    from soundlib.embedding import DEFAULT_BATCH_SIZE
+    from soundlib.config import INFERENCE_BATCH
 
     label = model_label(name, overrides)
     loaded = saved_model(name, models_dir, **overrides)
@@ -155,7 +155,7 @@ def bench_model(res: Result, name: str, overrides: dict[str, Any], root: Path, f
         decoded[cfg] = decode_all(files, cfg)
     windows, t_decode = decoded[cfg]
     n = len(windows)
-    batch = DEFAULT_BATCH_SIZE
+    batch = INFERENCE_BATCH
     # warm-up: builds the front end, loads backbones, and lets oneDNN create its kernels for both batch shapes
     for size in {batch, n % batch or batch}:
         model.embed_audio(torch.from_numpy(windows[:size]))

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from soundlib.config import CHROMA_URL_ENV, MODEL_ENV, TOKEN_ENV, StoreConfig
 from soundlib.errors import SoundlibError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT = 0, 1, 2
@@ -43,19 +44,20 @@ def debug_option(f: Callable) -> Callable:
 
 
 def store_options(f: Callable) -> Callable:
-    """--db, --chroma-url, --collection (token comes from $SOUNDLIB_CHROMA_TOKEN, never the command line)."""
+    """--db, --chroma-url, --collection (the token comes from an environment variable, never the command line)."""
+    cfg = StoreConfig()
     f = click.option("--collection", default=None, metavar="NAME",
-                     help="Chroma collection name (default: sounds).")(f)
-    f = click.option("--chroma-url", default=None, metavar="URL", envvar="SOUNDLIB_CHROMA_URL",
+                     help=f"Chroma collection name (default: {cfg.default_collection}).")(f)
+    f = click.option("--chroma-url", default=None, metavar="URL", envvar=CHROMA_URL_ENV,
                      help="Use a Chroma server (`chroma run`) at URL instead of the embedded store. "
-                          "Token from $SOUNDLIB_CHROMA_TOKEN.")(f)
+                          f"Token from ${TOKEN_ENV}.")(f)
     f = click.option("--db", default=None, metavar="PATH", type=click.Path(file_okay=False),
-                     help="Embedded store folder (default: $SOUNDLIB_HOME/chroma, ~/.soundlib/chroma).")(f)
+                     help=f"Embedded store folder (default: ${cfg.home_env}/chroma, {cfg.default_home}/chroma).")(f)
     return f
 
 
 def model_option(f: Callable) -> Callable:
-    return click.option("--model", "model_spec", default=None, metavar="CKPT", envvar="SOUNDLIB_MODEL",
+    return click.option("--model", "model_spec", default=None, metavar="CKPT", envvar=MODEL_ENV,
                         help="Model checkpoint (default: the bundled model).")(f)
 
 

@@ -49,3 +49,13 @@ class StoreConfig:
     open_wait_seconds: float = 30.0
     wait_env: str = "SOUNDLIB_STORE_WAIT"
     candidate_factor: int = 8
+
+#: Sounds (distinct files) a query returns.
+DEFAULT_K = 10
+#: Cut-offs of ``soundlib eval`` (the paper's top-1/5/10).
+DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
+#: How ``soundlib eval`` scores a whole-file row from its windows: its best (nearest) window, what ``soundlib
+#: query`` does, or the re-normalised mean of its windows. The first is the default (measured against the mean
+#: in ``bench/README.md``).
+FILE_SCORES: tuple[str, ...] = ("best", "mean")
+DEFAULT_FILE_SCORE = FILE_SCORES[0]

@@ -17,12 +17,11 @@ from typing import Any
 import numpy as np
 
 from encoders.config import AudioConfig
+from soundlib.config import INFERENCE_BATCH
 from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn
 from soundlib.scan import SoundFile, file_sha256
 
-#: Windows per model call (a good trade-off on a 2-core CPU; memory ~ batch x 48,000 x 4 bytes of audio).
-DEFAULT_BATCH_SIZE = 64
 #: Decoded files waiting for the model (bounds memory: each holds up to max_windows windows).
 PREFETCH_FILES = 16
 _DONE = object()
@@ -86,7 +85,7 @@ def decode_file(sound: SoundFile, cfg: AudioConfig, max_windows: int | None) -> 
     return DecodedFile(sound, list(starts), windows, float(info.duration), int(info.sample_rate), sha)
 
 
-def embed_windows(model: Any, windows: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+def embed_windows(model: Any, windows: np.ndarray, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
     """``(N, samples)`` float32 windows at the model's rate -> ``(N, D)`` float32 embeddings, ``batch_size`` windows
     per model call (memory stays bounded for any ``N``)."""
     import torch
@@ -108,7 +107,7 @@ class _Pending:
         return self.done >= self.n
 
 
-def embed_windows_batched(model: Any, files: Iterable[SoundFile], batch_size: int = DEFAULT_BATCH_SIZE,
+def embed_windows_batched(model: Any, files: Iterable[SoundFile], batch_size: int = INFERENCE_BATCH,
                           progress: ProgressFn | None = None, max_windows: int | None = None,
                           total: int | None = None, stop: threading.Event | None = None,
                           prefetch: int = PREFETCH_FILES) -> Iterator[EmbeddedFile | FailedFile]:

@@ -42,6 +42,7 @@ import numpy as np
 
 from encoders.config import AudioConfig
 from soundlib import metrics as M
+from soundlib.config import INFERENCE_BATCH
 from soundlib.errors import SoundlibError
 from soundlib.lists import PairList, PairRow, read_list
 from soundlib.progress import ProgressFn, null_progress
@@ -277,10 +278,6 @@ def _prepare(pairs: PairList) -> _Data:
     return _Data(pairs, list(pairs.rows), clips, row_clip, frames, row_frame)
 
 
-def _batch_size(model: Any) -> int:
-    return max(1, int(getattr(model.config, "batch_size", 32)))
-
-
 def _embed_frames(model: Any, frames: Sequence[Path], progress: ProgressFn,
                   label: str) -> tuple[dict[int, np.ndarray], dict[int, str]]:
     """Embed images (batched). Returns ``({frame index: (D,) vector}, {frame index: error reason})``."""
@@ -289,7 +286,7 @@ def _embed_frames(model: Any, frames: Sequence[Path], progress: ProgressFn,
     from soundlib.images import load_image
 
     size = model.picture_size
-    batch = _batch_size(model)
+    batch = INFERENCE_BATCH
     out: dict[int, np.ndarray] = {}
     errors: dict[int, str] = {}
     pending: list[tuple[int, Any]] = []
@@ -330,7 +327,7 @@ def _embed_clips(model: Any, clips: Sequence[_Clip], max_windows: int, progress:
     import torch
 
     cfg: AudioConfig = model.config.audio
-    batch = _batch_size(model)
+    batch = INFERENCE_BATCH
     by_file: dict[Path, list[int]] = {}
     for ci, clip in enumerate(clips):
         by_file.setdefault(clip.audio, []).append(ci)

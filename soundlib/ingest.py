@@ -28,7 +28,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from soundlib.embedding import DEFAULT_BATCH_SIZE, EmbeddedFile, FailedFile, embed_windows_batched
+from soundlib.config import INFERENCE_BATCH
+from soundlib.embedding import EmbeddedFile, FailedFile, embed_windows_batched
 from soundlib.progress import ProgressFn
 from soundlib.scan import SoundFile, file_sha256, plan_roots, scan
 from soundlib.store import FileRecord, FileVectors, SoundStore, file_key
@@ -95,7 +96,7 @@ def _expected_windows(rec: FileRecord, cfg: Any, max_windows: int) -> int:
 
 
 def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_windows: int | None = None,
-           prune: bool = False, progress: ProgressFn | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+           prune: bool = False, progress: ProgressFn | None = None, batch_size: int = INFERENCE_BATCH,
            stop: threading.Event | None = None, flush_seconds: float = FLUSH_SECONDS) -> IngestReport:
     """Bring the store up to date with the audio files under ``folders`` (rules in the module docstring).
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from soundlib.config import MODEL_ENV
 from soundlib.errors import CheckpointError
 
 if TYPE_CHECKING:  # torch is imported lazily so the CLI starts fast
@@ -14,8 +15,6 @@ if TYPE_CHECKING:  # torch is imported lazily so the CLI starts fast
 
 #: The default model shipped in the repository (heads only; see soundlib/models/README.md).
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.pt"
-#: Environment variable that overrides the default model path.
-MODEL_ENV = "SOUNDLIB_MODEL"
 
 
 @dataclass

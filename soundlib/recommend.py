@@ -33,11 +33,10 @@ import numpy as np
 
 from soundlib.embedding import embed_windows
 from soundlib.errors import AudioError, ImageError, SoundlibError, VideoError
+from soundlib.config import DEFAULT_K, INFERENCE_BATCH
 from soundlib.progress import ProgressFn
 from soundlib.store import Hit, SoundStore
 
-#: Images per model call.
-IMAGE_BATCH = 32
 #: Model calls on fewer pictures than this run on one torch thread. One picture is too little work to split:
 #: at 200k windows, one-image query p50 was the same with 1 or 2 threads on an idle 2-core machine, but with
 #: another job on both cores 2 threads took 230 ms p50 / 1.6 s p95 (each parallel region waits for a
@@ -179,11 +178,11 @@ def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
                 batch.append(frame)
                 labels.append((path, float(t)))
                 got += 1
-                if len(batch) >= IMAGE_BATCH:
+                if len(batch) >= INFERENCE_BATCH:
                     run()
             if got == 0:
                 raise VideoError("no frames decoded", path)
-        if len(batch) >= IMAGE_BATCH:
+        if len(batch) >= INFERENCE_BATCH:
             run()
         if progress is not None:
             progress("embed", n + 1, len(items))
@@ -216,7 +215,7 @@ def _fuse_min(rankings: list[list[Hit]], k: int) -> list[Hit]:
     return sorted(best.values(), key=lambda h: h.distance)[:k]
 
 
-def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: SoundStore, k: int = 10,
+def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: SoundStore, k: int = DEFAULT_K,
               categories: Iterable[str] | None = None, per_frame: bool = False,
               max_windows: int | None = None, progress: ProgressFn | None = None) -> QueryResult:
     """Recommend ``k`` distinct sound files for pictures, videos or sounds (rules in the module docstring).

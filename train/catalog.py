@@ -61,6 +61,8 @@ from soundlib.errors import ListError, SoundlibError
 from soundlib.lists import write_list
 from soundlib.media import media_kind
 from soundlib.progress import ProgressFn, null_progress
+from train.defaults import (DEFAULT_CATALOG_WINDOWS, DEFAULT_MAP, DEFAULT_MAX_PAIRS_PER_CONCEPT,
+                            DEFAULT_PAIRS_PER_IMAGE, DEFAULT_PAIRS_PER_SOUND, DEFAULT_VAL_FRACTION, MIN_SPLIT_ITEMS)
 
 #: Columns of the category map (``notes`` is optional).
 MAP_COLUMNS: tuple[str, ...] = ("concept", "sound_patterns", "image_patterns", "notes")
@@ -68,15 +70,6 @@ MAP_COLUMNS: tuple[str, ...] = ("concept", "sound_patterns", "image_patterns", "
 PATTERN_SEPARATOR = ";"
 #: File names of the two lists written under ``out_dir``.
 TRAIN_LIST, VAL_LIST = "catalog_train.csv", "catalog_val.csv"
-#: A modality of a concept with fewer files than this keeps them all for training (no validation files).
-MIN_SPLIT_ITEMS = 3
-#: Defaults of :func:`build_catalog`.
-DEFAULT_VAL_FRACTION = 0.15
-DEFAULT_PAIRS_PER_IMAGE = 2
-DEFAULT_PAIRS_PER_SOUND = 4
-DEFAULT_MAX_PAIRS_PER_CONCEPT = 200
-#: The map shipped in the repo (present in a source checkout).
-DEFAULT_MAP = Path(__file__).resolve().parent.parent / "data" / "catalog" / "category_map.csv"
 
 _WNID = re.compile(r"^(n\d{8})_(.+)$")
 _WNID_RANGE = re.compile(r"^(n\d{8})(?:-(n\d{8}))?$")
@@ -532,7 +525,7 @@ def build_catalog(
     pairs_per_image: int = DEFAULT_PAIRS_PER_IMAGE,
     pairs_per_sound: int = DEFAULT_PAIRS_PER_SOUND,
     max_pairs_per_concept: int = DEFAULT_MAX_PAIRS_PER_CONCEPT,
-    windows: int = 1,
+    windows: int = DEFAULT_CATALOG_WINDOWS,
     min_split_items: int = MIN_SPLIT_ITEMS,
     check_files: bool = True,
     audio_config: AudioConfig | None = None,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from encoders.config import AudioConfig
+from soundlib.config import INFERENCE_BATCH
 from soundlib.errors import AudioError
 from soundlib.progress import ProgressFn, null_progress
 
@@ -64,7 +65,7 @@ class LogMelCache:
     """
 
     def __init__(self, cache_dir: str | os.PathLike, features: Callable[[Any], Any],
-                 audio: AudioConfig | None = None, extra_key: str = "", batch: int = 64) -> None:
+                 audio: AudioConfig | None = None, extra_key: str = "", batch: int = INFERENCE_BATCH) -> None:
         self.dir = Path(cache_dir).expanduser()
         self.features = features
         self.audio = audio or AudioConfig()
@@ -295,7 +296,7 @@ class ImageFeatureCache:
     """
 
     def __init__(self, cache_dir: str | os.PathLike, features: Callable[[Any], Any], key: str, size: int,
-                 batch: int = 32, detail: int | None = None) -> None:
+                 batch: int = INFERENCE_BATCH, detail: int | None = None) -> None:
         self.dir = Path(cache_dir).expanduser() / "images"
         self.features_fn = features
         self.size = int(size)

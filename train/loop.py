@@ -48,9 +48,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from soundlib.config import INFERENCE_BATCH
 from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn, null_progress
 from train.datasets import Epoch, FeatureStore, FrameStore, PairData, load_pairs, make_epoch
+from train.defaults import (DEFAULT_EPOCHS, DEFAULT_PATIENCE, DEFAULT_PLATEAU_PATIENCE, DEFAULT_PRECISION,
+                            DEFAULT_PRELOAD_MB, DEFAULT_WEIGHT_DECAY, DEFAULT_WINDOWS, DEFAULT_WORKERS, PRECISIONS)
 
 #: Validation cut-off (the paper's top-10).
 TOP_K = 10
@@ -63,8 +66,6 @@ STATE_VERSION = 1
 #: Settings that must match for ``--resume`` to continue a run.
 _RESUME_KEYS = ("model", "width", "image_size", "batch", "lr", "seed", "precision", "train_sha256", "val_sha256",
                 "windows", "temperature", "weight_decay")
-#: Default number of cached windows per whole-file clip.
-DEFAULT_WINDOWS = 3
 
 
 @dataclass
@@ -149,10 +150,6 @@ class TrainReport:
 
 # --- small pieces -------------------------------------------------------------------------------------------------
 
-#: The paper's weight decay.
-DEFAULT_WEIGHT_DECAY = 1e-4
-
-
 def make_optimizer(model: Any, lr: float, weight_decay: float = DEFAULT_WEIGHT_DECAY) -> Any:
     """SGD, Nesterov momentum 0.9, weight decay ``weight_decay`` (the paper: 1e-4)."""
     import torch
@@ -160,7 +157,7 @@ def make_optimizer(model: Any, lr: float, weight_decay: float = DEFAULT_WEIGHT_D
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
 
 
-def make_scheduler(optimizer: Any, patience: int = 5) -> Any:
+def make_scheduler(optimizer: Any, patience: int = DEFAULT_PLATEAU_PATIENCE) -> Any:
     """Decay the LR tenfold when the validation metric (higher is better) stalls for ``patience`` epochs."""
     import torch
 
@@ -336,7 +333,7 @@ def _val_data(data: PairData, windows: Any, feats: Any, frames: Any, contrastive
                    chance=min(1.0, TOP_K / max(1, n_samples)), chance_category=chance_cat)
 
 
-def embed_frames(model: Any, frames: Any, precision: str, batch: int = 64) -> Any:
+def embed_frames(model: Any, frames: Any, precision: str, batch: int = INFERENCE_BATCH) -> Any:
     """``(n_frames, D)`` float32 embeddings of every frame of a store (model in eval mode, no grad)."""
     import torch
 
@@ -350,7 +347,7 @@ def embed_frames(model: Any, frames: Any, precision: str, batch: int = 64) -> An
     return torch.cat(out) if out else torch.zeros((0, model.embed_dim))
 
 
-def embed_mels(model: Any, mels: Any, precision: str, batch: int = 128) -> Any:
+def embed_mels(model: Any, mels: Any, precision: str, batch: int = INFERENCE_BATCH) -> Any:
     """``(n, D)`` float32 embeddings of audio inputs (raw log-mels or cached features; eval mode, no grad)."""
     import torch
 
@@ -512,19 +509,19 @@ def train_model(
     val_list: str | os.PathLike | Sequence[str | os.PathLike],
     model_name: str,
     out_dir: str | os.PathLike,
-    epochs: int = 50,
+    epochs: int = DEFAULT_EPOCHS,
     batch: int | None = None,
     lr: float | None = None,
     resume: bool = False,
     width: float | None = None,
     image_size: int | None = None,
     seed: int = 0,
-    patience: int = 20,
-    plateau_patience: int = 5,
-    workers: int = 1,
+    patience: int = DEFAULT_PATIENCE,
+    plateau_patience: int = DEFAULT_PLATEAU_PATIENCE,
+    workers: int = DEFAULT_WORKERS,
     cache_dir: str | os.PathLike | None = None,
-    precision: str = "bf16",
-    preload_mb: float = 1024.0,
+    precision: str = DEFAULT_PRECISION,
+    preload_mb: float = DEFAULT_PRELOAD_MB,
     threads: int = 0,
     windows: int = DEFAULT_WINDOWS,
     temperature: float | None = None,
@@ -580,8 +577,8 @@ def train_model(
     progress = progress or null_progress
     if threads and threads > 0:
         torch.set_num_threads(int(threads))
-    if precision not in ("fp32", "bf16"):
-        raise SoundlibError(f"unknown precision {precision!r} (use fp32 or bf16)")
+    if precision not in PRECISIONS:
+        raise SoundlibError(f"unknown precision {precision!r} (use {' or '.join(PRECISIONS)})")
     if epochs < 1 or patience < 1:
         raise SoundlibError("epochs and patience must be >= 1")
     if windows < 1:

@@ -28,6 +28,7 @@ from typing import Any, Iterable, Sequence
 from encoders.config import AudioConfig
 from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn, null_progress
+from train.defaults import DEFAULT_FPS, DEFAULT_FRAME_SIZE, DEFAULT_SPLIT
 
 #: Split names, in the order of the ``split`` fractions.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -419,11 +420,11 @@ def parse_split(text: str) -> tuple[float, float, float]:
 def prepare_videos(
     videos: Iterable[str | os.PathLike],
     out: str | os.PathLike,
-    fps: float = 1.0,
-    split: Sequence[float] = (0.8, 0.1, 0.1),
+    fps: float = DEFAULT_FPS,
+    split: Sequence[float] = DEFAULT_SPLIT,
     labels: str | os.PathLike | dict[str, str] | None = None,
     seed: int = 0,
-    frame_size: int | None = 256,
+    frame_size: int | None = DEFAULT_FRAME_SIZE,
     progress: ProgressFn | None = None,
 ) -> PrepareReport:
     """Turn videos into frames, audio and pair lists split by video.

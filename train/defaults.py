@@ -1,0 +1,55 @@
+"""Defaults of the training side (prepare, catalog, train), in one place: the library functions and the command
+line both read them. Imports nothing, so ``soundlib --help`` pays nothing for it.
+
+Model hyper-parameters (batch, learning rate, temperature, width, image size) are the model configuration's
+(:mod:`encoders.config`, :mod:`encoders.registry`); ``None`` in :func:`train.loop.train_model` means "the
+configuration's".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# --- prepare (videos -> frames, audio, pair lists) ---------------------------------------------------------------
+#: Frames extracted per second of video.
+DEFAULT_FPS = 1.0
+#: Fractions of the pairs for train / val / test (assigned per video).
+DEFAULT_SPLIT: tuple[float, float, float] = (0.8, 0.1, 0.1)
+#: Frames are saved with their shorter side scaled down to this (``None`` / 0: as decoded).
+DEFAULT_FRAME_SIZE = 256
+
+# --- catalog (category map -> catalog pair lists) ----------------------------------------------------------------
+#: The category map shipped in the repo (present in a source checkout).
+DEFAULT_MAP = Path(__file__).resolve().parent.parent / "data" / "catalog" / "category_map.csv"
+#: Share of each concept's images and sounds held out for validation.
+DEFAULT_VAL_FRACTION = 0.15
+#: Wanted uses of each image / each sound in a concept's pairs.
+DEFAULT_PAIRS_PER_IMAGE = 2
+DEFAULT_PAIRS_PER_SOUND = 4
+#: Cap of a concept's train pairs.
+DEFAULT_MAX_PAIRS_PER_CONCEPT = 200
+#: A modality of a concept with fewer files than this keeps them all for training (no validation files).
+MIN_SPLIT_ITEMS = 3
+#: Distinct 1-s windows per catalog sound (1: the whole file, empty ``start``).
+DEFAULT_CATALOG_WINDOWS = 1
+
+# --- train -------------------------------------------------------------------------------------------------------
+#: Model configuration trained when none is named.
+DEFAULT_MODEL = "m5-attention-linear-infonce"
+#: Last epoch to run.
+DEFAULT_EPOCHS = 50
+#: Stop after this many epochs without a better validation metric (the paper: 20).
+DEFAULT_PATIENCE = 20
+#: Epochs without improvement before the learning rate is divided by 10.
+DEFAULT_PLATEAU_PATIENCE = 5
+#: SGD weight decay (the paper's).
+DEFAULT_WEIGHT_DECAY = 1e-4
+#: Cached windows per whole-file clip (its loudest; one is drawn per epoch).
+DEFAULT_WINDOWS = 3
+#: Numeric precisions of training; the first is the default (bf16 autocast: 2-3x faster on this CPU).
+PRECISIONS: tuple[str, ...] = ("bf16", "fp32")
+DEFAULT_PRECISION = PRECISIONS[0]
+#: Frame-decoding worker processes (paper models).
+DEFAULT_WORKERS = 1
+#: Frames are preloaded into RAM as uint8 when they need at most this many MiB (paper models).
+DEFAULT_PRELOAD_MB = 1024.0
