@@ -517,7 +517,7 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, out, 
     import sys
     from pathlib import Path
 
-    from soundlib import evaluate as ev
+    from soundlib.cli_tables import correlation_table, retrieval_table
     from soundlib.clikit import (EXIT_BAD_INPUT, EXIT_PARTIAL, fail, print_json, rich_progress, stderr_console,
                                  stdout_console)
     from soundlib.metrics import parse_ks
@@ -534,11 +534,15 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, out, 
         if correlation:
             if library or out:
                 fail("--correlation does not take --library or --out")
-            report = ev.evaluate_correlation(list_path, list(model_specs), val_path=val_list, seed=seed,
+            from soundlib.evaluation.correlation import evaluate_correlation
+
+            report = evaluate_correlation(list_path, list(model_specs), val_path=val_list, seed=seed,
                                              file_score=file_score,
                                              max_windows=max_windows, progress=progress)
         else:
-            report = ev.evaluate_list(list_path, list(model_specs), k_list,
+            from soundlib.evaluation.retrieval import evaluate_list
+
+            report = evaluate_list(list_path, list(model_specs), k_list,
                                       file_score=file_score, max_windows=max_windows,
                                       library=library, db=db, url=chroma_url, progress=progress)
     from soundlib.clikit import print_skipped
@@ -562,7 +566,7 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, out, 
         print_json(report.to_json())
     else:
         con = stdout_console()
-        con.print(ev.correlation_table(report) if correlation else ev.retrieval_table(report))
+        con.print(correlation_table(report) if correlation else retrieval_table(report))
         con.print(summary, highlight=False)
         if not correlation:
             low = [m for m in report.models if m.scores.agreement < 1.0]

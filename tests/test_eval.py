@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from soundlib import evaluate as ev
+from soundlib.evaluation import correlation, inputs, retrieval, scoring
 from soundlib import metrics as M
 
 
@@ -29,7 +29,7 @@ Q_CATS = ["x", "x", "y", "z"]
 
 
 def test_score_vectors_known_embeddings():
-    s = ev.score_vectors(QUERIES, Q_SAMPLES, Q_CATS, CANDS, CAND_SAMPLES, CAND_CATS, [1, 2, 10])
+    s = scoring.score_vectors(QUERIES, Q_SAMPLES, Q_CATS, CANDS, CAND_SAMPLES, CAND_CATS, [1, 2, 10])
     assert s.n_queries == 4 and s.n_candidates == 4
     assert s.ranks.tolist() == [2, 1, 1, 1]
     assert s.mrr == pytest.approx((0.5 + 1 + 1 + 1) / 4)
@@ -53,16 +53,16 @@ def test_score_vectors_known_embeddings():
 
 
 def test_score_vectors_without_categories_gives_null_category():
-    s = ev.score_vectors(QUERIES, Q_SAMPLES, [None] * 4, CANDS, CAND_SAMPLES, None, [1])
+    s = scoring.score_vectors(QUERIES, Q_SAMPLES, [None] * 4, CANDS, CAND_SAMPLES, None, [1])
     assert s.topk[1] == (0.75, None) and s.chance[1] == (0.25, None)
-    s = ev.score_vectors(QUERIES, Q_SAMPLES, ["x", None, "y", "z"], CANDS, CAND_SAMPLES, CAND_CATS, [1])
+    s = scoring.score_vectors(QUERIES, Q_SAMPLES, ["x", None, "y", "z"], CANDS, CAND_SAMPLES, CAND_CATS, [1])
     assert s.topk[1][1] is None  # only when every query has a category
 
 
 def test_windows_of_one_sample_score_by_their_best():
     # A gets a second window at 250 deg: now nearer to q3 (200 deg) than C is, so q3 ranks D, A, C, B.
     cands = np.vstack([CANDS, [unit(250)]]).astype(np.float32)
-    s = ev.score_vectors(QUERIES, Q_SAMPLES, Q_CATS, cands, CAND_SAMPLES + ["A"], CAND_CATS + ["x"], [2])
+    s = scoring.score_vectors(QUERIES, Q_SAMPLES, Q_CATS, cands, CAND_SAMPLES + ["A"], CAND_CATS + ["x"], [2])
     assert s.n_candidates == 4
     assert [s.samples[i] for i in s.ranked[3]] == ["D", "A"]
     np.testing.assert_allclose(s.distances[3][1], 2 * math.sin(math.radians(50) / 2), rtol=1e-5)
@@ -70,14 +70,14 @@ def test_windows_of_one_sample_score_by_their_best():
 
 def test_given_ranking_is_used_for_topk_and_agreement_is_measured():
     wrong = [["A", "B"], ["A", "B"], ["A", "C"], ["A", "D"]]  # a deliberately bad "Chroma" ranking
-    s = ev.score_vectors(QUERIES, Q_SAMPLES, Q_CATS, CANDS, CAND_SAMPLES, CAND_CATS, [1, 2], ranked=wrong)
+    s = scoring.score_vectors(QUERIES, Q_SAMPLES, Q_CATS, CANDS, CAND_SAMPLES, CAND_CATS, [1, 2], ranked=wrong)
     assert s.topk[1][0] == 0.25 and s.topk[2][0] == 1.0
     assert s.mrr == pytest.approx(0.875)  # MRR always from the exact ranking
     assert s.agreement == pytest.approx((1 + 1 + 1 + 0.5) / 4)  # exact top-2 of q3 is D, C
     with pytest.raises(ValueError):
-        ev.score_vectors(QUERIES, Q_SAMPLES, Q_CATS, CANDS, CAND_SAMPLES, CAND_CATS, [2], ranked=[["A"]] * 4)
+        scoring.score_vectors(QUERIES, Q_SAMPLES, Q_CATS, CANDS, CAND_SAMPLES, CAND_CATS, [2], ranked=[["A"]] * 4)
     with pytest.raises(ValueError):
-        ev.score_vectors(QUERIES, ["A", "B", "C", "E"], Q_CATS, CANDS, CAND_SAMPLES, CAND_CATS, [1])
+        scoring.score_vectors(QUERIES, ["A", "B", "C", "E"], Q_CATS, CANDS, CAND_SAMPLES, CAND_CATS, [1])
 
 
 def test_chroma_ranking_agrees_with_exact_search():
@@ -90,16 +90,16 @@ def test_chroma_ranking_agrees_with_exact_search():
     queries = rng.normal(size=(40, dim)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     samples = [f"s{g}" for g in groups]
-    ranked, dists, which = ev.chroma_ranking(queries, vecs, samples, [None] * len(samples), 10)
+    ranked, dists, which = retrieval.chroma_ranking(queries, vecs, samples, [None] * len(samples), 10)
     exact_idx, exact_dist = M.exact_topk(M.group_min(queries, vecs, groups, n_samples), 10)
     assert ranked == [[f"s{i}" for i in row] for row in exact_idx.tolist()]
     np.testing.assert_allclose(np.array(dists), exact_dist, atol=1e-5)
     assert all(groups[w] == int(lab[1:]) for row_w, row_l in zip(which, ranked) for w, lab in zip(row_w, row_l))
-    s = ev.score_vectors(queries, [f"s{groups[i]}" for i in range(40)], None, vecs, samples, None, [10],
+    s = scoring.score_vectors(queries, [f"s{groups[i]}" for i in range(40)], None, vecs, samples, None, [10],
                          ranked=ranked, ranked_distances=dists)
     assert s.agreement == 1.0
     # k larger than the number of samples: all of them, each once
-    small = ev.chroma_ranking(queries[:2], vecs[:5], samples[:5], [None] * 5, 50)[0]
+    small = retrieval.chroma_ranking(queries[:2], vecs[:5], samples[:5], [None] * 5, 50)[0]
     assert all(sorted(r) == sorted(set(samples[:5])) for r in small)
 
 
@@ -107,7 +107,7 @@ def test_make_pairs_is_balanced_and_respects_video_and_category():
     samples = ["a", "b", "c", "d", "e"]
     cats = ["dog", "dog", "cat", "cat", None]
     videos = ["v1", "v2", "v1", "v3", "v3"]
-    pairs = ev.make_pairs(samples, cats, videos, samples, seed=1)
+    pairs = correlation.make_pairs(samples, cats, videos, samples, seed=1)
     pos = [p for p in pairs if p[2] == 1]
     neg = [p for p in pairs if p[2] == 0]
     assert len(pos) == len(neg) == 5
@@ -115,23 +115,23 @@ def test_make_pairs_is_balanced_and_respects_video_and_category():
     for i, j, _ in neg:
         assert j != i and videos[j] != videos[i]
         assert cats[i] is None or cats[j] is None or cats[i] != cats[j]
-    assert pairs == ev.make_pairs(samples, cats, videos, samples, seed=1)  # seeded
+    assert pairs == correlation.make_pairs(samples, cats, videos, samples, seed=1)  # seeded
     # a row with no acceptable partner is left out entirely
-    assert ev.make_pairs(["a", "b"], ["x", "x"], [None, None], ["a", "b"]) == []
+    assert correlation.make_pairs(["a", "b"], ["x", "x"], [None, None], ["a", "b"]) == []
 
 
 def test_fit_threshold():
-    t, acc = ev.fit_threshold([0.1, 0.2, 0.3, 0.9, 1.0, 0.25], [1, 1, 1, 0, 0, 0])
+    t, acc = correlation.fit_threshold([0.1, 0.2, 0.3, 0.9, 1.0, 0.25], [1, 1, 1, 0, 0, 0])
     assert 0.3 < t < 0.9 or 0.2 < t < 0.25
     assert acc == pytest.approx(5 / 6)
-    t, acc = ev.fit_threshold([0.1, 0.5], [1, 0])
+    t, acc = correlation.fit_threshold([0.1, 0.5], [1, 0])
     assert 0.1 < t < 0.5 and acc == 1.0
 
 
 def test_model_labels_unique():
-    assert ev.model_labels(["m5", "m7"], ["a.pt", "b.pt"]) == ["m5", "m7"]
-    assert ev.model_labels(["m5", "m5"], ["x/a.pt", "y/b.pt"]) == ["m5 (a.pt)", "m5 (b.pt)"]
-    labs = ev.model_labels(["m5", "m5"], ["x/a.pt", "y/a.pt"])
+    assert inputs.model_labels(["m5", "m7"], ["a.pt", "b.pt"]) == ["m5", "m7"]
+    assert inputs.model_labels(["m5", "m5"], ["x/a.pt", "y/b.pt"]) == ["m5 (a.pt)", "m5 (b.pt)"]
+    labs = inputs.model_labels(["m5", "m5"], ["x/a.pt", "y/a.pt"])
     assert len(set(labs)) == 2
 
 

@@ -23,7 +23,7 @@ Determinism: the model is initialised from ``seed``; epoch ``e`` reseeds torch w
 ``(seed, e)`` and draws its shuffle (and BCE negatives) from ``numpy.random.default_rng([seed, e])`` and its windows
 as above. A run resumed after epoch ``e`` therefore continues exactly as the uninterrupted run would have.
 
-Validation metric (per validation list, computed by :func:`soundlib.evaluate.score_vectors`, exact search): every
+Validation metric (per validation list, computed by :func:`soundlib.evaluation.scoring.score_vectors`, exact search): every
 row is a query (its frame's embedding); the candidates are the list's distinct *samples* (a sample's distance is its
 nearest window); a row's ground truth is the sample of its own clip (so a catalog list, where many rows share one
 sound file, is well defined: the row's own sound). Reported: top-10 sample accuracy (exactly ``min(10, N)``
@@ -388,7 +388,7 @@ def validate(model: Any, val: ValData, precision: str) -> ValScores:
     """Validation figures of one list (model switched to eval mode): see the module notes."""
     import torch
 
-    from soundlib.evaluate import score_vectors
+    from soundlib.evaluation.scoring import score_vectors
 
     model.eval()
     v_frames = embed_frames(model, val.frames, precision)
