@@ -53,7 +53,7 @@ class Step:
         import torch
 
         from encoders.registry import create_model
-        from train.loop import make_optimizer
+        from train.epoch import make_optimizer
 
         torch.manual_seed(0)
         self.model = create_model(name, seed=0, **overrides).train()
@@ -75,7 +75,7 @@ class Step:
         self.opt = make_optimizer(self.model, cfg.lr)
 
     def __call__(self) -> float:
-        from train.loop import train_step
+        from train.epoch import train_step
 
         return train_step(self.model, self.opt, self.images, self.feats, self.labels, self.precision)
 

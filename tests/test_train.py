@@ -21,7 +21,9 @@ from soundlib.lists import write_list
 from tests.conftest import tone, write_audio, write_image
 from train.datasets import FrameStore, bce_epoch, contrastive_epoch, load_pairs, negative_clips
 from train.features import LogMelCache, clip_features
-from train.loop import make_optimizer, topk_sample_accuracy, train_model, train_step
+from soundlib.evaluation.scoring import score_vectors
+from train.epoch import make_optimizer, train_step
+from train.loop import train_model
 
 SR = 48_000
 #: The paper's seven configurations (the registry may hold more, e.g. pretrained families).
@@ -176,13 +178,18 @@ def test_validation_metric_counts_exactly_k() -> None:
     a = torch.eye(n, dtype=torch.float32)
     v = torch.stack([torch.tensor([0.9 ** ((j - i) % n) for j in range(n)]) for i in range(n)])
     v = torch.nn.functional.normalize(v, dim=1)
-    clip_s = np.arange(n)
-    assert topk_sample_accuracy(v, a, clip_s, clip_s) == 1.0
-    shifted = (clip_s + 10) % n  # the truth is the 11th nearest of each frame: outside an exact top-10
-    assert topk_sample_accuracy(v, a, clip_s, shifted) == 0.0
-    assert topk_sample_accuracy(v, a, clip_s, (clip_s + 9) % n) == 1.0  # 10th nearest: inside
-    # two clips for one sample: the nearer one counts
-    assert topk_sample_accuracy(v, a, np.r_[np.arange(11), 0], (clip_s - 11) % n, k=1) == pytest.approx(1 / 12)
+    clip_s = [str(i) for i in range(n)]
+
+    def top10(truth: np.ndarray, windows: torch.Tensor = a, window_samples: list[str] = clip_s, k: int = 10) -> float:
+        s = score_vectors(v.numpy(), [str(t) for t in truth], None, windows.numpy(), window_samples, None, [k])
+        return s.topk[k][0]
+
+    idx = np.arange(n)
+    assert top10(idx) == 1.0
+    assert top10((idx + 10) % n) == 0.0  # the truth is the 11th nearest of each frame: outside an exact top-10
+    assert top10((idx + 9) % n) == 1.0  # 10th nearest: inside
+    # two windows for one sample (0 and 11): frames 0 and 11 both have it nearest
+    assert top10(np.zeros(n, dtype=int), a, [str(i) for i in range(11)] + ["0"], k=1) == pytest.approx(2 / 12)
 
 
 # --- caches and sampling ----------------------------------------------------------------------------------------

@@ -234,7 +234,7 @@ def test_pretrained_resume_equals_uninterrupted_and_reuses_the_cache(run, data: 
 
 def test_val_truth_is_the_rows_own_clip(data: dict[str, Path], tmp_path: Path) -> None:
     """A catalog row whose ``sample`` column differs from its clip's first row still has its own sound as truth."""
-    from train.loop import _val_data
+    from train.validation import val_data
 
     rows = list(csv.DictReader(open(data["cat_val"], newline="")))
     for r in rows:
@@ -244,7 +244,7 @@ def test_val_truth_is_the_rows_own_clip(data: dict[str, Path], tmp_path: Path) -
     write_list(tmp_path / "v.csv", rows)
     d = load_pairs(tmp_path / "v.csv")
     w = ClipWindows(np.zeros((len(d.clips), 4), np.float32), [1] * len(d.clips), [[1.0]] * len(d.clips))
-    v = _val_data(d, w, torch.zeros((len(d.clips), 4)), None, True, 4, 0)
+    v = val_data(d, w, torch.zeros((len(d.clips), 4)), None, True, 4, 0)
     assert v.query_samples[1] == v.query_samples[0] == d.clip_sample[d.row_clip[0]]
     assert v.query_categories == [r["category"] for r in rows] and v.n_samples == 3
     assert v.chance_category == 1.0  # 3 samples of 3 categories: a top-10 holds them all
