@@ -134,9 +134,9 @@ def effnet_lite0_bf16() -> nn.Module:
     """:func:`effnet_lite0` made ready for bfloat16 inference (:func:`effnet_lite0_folded` in bfloat16; feed it
     bfloat16 input).
 
-    Same function as the original up to bfloat16 rounding (features: mean relative difference 0.045 from fp32,
-    like 0.041 for the original under bf16 autocast, on 64 ImageNet photos) and ~1.4x faster for one picture
-    here: no BatchNorm passes, no per-call weight casts by autocast, fewer padding copies.
+    Same function as the original up to bfloat16 rounding (as close to fp32 as the original under bf16 autocast),
+    and faster: no BatchNorm passes, no per-call weight casts by autocast, fewer padding copies
+    (``bench/README.md``).
     """
     return effnet_lite0_folded(torch.bfloat16)
 

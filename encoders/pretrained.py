@@ -155,9 +155,8 @@ class PretrainedAVModel(TwoTower, nn.Module):
             so :meth:`set_audio_stats` is a no-op and :attr:`needs_audio_stats` is ``False``.
         inference_bf16: run the backbones (and heads) under bfloat16 autocast with channels-last inputs in
             :meth:`image_features`, :meth:`audio_features` and the ``embed_*`` helpers. Default: on when the CPU
-            supports bf16 (:func:`bf16_supported`): measured here it halves the CPU time of both backbones and
-            changes nothing that matters (same ImageNet top-1 on 200 photos, 5-NN overlap of the features 0.97
-            (images) and 0.997 (sounds) against fp32). ``False`` gives exact fp32.
+            supports bf16 (:func:`bf16_supported`): it halves the CPU time of both backbones and changes nothing
+            that matters (``bench/README.md``). ``False`` gives exact fp32.
 
     Raises:
         ConfigError: ``config.image_size`` is not the backbone's 224.

@@ -103,7 +103,7 @@ def _to_tensor(im: "PILImage.Image") -> "torch.Tensor":
     """A PIL image in mode RGB (uint8) or F (greyscale in [0, 1]) -> float32 (3, H, W) in [0, 1].
 
     The arithmetic is done in numpy: small torch ops contend for the intra-op thread pool while FFmpeg's decoder
-    threads run (measured: 10x slower per frame).
+    threads run.
     """
     import torch
 
@@ -150,8 +150,8 @@ def open_image(path: str | Path, fit: int | None = None) -> "PILImage.Image":
     fit : int, optional
         The caller will scale the short side down to ``fit`` pixels: a JPEG is then decoded at the smallest of
         Pillow's 1/2, 1/4, 1/8 draft scales whose short side is still at least ``fit`` (scaling in the DCT
-        domain, an area average), which makes a 12-megapixel photo ~3x faster to decode and its resize ~50x
-        cheaper. Pictures under ``2 * fit`` a side decode exactly as without it.
+        domain, an area average; timings in ``bench/README.md``). Pictures under ``2 * fit`` a side decode exactly
+        as without it.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -203,7 +203,7 @@ def load_image(path: str | Path, size: int | None = None, detail: int | None = N
     detail : int, optional
         Short side a large JPEG may be decoded at before it is scaled to ``size`` (draft decoding, see
         :func:`open_image`); default ``size``. A model that reads pictures at 256 but only looks at their centre
-        224 passes 224: a 640 x 480 photo then decodes at half scale (3.5 ms instead of 9 ms).
+        224 passes 224: a 640 x 480 photo then decodes at half scale.
 
     Returns
     -------

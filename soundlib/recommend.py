@@ -38,9 +38,7 @@ from soundlib.progress import ProgressFn
 from soundlib.store import Hit, SoundStore
 
 #: Model calls on fewer pictures than this run on one torch thread. One picture is too little work to split:
-#: at 200k windows, one-image query p50 was the same with 1 or 2 threads on an idle 2-core machine, but with
-#: another job on both cores 2 threads took 230 ms p50 / 1.6 s p95 (each parallel region waits for a
-#: descheduled thread) and 1 thread 132 / 162 ms (bench/query.py).
+#: with other jobs on the cores, each parallel region waits for a descheduled thread (bench/README.md).
 ONE_THREAD_BELOW = 4
 #: Seconds between video frames used as queries.
 FRAME_EVERY = 1.0

@@ -603,7 +603,7 @@ class SoundStore:
         if k < 1:
             raise ValueError("k must be >= 1")
         results: list[list[Hit]] = [[] for _ in range(len(q))]
-        # No count() here: it costs ~60 ms at 200k windows (bench/query.py). Chroma accepts n_results above the
+        # No count() here: Chroma counts linearly (bench/README.md). Chroma accepts n_results above the
         # collection's size and returns what there is, so "fewer ids than asked for" means exhausted.
         by_id = distinct == "path"
         include = ["embeddings"] if by_id else ["embeddings", "metadatas"]

@@ -46,7 +46,7 @@ DEFAULT_PLATEAU_PATIENCE = 5
 DEFAULT_WEIGHT_DECAY = 1e-4
 #: Cached windows per whole-file clip (its loudest; one is drawn per epoch).
 DEFAULT_WINDOWS = 3
-#: Numeric precisions of training; the first is the default (bf16 autocast: 2-3x faster on this CPU).
+#: Numeric precisions of training; the first is the default (bf16 autocast).
 PRECISIONS: tuple[str, ...] = ("bf16", "fp32")
 DEFAULT_PRECISION = PRECISIONS[0]
 #: Frame-decoding worker processes (paper models).
