@@ -22,6 +22,7 @@ def main() -> None:
     \b
     Examples:
       soundlib prepare ./videos --out data/
+      soundlib catalog --sounds ./sfx --images ./photos --out data/catalog
       soundlib train data/train.csv --val data/val.csv --model m5-attention-linear-infonce --out runs/m5
       soundlib ingest ./sfx
       soundlib query frame.jpg -k 10
@@ -180,6 +181,71 @@ def train(train_lists, val_lists, model_name, out, epochs, batch, lr, temperatur
     con.print(f"{how}: best epoch {report.best_epoch}, val top-10 sample accuracy {report.best_top10:.3f} "
               f"(chance {report.chance:.3f}); {report.pairs_per_s:.1f} pairs/s; features {report.feature_seconds:.0f} s; "
               f"best checkpoint {report.best_path}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--map", "map_csv", default=str(tr.DEFAULT_MAP), show_default="data/catalog/category_map.csv",
+              type=click.Path(dir_okay=False), help="Category map (CSV: concept, sound_patterns, image_patterns).")
+@click.option("--sounds", "sound_roots", multiple=True, required=True, type=click.Path(), metavar="DIR",
+              help="Sound folder, searched recursively; repeat for several.")
+@click.option("--images", "image_roots", multiple=True, required=True, type=click.Path(), metavar="DIR",
+              help="Image folder, searched recursively; repeat for several.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder of catalog_train.csv and catalog_val.csv.")
+@click.option("--val-fraction", default=tr.DEFAULT_VAL_FRACTION, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True),
+              help="Share of each concept's images and sounds held out for validation (by file).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split and the pairing.")
+@click.option("--pairs-per-image", default=tr.DEFAULT_PAIRS_PER_IMAGE, show_default=True,
+              type=click.IntRange(min=1), help="Wanted uses of each image.")
+@click.option("--pairs-per-sound", default=tr.DEFAULT_PAIRS_PER_SOUND, show_default=True,
+              type=click.IntRange(min=1), help="Wanted uses of each sound.")
+@click.option("--max-pairs", default=tr.DEFAULT_MAX_PAIRS_PER_CONCEPT, show_default=True,
+              type=click.IntRange(min=1), help="Cap of a concept's train pairs (validation: scaled by the fraction).")
+@click.option("--windows", default=tr.DEFAULT_CATALOG_WINDOWS, show_default=True, type=click.IntRange(min=1),
+              help="Distinct 1-s windows per sound (more than 1 decodes every sound to find its loudest).")
+@click.option("--min-split-items", default=tr.MIN_SPLIT_ITEMS, show_default=True, type=click.IntRange(min=2),
+              help="Hold out files of a concept's modality only when it has this many.")
+@click.option("--no-check", is_flag=True, help="Do not open every matched file first.")
+@json_option
+@debug_option
+@handle_errors
+def catalog(map_csv, sound_roots, image_roots, out, val_fraction, seed, pairs_per_image, pairs_per_sound,
+            max_pairs, windows, min_split_items, no_check, as_json, debug):
+    """Pair pictures and sounds of the same kind of thing from a reviewed category map (catalog pairs).
+
+    Writes OUT/catalog_train.csv and OUT/catalog_val.csv (pair lists split by image and by sound file) for
+    `soundlib train`. Files that cannot be decoded are left out and listed; map rows without pairs, patterns
+    matching no file and the largest groups of unmapped sounds are reported for the map's review.
+
+    \b
+    Example:
+      soundlib catalog --sounds media/sfx --images imagenet-samples --images cifar10-train --out data/catalog
+    """
+    from soundlib.cli_tables import catalog_remarks, catalog_summary, catalog_table
+    from soundlib.clikit import print_json, print_skipped, rich_progress, stderr_console, stdout_console
+    from train.catalog import build_catalog
+
+    with rich_progress(enabled=not as_json) as progress:
+        report = build_catalog(map_csv, sound_roots, image_roots, out, val_fraction=val_fraction, seed=seed,
+                               pairs_per_image=pairs_per_image, pairs_per_sound=pairs_per_sound,
+                               max_pairs_per_concept=max_pairs, windows=windows, min_split_items=min_split_items,
+                               check_files=not no_check, progress=progress)
+    err = stderr_console()
+    for path, reason in report.skipped:
+        print_skipped(err, path, reason)
+    for line in catalog_remarks(report):
+        err.print(line, highlight=False, soft_wrap=True)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    con = stdout_console()
+    if not con.is_terminal:  # a file or a pipe: wide enough for the eight columns
+        from rich.console import Console
+
+        con = Console(soft_wrap=False, width=120)
+    con.print(catalog_table(report))
+    con.print(catalog_summary(report), highlight=False, soft_wrap=True)
 
 
 # --- the sound library (issue: library) --------------------------------------------------------------------------

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from soundlib.evaluation.correlation import CorrelationReport
     from soundlib.evaluation.retrieval import EvalReport
+    from train.catalog import CatalogReport
 
-__all__ = ["retrieval_table", "correlation_table"]
+__all__ = ["retrieval_table", "correlation_table", "catalog_table", "catalog_summary", "catalog_remarks"]
 
 
 def _pct(x: float | None) -> str:
@@ -57,3 +58,53 @@ def correlation_table(report: CorrelationReport) -> Any:
     for m in report.models:
         table.add_row(m.model, m.method, "-" if m.threshold is None else f"{m.threshold:.3f}", _pct(m.accuracy))
     return table
+
+
+def catalog_table(report: CatalogReport) -> Any:
+    """A Rich table of ``soundlib catalog``: one row per concept, most pairs first."""
+    from rich.table import Table
+
+    t = Table(title="catalog pairs per concept (images/sounds matched and used per split)", show_lines=False)
+    for c, j in (("concept", "left"), ("images", "right"), ("sounds", "right"), ("train i/s", "right"),
+                 ("val i/s", "right"), ("train pairs", "right"), ("val pairs", "right"), ("status", "left")):
+        t.add_column(c, justify=j, no_wrap=True)  # type: ignore[arg-type]
+    for c in sorted(report.concepts, key=lambda c: (-(c.train_pairs + c.val_pairs), c.concept)):
+        t.add_row(c.concept, str(c.images), str(c.sounds), f"{c.train_images}/{c.train_sounds}",
+                  f"{c.val_images}/{c.val_sounds}", str(c.train_pairs), str(c.val_pairs),
+                  c.status if c.status == "ok" else f"[red]{c.status}[/red]")
+    return t
+
+
+def catalog_summary(report: CatalogReport) -> str:
+    """The totals line under the table (Rich markup)."""
+    d = report.to_dict()["totals"]
+    return (f"[bold]{d['concepts_with_pairs']}[/bold] of {d['concepts']} concepts have pairs; "
+            f"images used {d['used_images']} (of {d['scanned_images']} scanned), sounds used {d['used_sounds']} "
+            f"(of {d['scanned_sounds']}); pairs: train [bold]{d['train_pairs']}[/bold], val "
+            f"[bold]{d['val_pairs']}[/bold]; files in several concepts: {d['shared_files']}\n"
+            f"lists: {report.lists.get('train')}  {report.lists.get('val')}")
+
+
+def catalog_remarks(report: CatalogReport, top: int = 25) -> list[str]:
+    """What a map maintainer should look at (Rich markup, one line each): rows without pairs, patterns matching
+    nothing, ambiguous names, undecodable files (by reason), and the largest groups of sounds no row maps."""
+    from collections import Counter
+
+    from rich.markup import escape
+
+    lines = []
+    if report.unmatched:
+        lines.append("[yellow]unmatched map rows:[/yellow] "
+                     + escape("; ".join(f"{c.concept} (line {c.line}: {c.status})" for c in report.unmatched)))
+    if report.dead_patterns:
+        lines.append(f"[yellow]patterns matching no file ({len(report.dead_patterns)}):[/yellow] "
+                     + escape("; ".join(f"{c}/{m}: {p}" for c, m, p in report.dead_patterns)))
+    lines += [f"[yellow]warning:[/yellow] {escape(w)}" for w in report.warnings]
+    if report.skipped:
+        reasons = Counter(r.split(" (")[0] for _, r in report.skipped)
+        lines.append(f"[yellow]skipped {len(report.skipped)} undecodable files:[/yellow] "
+                     + escape(", ".join(f"{n} {r}" for r, n in reasons.most_common())))
+    um = list(report.unmapped_sounds.items())
+    lines.append(f"unmapped sounds: {sum(n for _, n in um)} files in {len(um)} groups; largest: "
+                 + escape(", ".join(f"{g} ({n})" for g, n in um[:top])))
+    return lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -12,9 +13,10 @@ import pytest
 from soundlib.lists import read_list
 from tests.conftest import tone, write_audio, write_image
 from train.catalog import (
-    DEFAULT_MAP, TRAIN_LIST, VAL_LIST, CatalogMapError, build_catalog, pair_count, parse_pattern,
+    TRAIN_LIST, VAL_LIST, CatalogMapError, build_catalog, pair_count, parse_pattern,
     read_category_map, round_robin_pairs, scan_media,
 )
+from train.defaults import DEFAULT_MAP
 
 SR = 16_000  # small files: the loaders resample anyway
 
@@ -240,3 +242,30 @@ def test_the_shipped_category_map_is_valid() -> None:
     dog = next(r for r in rules if r.concept == "dog")
     assert any(p.kind == "wnid" and p.value == "n02085620-n02113978" for p in dog.image_patterns)
     assert not any(p.kind == "imagenet" and p.value == "crane" for r in rules for p in r.image_patterns)
+
+
+def test_cli_catalog_json_table_and_bad_input(media: dict[str, Path]) -> None:
+    """``soundlib catalog``: the same lists as the library call, one JSON document, a table, one-line errors."""
+    from tests.cli_process import run_cli
+
+    out = media["tmp"] / "cli"
+    args = ["catalog", "--map", media["map"], "--sounds", media["sounds"], "--images", media["images"] / "imagenet",
+            "--images", media["images"] / "cifar", "--val-fraction", "0.25", "--seed", "3", "--max-pairs", "10"]
+    res = run_cli(*args, "--out", out, "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)  # exactly one JSON document
+    ref = build_catalog(media["map"], [media["sounds"]], [media["images"] / "imagenet", media["images"] / "cifar"],
+                        media["tmp"] / "lib", val_fraction=0.25, seed=3, max_pairs_per_concept=10)
+    assert doc["totals"] == ref.to_dict()["totals"] and doc["totals"]["train_pairs"] > 0
+    for name in (TRAIN_LIST, VAL_LIST):
+        assert _rows(out / name) == _rows(media["tmp"] / "lib" / name)
+    assert "broken.wav" in res.stderr and "unmatched map rows" in res.stderr  # skipped file, unicorn has no sound
+
+    table = run_cli(*args, "--out", out)
+    assert table.exit_code == 0 and "catalog pairs per concept" in table.stdout and "unicorn" in table.stdout
+    assert f"train {doc['totals']['train_pairs']}, val {doc['totals']['val_pairs']}" in table.stdout
+
+    missing = run_cli("catalog", "--map", media["map"], "--sounds", media["tmp"] / "nope", "--images",
+                      media["images"], "--out", out)
+    assert missing.exit_code == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1

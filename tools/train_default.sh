@@ -9,7 +9,7 @@
 #   --install  copy WORK/runs/default/best.pt to soundlib/models/default.pt at the end
 #
 # Environment: SHARED (default: <repo>/../shared/data: the get-debian-*.sh scripts, imagenet-samples,
-# cifar10-train), SOUNDLIB (default: <repo>/.venv/bin/soundlib), PYTHON (default: <repo>/.venv/bin/python),
+# cifar10-train), SOUNDLIB (default: <repo>/.venv/bin/soundlib),
 # THREADS (torch threads, default 1: fastest on a shared 2-core machine), SKIP_BASELINES=1 (default model only).
 # Every step is idempotent: the fetch scripts skip what is unpacked, prepare skips prepared videos, training
 # reuses the feature cache in WORK/cache (delete WORK/runs/<name> to train again).
@@ -20,7 +20,6 @@ INSTALL=${2:-}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$REPO/../shared/data}
 SOUNDLIB=${SOUNDLIB:-$REPO/.venv/bin/soundlib}
-PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 THREADS=${THREADS:-1}
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
@@ -41,10 +40,10 @@ echo "== 2/6 prepare video pairs"
 "$SOUNDLIB" prepare "$MEDIA/videos" --out "$REAL" || [ $? -eq 1 ]
 
 echo "== 3/6 catalog pairs"
-"$PYTHON" -m train.catalog --map "$REPO/data/catalog/category_map.csv" \
-  --sounds "$MEDIA/sfx" "$MEDIA2/sfx" \
-  --images "$SHARED/imagenet-samples" "$SHARED/cifar10-train" "$MEDIA/images" "$MEDIA2/images" \
-  --out "$CATALOG" --json > "$CATALOG.json"
+"$SOUNDLIB" catalog --map "$REPO/data/catalog/category_map.csv" \
+  --sounds "$MEDIA/sfx" --sounds "$MEDIA2/sfx" \
+  --images "$SHARED/imagenet-samples" --images "$SHARED/cifar10-train" --images "$MEDIA/images" \
+  --images "$MEDIA2/images" --out "$CATALOG" --json > "$CATALOG.json"
 
 TRAIN=("$CATALOG/catalog_train.csv" "$REAL/train.csv")
 VAL=(--val "$CATALOG/catalog_val.csv" --val "$REAL/val.csv")

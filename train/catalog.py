@@ -41,7 +41,7 @@ Rows
     list file when they lie below its folder, absolute otherwise (:func:`soundlib.lists.write_list`): a catalog
     built here points at the media folders of this machine.
 
-Run ``python -m train.catalog --help`` for the command line.
+The command line is ``soundlib catalog`` (``soundlib catalog --help``).
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ from soundlib.errors import ListError, SoundlibError
 from soundlib.lists import write_list
 from soundlib.media import media_kind
 from soundlib.progress import ProgressFn, null_progress
-from train.defaults import (DEFAULT_CATALOG_WINDOWS, DEFAULT_MAP, DEFAULT_MAX_PAIRS_PER_CONCEPT,
-                            DEFAULT_PAIRS_PER_IMAGE, DEFAULT_PAIRS_PER_SOUND, DEFAULT_VAL_FRACTION, MIN_SPLIT_ITEMS)
+from train.defaults import (DEFAULT_CATALOG_WINDOWS, DEFAULT_MAX_PAIRS_PER_CONCEPT, DEFAULT_PAIRS_PER_IMAGE,
+                            DEFAULT_PAIRS_PER_SOUND, DEFAULT_VAL_FRACTION, MIN_SPLIT_ITEMS)
 
 #: Columns of the category map (``notes`` is optional).
 MAP_COLUMNS: tuple[str, ...] = ("concept", "sound_patterns", "image_patterns", "notes")
@@ -533,46 +533,36 @@ def build_catalog(
 ) -> CatalogReport:
     """Build ``out_dir/catalog_train.csv`` and ``out_dir/catalog_val.csv`` from a category map.
 
-    Parameters
-    ----------
-    map_csv : str or Path
-        The category map (:func:`read_category_map`).
-    sound_roots, image_roots : sequence of str or Path
-        Folders searched recursively for sound / image files (by extension, :mod:`soundlib.media`).
-    out_dir : str or Path
-        Where the two lists are written (created).
-    val_fraction : float in [0, 1)
-        Share of each concept's images and of its sounds held out for validation (see the module docstring).
-    seed : int
-        Seeds every shuffle (per concept, so adding a row does not reshuffle the others).
-    pairs_per_image, pairs_per_sound : int >= 1
-        Wanted uses of each image / each sound (the larger total wins, up to the cap and ``images * sounds``).
-    max_pairs_per_concept : int >= 1
-        Cap of a concept's train pairs; validation gets the same cap times ``val_fraction / (1 - val_fraction)``.
-    min_split_items : int >= 2
-        A modality of a concept with fewer usable files keeps them all for training (the concept then has no
-        validation pairs).
-    windows : int >= 1
-        Distinct 1-s windows used per sound file. ``1``: ``start`` empty (the whole file). More: the file is decoded
-        and pairs cycle through its loudest windows (costs a decode of every sound used).
-    check_files : bool
-        Open every matched file first and leave out the ones that cannot be decoded (reported in ``skipped``).
-    audio_config : AudioConfig, optional
-        Window length and sample rate for ``windows > 1``; default ``AudioConfig()``.
-    progress : ProgressFn, optional
+    Args:
+        map_csv: the category map (:func:`read_category_map`).
+        sound_roots: folders searched recursively for sound files (by extension, :mod:`soundlib.media`).
+        image_roots: folders searched recursively for image files.
+        out_dir: where the two lists are written (created).
+        val_fraction: share in [0, 1) of each concept's images and of its sounds held out for validation (see the
+            module docstring).
+        seed: seeds every shuffle (per concept, so adding a row does not reshuffle the others).
+        pairs_per_image: wanted uses (>= 1) of each image (the larger of the two totals wins, up to the cap and
+            ``images * sounds``).
+        pairs_per_sound: wanted uses (>= 1) of each sound.
+        max_pairs_per_concept: cap (>= 1) of a concept's train pairs; validation gets the same cap times
+            ``val_fraction / (1 - val_fraction)``.
+        windows: distinct 1-s windows (>= 1) used per sound file. ``1``: ``start`` empty (the whole file). More:
+            the file is decoded and pairs cycle through its loudest windows (costs a decode of every sound used).
+        min_split_items: a modality of a concept with fewer usable files (>= 2) keeps them all for training (the
+            concept then has no validation pairs).
+        check_files: open every matched file first and leave out the ones that cannot be decoded (reported in
+            ``skipped``).
+        audio_config: window length and sample rate for ``windows > 1`` (default ``AudioConfig()``).
+        progress: progress callback (tasks ``"scan"``, ``"check sounds"``, ``"check images"``,
+            ``"choose windows"``).
 
-    Returns
-    -------
-    report : CatalogReport
+    Returns:
+        A :class:`CatalogReport`.
 
-    Raises
-    ------
-    CatalogMapError
-        A malformed map.
-    SoundlibError
-        A root folder that does not exist.
-    ValueError
-        A parameter out of range.
+    Raises:
+        CatalogMapError: a malformed map.
+        SoundlibError: a root folder that does not exist.
+        ValueError: a parameter out of range.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -582,9 +572,7 @@ def build_catalog(
             raise ValueError(f"{name} must be >= 1, got {v}")
     if min_split_items < 2:
         raise ValueError(f"min_split_items must be >= 2, got {min_split_items}")
-    cfg = audio_config or AudioConfig()
     progress = progress or null_progress
-    out_dir = Path(out_dir)
     rules = read_category_map(map_csv)
     report = CatalogReport(settings={
         "map": str(map_csv), "sound_roots": [str(r) for r in sound_roots], "image_roots": [str(r) for r in image_roots],
@@ -596,9 +584,32 @@ def build_catalog(
     images = scan_media(image_roots, "image")
     report.scanned_sounds, report.scanned_images = len(sounds), len(images)
     progress("scan", 1, 1, sounds=len(sounds), images=len(images))
+    matched = _match_rules(rules, sounds, images, report)
+    durations: dict[Path, float] = {}
+    if check_files:
+        matched = _drop_undecodable(matched, durations, report, progress)
+    uses = Counter(it.path for _, s, i in matched for it in (*s, *i))
+    report.shared_files = sum(1 for n in uses.values() if n > 1)
+    plan = _plan_pairs(matched, val_fraction, seed, pairs_per_image, pairs_per_sound, max_pairs_per_concept,
+                       min_split_items, report)
+    used_sounds = list({s.path: s for split in plan for _, _, s in plan[split]}.values())
+    report.used_sounds = len(used_sounds)
+    report.used_images = len({i.path for split in plan for _, i, _ in plan[split]})
+    starts = _choose_windows(used_sounds, windows, durations, audio_config or AudioConfig(), progress)
+    _write_lists(plan, starts, Path(out_dir), report)
+    return report
 
-    # match every rule; note patterns that match nothing and ambiguous ImageNet names
-    matched: list[tuple[ConceptRule, list[MediaFile], list[MediaFile]]] = []
+
+#: Per map row: the rule, its matched sounds, its matched images.
+_Matched = list[tuple[ConceptRule, list[MediaFile], list[MediaFile]]]
+#: Per split: ``(concept, image, sound)`` pairs in list order.
+_Plan = dict[str, list[tuple[str, MediaFile, MediaFile]]]
+
+
+def _match_rules(rules: Sequence[ConceptRule], sounds: list[MediaFile], images: list[MediaFile],
+                 report: CatalogReport) -> _Matched:
+    """Match every rule; note patterns that match nothing, ambiguous ImageNet names and unmapped sounds."""
+    matched: _Matched = []
     # files named <wnid>_<class>: the only candidates of wnid:/imagenet: patterns
     named = {m: [k for k, it in enumerate(pool) if it.wnid] for m, pool in (("sound", sounds), ("image", images))}
     for rule in rules:
@@ -620,32 +631,33 @@ def build_catalog(
                                                f"({', '.join(wnids)}); use wnid: to pick one")
             got[modality] = [pool[k] for k in sorted(pos - neg)]
         matched.append((rule, got["sound"], got["image"]))
-
     mapped_sounds = {it.path for _, s, _ in matched for it in s}
     unmapped = Counter(it.group for it in sounds if it.path not in mapped_sounds)
     report.unmapped_sounds = dict(sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0])))
+    return matched
 
-    # drop files that cannot be decoded
-    durations: dict[Path, float] = {}
-    if check_files:
-        bad: dict[Path, str] = {}
-        for modality, idx in (("sound", 1), ("image", 2)):
-            todo = list({it.path: it for m in matched for it in m[idx]}.values())
-            good, b = _check_files(todo, modality, progress)
-            durations.update(good)
-            bad.update(b)
-        report.skipped = sorted((str(p), r) for p, r in bad.items())
-        matched = [(r, [it for it in s if it.path not in bad], [it for it in i if it.path not in bad])
-                   for r, s, i in matched]
 
-    uses = Counter(it.path for _, s, i in matched for it in (*s, *i))
-    report.shared_files = sum(1 for n in uses.values() if n > 1)
+def _drop_undecodable(matched: _Matched, durations: dict[Path, float], report: CatalogReport,
+                      progress: ProgressFn) -> _Matched:
+    """Open every matched file once; leave out (and report) those that cannot be decoded; note sound durations."""
+    bad: dict[Path, str] = {}
+    for modality, idx in (("sound", 1), ("image", 2)):
+        todo = list({it.path: it for m in matched for it in m[idx]}.values())
+        good, b = _check_files(todo, modality, progress)
+        durations.update(good)
+        bad.update(b)
+    report.skipped = sorted((str(p), r) for p, r in bad.items())
+    return [(r, [it for it in s if it.path not in bad], [it for it in i if it.path not in bad])
+            for r, s, i in matched]
 
-    # split by file, then pair within each side
+
+def _plan_pairs(matched: _Matched, val_fraction: float, seed: int, pairs_per_image: int, pairs_per_sound: int,
+                max_pairs_per_concept: int, min_split_items: int, report: CatalogReport) -> _Plan:
+    """Split each concept's files into train and validation (by file), then pair within each side."""
     side: dict[Path, str] = {}
     val_cap = max(1, int(round(max_pairs_per_concept * val_fraction / (1 - val_fraction)))) if val_fraction else 0
     caps = {"train": max_pairs_per_concept, "val": val_cap}
-    plan: dict[str, list[tuple[str, MediaFile, MediaFile]]] = {"train": [], "val": []}
+    plan: _Plan = {"train": [], "val": []}
     for rule, snd, img in matched:
         st = ConceptStats(rule.concept, rule.line, sounds=len(snd), images=len(img))
         report.concepts.append(st)
@@ -671,24 +683,30 @@ def build_catalog(
             setattr(st, f"{split}_images", len({i for i, _ in pairs}))
             setattr(st, f"{split}_sounds", len({j for _, j in pairs}))
             setattr(st, f"{split}_pairs", len(pairs))
+    return plan
 
-    # window starts (optional decode of the sounds used)
-    used_sounds = list({s.path: s for split in plan for _, _, s in plan[split]}.values())
-    report.used_sounds = len(used_sounds)
-    report.used_images = len({i.path for split in plan for _, i, _ in plan[split]})
+
+def _choose_windows(used_sounds: Sequence[MediaFile], windows: int, durations: dict[Path, float],
+                    cfg: AudioConfig, progress: ProgressFn) -> dict[Path, list[float | None]]:
+    """Window starts per sound used (``windows > 1`` decodes each); ``{}``: every row takes the whole file."""
     starts: dict[Path, list[float | None]] = {}
-    if windows > 1:
-        from soundlib.audio import probe_audio
+    if windows <= 1:
+        return starts
+    from soundlib.audio import probe_audio
 
-        for k, s in enumerate(used_sounds):
-            try:
-                dur = durations.get(s.path) or probe_audio(s.path).duration
-                starts[s.path] = _loud_starts(s.path, windows, dur, cfg)
-            except SoundlibError:
-                starts[s.path] = [None]
-            if (k + 1) % 20 == 0 or k + 1 == len(used_sounds):
-                progress("choose windows", k + 1, len(used_sounds))
+    for k, s in enumerate(used_sounds):
+        try:
+            dur = durations.get(s.path) or probe_audio(s.path).duration
+            starts[s.path] = _loud_starts(s.path, windows, dur, cfg)
+        except SoundlibError:
+            starts[s.path] = [None]
+        if (k + 1) % 20 == 0 or k + 1 == len(used_sounds):
+            progress("choose windows", k + 1, len(used_sounds))
+    return starts
 
+
+def _write_lists(plan: _Plan, starts: dict[Path, list[float | None]], out_dir: Path, report: CatalogReport) -> None:
+    """Write the train and validation lists; each row's ``video`` names its connected component of the pair graph."""
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir.resolve()
     for split, name in (("train", TRAIN_LIST), ("val", VAL_LIST)):
@@ -711,97 +729,3 @@ def build_catalog(
         path = out_dir / name
         write_list(path, rows)
         report.lists[split] = str(path)
-    return report
-
-
-# --- command line ------------------------------------------------------------------------------------------------
-
-def _print_summary(report: CatalogReport, top: int = 25) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    con = Console()
-    if not con.is_terminal:
-        con = Console(width=120)
-    t = Table(title="catalog pairs per concept (images/sounds matched and used per split)", show_lines=False)
-    for c, j in (("concept", "left"), ("images", "right"), ("sounds", "right"), ("train i/s", "right"),
-                 ("val i/s", "right"), ("train pairs", "right"), ("val pairs", "right"), ("status", "left")):
-        t.add_column(c, justify=j, no_wrap=True)  # type: ignore[arg-type]
-    for c in sorted(report.concepts, key=lambda c: (-(c.train_pairs + c.val_pairs), c.concept)):
-        t.add_row(c.concept, str(c.images), str(c.sounds), f"{c.train_images}/{c.train_sounds}",
-                  f"{c.val_images}/{c.val_sounds}", str(c.train_pairs), str(c.val_pairs),
-                  c.status if c.status == "ok" else f"[red]{c.status}[/red]")
-    con.print(t)
-    d = report.to_dict()["totals"]
-    con.print(f"[bold]{d['concepts_with_pairs']}[/bold] of {d['concepts']} concepts have pairs; "
-              f"images used {d['used_images']} (of {d['scanned_images']} scanned), sounds used {d['used_sounds']} "
-              f"(of {d['scanned_sounds']}); pairs: train [bold]{d['train_pairs']}[/bold], val "
-              f"[bold]{d['val_pairs']}[/bold]; files in several concepts: {d['shared_files']}")
-    if report.unmatched:
-        con.print("[yellow]unmatched map rows:[/yellow] "
-                  + "; ".join(f"{c.concept} (line {c.line}: {c.status})" for c in report.unmatched))
-    if report.dead_patterns:
-        con.print(f"[yellow]patterns matching no file ({len(report.dead_patterns)}):[/yellow] "
-                  + "; ".join(f"{c}/{m}: {p}" for c, m, p in report.dead_patterns))
-    for w in report.warnings:
-        con.print(f"[yellow]warning:[/yellow] {w}")
-    if report.skipped:
-        reasons = Counter(r.split(" (")[0] for _, r in report.skipped)
-        con.print(f"[yellow]skipped {len(report.skipped)} undecodable files:[/yellow] "
-                  + ", ".join(f"{n} {r}" for r, n in reasons.most_common()))
-    um = list(report.unmapped_sounds.items())
-    con.print(f"unmapped sounds: {sum(n for _, n in um)} files in {len(um)} groups; largest: "
-              + ", ".join(f"{g} ({n})" for g, n in um[:top]))
-    con.print(f"lists: {report.lists.get('train')}  {report.lists.get('val')}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m train.catalog``: build the catalog lists and print a summary (exit 2 on bad input)."""
-    import argparse
-    import json
-    import sys
-
-    ap = argparse.ArgumentParser(prog="python -m train.catalog", description=(
-        "Pair images and sounds of the same kind of thing from a reviewed category map; writes "
-        f"OUT/{TRAIN_LIST} and OUT/{VAL_LIST} (pair lists, split by image and by sound file)."))
-    ap.add_argument("--map", default=str(DEFAULT_MAP), help="category map CSV (default: %(default)s)")
-    ap.add_argument("--sounds", nargs="+", required=True, metavar="DIR", help="sound folders (searched recursively)")
-    ap.add_argument("--images", nargs="+", required=True, metavar="DIR", help="image folders (searched recursively)")
-    ap.add_argument("--out", required=True, metavar="DIR", help="output folder for the two lists")
-    ap.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--pairs-per-image", type=int, default=DEFAULT_PAIRS_PER_IMAGE)
-    ap.add_argument("--pairs-per-sound", type=int, default=DEFAULT_PAIRS_PER_SOUND)
-    ap.add_argument("--max-pairs", type=int, default=DEFAULT_MAX_PAIRS_PER_CONCEPT,
-                    help="cap of train pairs per concept (default: %(default)s)")
-    ap.add_argument("--windows", type=int, default=1,
-                    help="distinct 1-s windows per sound (>1 decodes every sound to find its loudest windows)")
-    ap.add_argument("--min-split-items", type=int, default=MIN_SPLIT_ITEMS,
-                    help="hold out files of a concept's modality only when it has this many (default: %(default)s)")
-    ap.add_argument("--no-check", action="store_true", help="do not open every file first")
-    ap.add_argument("--json", action="store_true", help="print the report as one JSON document on stdout")
-    ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    a = ap.parse_args(argv)
-
-    from soundlib.clikit import rich_progress
-
-    try:
-        with rich_progress(enabled=not a.json) as prog:
-            report = build_catalog(a.map, a.sounds, a.images, a.out, val_fraction=a.val_fraction, seed=a.seed,
-                                   pairs_per_image=a.pairs_per_image, pairs_per_sound=a.pairs_per_sound,
-                                   max_pairs_per_concept=a.max_pairs, windows=a.windows,
-                                   min_split_items=a.min_split_items, check_files=not a.no_check, progress=prog)
-    except (SoundlibError, ValueError) as e:
-        if a.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if a.json:
-        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
-    else:
-        _print_summary(report)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
