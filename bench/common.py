@@ -39,6 +39,8 @@ VENV_BIN = Path(sys.executable).parent
 if str(ROOT) not in sys.path:  # run as `python bench/NAME.py` from a plain checkout
     sys.path.insert(0, str(ROOT))
 
+from encoders.atomic import atomic_write  # noqa: E402 (after the path above)
+
 
 @dataclass
 class Row:
@@ -101,9 +103,8 @@ class Result:
         folder = QUICK_RESULTS_DIR if self.quick else RESULTS_DIR
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.name}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         return path
 
     def finish(self) -> Path:

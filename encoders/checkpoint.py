@@ -21,13 +21,13 @@ import io
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from encoders.atomic import atomic_write
 from encoders.config import ModelConfig
 from encoders.errors import CheckpointError, ConfigError
 from encoders.version import package_version
@@ -130,20 +130,9 @@ def save_checkpoint(path: str | os.PathLike, model: "nn.Module", training: dict[
         "audio_std": _floats(getattr(model, "audio_std", None)),
         "training": facts,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_write(path, fsync=True) as tmp:
+        torch.save(payload, tmp)
         digest = file_sha256(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return digest
 
 

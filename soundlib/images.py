@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from encoders.atomic import atomic_write
 from encoders.config import ImageConfig
 from soundlib.errors import ImageError, VideoError
 from soundlib.media import check_file, decoded_frames
@@ -284,16 +283,8 @@ def save_jpeg(image: Any, path: str | Path, quality: int = 90) -> Path:
             a = a[..., 0]
         im = Image.fromarray(a).convert("RGB")
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jpg", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format="JPEG", quality=int(quality))
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(out) as tmp:
+        im.save(tmp, format="JPEG", quality=int(quality))
     return out
 
 

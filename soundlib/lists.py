@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from encoders.atomic import atomic_write
 from soundlib.errors import ListError
 
 COLUMNS: tuple[str, ...] = ("frame", "audio", "start", "sample", "category", "video")
@@ -162,8 +163,7 @@ def write_list(path: str | Path, rows: list[dict[str, object]]) -> None:
         if c not in cols:
             cols.insert(REQUIRED.index(c), c)
     base = path.parent.resolve()
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         for r in rows:
@@ -179,4 +179,3 @@ def write_list(path: str | Path, rows: list[dict[str, object]]) -> None:
                             v = str(p)
                 out[c] = "" if v is None else v
             w.writerow(out)
-    tmp.replace(path)

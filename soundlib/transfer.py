@@ -9,8 +9,8 @@ The export file
     - ``manifest.json`` (written last): :data:`FORMAT`, :data:`VERSION`, the collection's name and metadata
       (model, model_sha256, dim, ...), the window and file counts and the chunk list.
 
-    It is written to ``FILE.partial`` and renamed when complete, so an interrupted export never leaves a file that
-    looks whole. The ZIP's CRCs catch a damaged copy on import.
+    It is written to a temporary file renamed when complete (:func:`encoders.atomic.atomic_write`), so an
+    interrupted export never leaves a file that looks whole. The ZIP's CRCs catch a damaged copy on import.
 
 Export
     Pages through the collection (ids, embeddings, metadata). Nothing is locked (it only reads); if the collection
@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from encoders.atomic import atomic_write
 from soundlib.errors import SoundlibError, StoreError
 from soundlib.progress import ProgressFn
 from soundlib.store import SoundStore, file_key, window_id
@@ -116,13 +117,12 @@ def export_library(store: SoundStore, path: str | os.PathLike, batch: int = EXPO
     meta = _collection_metadata(store.metadata)
     total = store.count()
     path = Path(path)
-    partial = path.with_name(path.name + ".partial")
     seen: set[str] = set()
     chunks: list[dict[str, Any]] = []
     files = 0
     dim = meta.get("dim")
     try:
-        with zipfile.ZipFile(partial, "w", allowZip64=True) as z:
+        with atomic_write(path) as partial, zipfile.ZipFile(partial, "w", allowZip64=True) as z:
             for ids, vecs, metas in store.iter_records(batch):
                 keep = [i for i, rid in enumerate(ids) if rid not in seen]
                 if not keep:
@@ -156,13 +156,8 @@ def export_library(store: SoundStore, path: str | os.PathLike, batch: int = EXPO
                         "dim": dim, "windows": len(seen), "files": files, "chunks": chunks,
                         "source": store.location, "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             z.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
-        os.replace(partial, path)
     except OSError as e:
-        partial.unlink(missing_ok=True)
         raise TransferError(f"cannot write the export file ({e.strerror or e})", str(path)) from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
     return TransferReport(collection=store.name, location=store.location, file=str(path), windows=len(seen),
                           files=files, bytes=path.stat().st_size, seconds=time.perf_counter() - t0)
 

@@ -205,3 +205,22 @@ def test_tampered_checkpoints_name_the_model_and_the_problem(tmp_path: Path, sav
         del p["training"]
 
     assert "missing training" in _error(_tamper(src, tmp_path / "notrain.pt", no_training))
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path) -> None:
+    """The target is replaced only when the block ends; a failure leaves the old file and no temporary file."""
+    import numpy as np
+
+    from encoders.atomic import atomic_write
+
+    target = tmp_path / "sub" / "x.npy"
+    with atomic_write(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".npy" and not target.exists()
+        np.save(tmp, np.arange(3))  # numpy keeps a name that ends in .npy as it is
+    assert np.array_equal(np.load(target), np.arange(3))
+    with pytest.raises(RuntimeError):
+        with atomic_write(target, fsync=True) as tmp:
+            np.save(tmp, np.arange(5))
+            raise RuntimeError("interrupted")
+    assert np.array_equal(np.load(target), np.arange(3))
+    assert [p.name for p in target.parent.iterdir()] == ["x.npy"]

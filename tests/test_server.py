@@ -157,7 +157,7 @@ def test_export_embedded_import_into_the_server(media, server, tmp_path: Path, t
     assert result.exit_code == 0, result.stderr
     exported = json.loads(result.stdout)
     assert (exported["windows"], exported["files"]) == (sum(expected.values()), len(expected))
-    assert not archive.with_name(archive.name + ".partial").exists()
+    assert not list(tmp_path.glob(f".{archive.name}.*"))  # no temporary file left
 
     result = run("library", "import", archive, "--chroma-url", url, "--collection", "moved", "--json")
     assert result.exit_code == 0, result.stderr

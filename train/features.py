@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from encoders.atomic import atomic_write
 from encoders.config import AudioConfig
 from soundlib.config import INFERENCE_BATCH
 from soundlib.errors import AudioError
@@ -114,10 +115,8 @@ class LogMelCache:
             self.computed += len(missing)
             all_starts = np.concatenate([have_starts, np.asarray(missing, dtype=np.float64)])
             all_mels = new if have is None or have.size == 0 else np.concatenate([have, new])
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = cpath.with_name(cpath.name + f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, starts=all_starts, mels=all_mels.astype(np.float32))
-            os.replace(tmp, cpath)
+            with atomic_write(cpath) as tmp:
+                np.savez(tmp, starts=all_starts, mels=all_mels.astype(np.float32))
             index = {round(float(s), 6): i for i, s in enumerate(all_starts)}
             have = all_mels
         assert have is not None
@@ -150,10 +149,8 @@ class LogMelCache:
 
             wave = load_audio(audio_path, self.audio.sample_rate)
             starts = loud_window_starts(wave, n, self.audio)
-            ppath.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ppath.with_name(ppath.name + f".{os.getpid()}.tmp")
-            tmp.write_text(_json.dumps({"starts": starts}), encoding="utf-8")
-            os.replace(tmp, ppath)
+            with atomic_write(ppath) as tmp:
+                tmp.write_text(_json.dumps({"starts": starts}), encoding="utf-8")
         return starts, self.windows(audio_path, starts, sha, wave=wave)
 
     def _compute(self, audio_path: str | os.PathLike, starts: Sequence[float],
@@ -352,9 +349,8 @@ class ImageFeatureCache:
                 feats = self.features_fn(x).detach().float().cpu().numpy()
             for (sha, _), f in zip(chunk, feats):
                 cpath = self.path_for(sha)
-                tmp = cpath.with_name(cpath.name + f".{os.getpid()}.tmp.npy")
-                np.save(tmp, f.astype(np.float32))
-                os.replace(tmp, cpath)
+                with atomic_write(cpath) as tmp:
+                    np.save(tmp, f.astype(np.float32))
                 rows[sha] = f.astype(np.float32)
             self.computed += len(chunk)
             progress(task, i + len(chunk), len(todo))

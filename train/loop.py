@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from encoders.atomic import atomic_write
 from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn, null_progress
 from train.defaults import (DEFAULT_EPOCHS, DEFAULT_PATIENCE, DEFAULT_PLATEAU_PATIENCE, DEFAULT_PRECISION,
@@ -99,15 +100,11 @@ class TrainReport:
 
 
 def _copy_durably(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` through a temporary file that is fsynced, then renamed over ``dst``."""
+    """Copy ``src`` to ``dst`` atomically, flushed to disk before it replaces ``dst``."""
     import shutil
 
-    tmp = dst.with_name(dst.name + ".tmp")
-    with open(src, "rb") as a, open(tmp, "wb") as b:
-        shutil.copyfileobj(a, b, 1 << 20)
-        b.flush()
-        os.fsync(b.fileno())
-    os.replace(tmp, dst)
+    with atomic_write(dst, fsync=True) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def train_model(

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from encoders.atomic import atomic_write
 from encoders.config import AudioConfig
 from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn, null_progress
@@ -261,10 +262,8 @@ def _prepare_one(video: Path, vid: str, out: Path, fps: float, acfg: AudioConfig
         raise VideoError("no frames decoded", video)
 
     audio_path = out / "audio" / f"{vid}.wav"
-    audio_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = audio_path.with_name(audio_path.stem + ".tmp.wav")
-    sf.write(str(tmp), np.clip(wave, -1.0, 1.0), acfg.sample_rate, subtype="PCM_16")
-    os.replace(tmp, audio_path)
+    with atomic_write(audio_path) as tmp:
+        sf.write(str(tmp), np.clip(wave, -1.0, 1.0), acfg.sample_rate, subtype="PCM_16")
 
     starts = pair_starts(times, audio_seconds, acfg.window_seconds)
     return {
@@ -481,9 +480,8 @@ def prepare_videos(
             except (OSError, ValueError, RuntimeError) as e:  # decoder errors not wrapped by the front end
                 res.status, res.reason = "skipped", f"cannot decode ({type(e).__name__}: {e})"
             else:
-                tmp = marker_path.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps(m, indent=1), encoding="utf-8")
-                os.replace(tmp, marker_path)  # written last: the video is complete
+                with atomic_write(marker_path) as tmp:  # written last: the video is complete
+                    tmp.write_text(json.dumps(m, indent=1), encoding="utf-8")
         if m is not None and res.status != "skipped":
             markers[vid] = m
             res.seconds, res.frames, res.pairs = float(m["seconds"]), int(m["frames"]), len(m["starts"])

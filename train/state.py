@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from encoders.atomic import atomic_write
 from soundlib.errors import SoundlibError
 
 __all__ = ["METRICS_COLUMNS", "STATE_FORMAT", "STATE_VERSION", "RESUME_KEYS", "EpochMetrics", "RunState",
@@ -85,8 +85,7 @@ def write_metrics(path: Path, history: Sequence[EpochMetrics]) -> None:
     """Write ``metrics.csv`` (one row per epoch; per-list columns when there are several validation lists)."""
     n_val = max((len(h.per_val) for h in history), default=0)
     extra = [f"val{i + 1}_{m}" for i in range(n_val) for m in ("top10", "top10_category", "mrr")] if n_val > 1 else []
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(list(METRICS_COLUMNS) + extra)
         for h in history:
@@ -96,7 +95,6 @@ def write_metrics(path: Path, history: Sequence[EpochMetrics]) -> None:
                 for pv in h.per_val:
                     row += [f"{pv['top10']:.6f}", f"{pv['top10_category']:.6f}", f"{pv['mrr']:.6f}"]
             w.writerow(row)
-    os.replace(tmp, path)
 
 
 def save_state(path: Path, settings: dict[str, Any], model: Any, optimizer: Any, scheduler: Any,
@@ -111,9 +109,8 @@ def save_state(path: Path, settings: dict[str, Any], model: Any, optimizer: Any,
         "history": [asdict(h) for h in run.history], "best": run.best, "best_epoch": run.best_epoch,
         "bad_epochs": run.bad_epochs,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_state(path: Path) -> dict[str, Any]:
