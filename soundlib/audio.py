@@ -469,19 +469,14 @@ def _check_not_silent(y: np.ndarray, path: str | Path, where: str = "") -> None:
 def probe_audio(path: str | Path) -> AudioInfo:
     """Read a sound file's header: duration, rate, channels, frames (no full decode).
 
-    Parameters
-    ----------
-    path : str or Path
-        Any file libsndfile or FFmpeg decodes (a video's audio track too).
+    Args:
+        path: any file libsndfile or FFmpeg decodes (a video's audio track too).
 
-    Returns
-    -------
-    info : AudioInfo
+    Returns:
+        info (AudioInfo)
 
-    Raises
-    ------
-    AudioError
-        Missing, folder, empty, not audio, no audio stream, truncated (WAV/AIFF data chunk), 0 frames.
+    Raises:
+        AudioError: missing, folder, empty, not audio, no audio stream, truncated (WAV/AIFF data chunk), 0 frames.
     """
     with _open_reader(path) as r:
         return _info(path, r)
@@ -491,27 +486,20 @@ def load_audio(path: str | Path, sample_rate: int | None = None, offset: float =
                duration: float | None = None) -> np.ndarray:
     """Decode a sound file (or a span of it) to mono float32 at ``sample_rate``.
 
-    Parameters
-    ----------
-    path : str or Path
-        Sound file or video with an audio track.
-    sample_rate : int > 0, optional
-        Output rate in Hz; default ``AudioConfig().sample_rate``.
-    offset : float >= 0
-        Start of the span in seconds. Past the end of the file -> :class:`AudioError`.
-    duration : float > 0, optional
-        Length of the span in seconds; ``None`` reads to the end. Only this span is decoded (seek).
+    Args:
+        path: sound file or video with an audio track.
+        sample_rate: (int > 0) output rate in Hz; default ``AudioConfig().sample_rate``.
+        offset: (float >= 0) start of the span in seconds. Past the end of the file -> :class:`AudioError`.
+        duration: (float > 0) length of the span in seconds; ``None`` reads to the end. Only this span is decoded
+            (seek).
 
-    Returns
-    -------
-    y : np.ndarray, float32, shape (samples,)
-        ``round(duration * sample_rate)`` samples (the whole file: ``round(frames * sample_rate / native_rate)``);
-        fewer when the file ends before ``offset + duration``. Channels are averaged.
+    Returns:
+        y (np.ndarray, float32, shape (samples,)): ``round(duration * sample_rate)`` samples (the whole file:
+            ``round(frames * sample_rate / native_rate)``); fewer when the file ends before ``offset + duration``.
+            Channels are averaged.
 
-    Raises
-    ------
-    AudioError
-        See the module docstring (silence is judged on the span read).
+    Raises:
+        AudioError: see the module docstring (silence is judged on the span read).
     """
     sr = int(sample_rate or _DEFAULT.sample_rate)
     if offset < 0 or not math.isfinite(offset):
@@ -530,21 +518,17 @@ def load_audio(path: str | Path, sample_rate: int | None = None, offset: float =
 def window_starts(duration: float, cfg: AudioConfig | None = None, max_windows: int | None = None) -> list[float]:
     """Start times (seconds) of the analysis windows covering ``duration`` seconds of audio.
 
-    Parameters
-    ----------
-    duration : float >= 0
-        Length of the audio in seconds.
-    cfg : AudioConfig, optional
-        ``window_seconds`` and ``hop_seconds``; default ``AudioConfig()``.
-    max_windows : int, optional
-        Cap on the count; ``None`` means ``cfg.max_windows``, ``0`` means no cap. Over the cap, windows are
-        sampled evenly (indices ``round(linspace(0, n - 1, max_windows))``), keeping the first and the last.
+    Args:
+        duration: (float >= 0) length of the audio in seconds.
+        cfg: ``window_seconds`` and ``hop_seconds``; default ``AudioConfig()``.
+        max_windows: cap on the count; ``None`` means ``cfg.max_windows``, ``0`` means no cap. Over the cap, windows
+            are sampled evenly (indices ``round(linspace(0, n - 1, max_windows))``), keeping the first and
+            the last.
 
-    Returns
-    -------
-    starts : list of float
-        ``[0, hop, 2 hop, ...]`` while a full window fits, plus one window ending at ``duration`` when the rest
-        is at least ``min(hop, window) / 2`` long; ``[0.0]`` for audio no longer than one window.
+    Returns:
+        starts (list of float): ``[0, hop, 2 hop, ...]`` while a full window fits, plus one window ending at
+            ``duration`` when the rest is at least ``min(hop, window) / 2`` long; ``[0.0]`` for audio no longer than
+            one window.
     """
     cfg = cfg or _DEFAULT
     if not (duration >= 0 and math.isfinite(duration)):
@@ -568,19 +552,16 @@ def window_starts(duration: float, cfg: AudioConfig | None = None, max_windows: 
 def cut_windows(y: np.ndarray, starts: Sequence[float], cfg: AudioConfig | None = None) -> np.ndarray:
     """Cut windows of ``cfg.window_samples`` from a clip; windows that run past the end are wrap-padded.
 
-    Parameters
-    ----------
-    y : np.ndarray, shape (samples,)
-        Mono audio at ``cfg.sample_rate``.
-    starts : sequence of float
-        Window starts in seconds; each must fall inside the clip (``ValueError`` otherwise).
-    cfg : AudioConfig, optional
+    Args:
+        y: (np.ndarray, shape (samples,)) mono audio at ``cfg.sample_rate``.
+        starts: (sequence of float) window starts in seconds; each must fall inside the clip (``ValueError``
+            otherwise).
+        cfg: the audio front end (window, hop, sample rate).
 
-    Returns
-    -------
-    windows : np.ndarray, float32, shape (len(starts), cfg.window_samples)
-        A window with fewer than ``window_samples`` samples left repeats them (``np.resize``), so a 0.3 s clip
-        becomes 0.3 s + 0.3 s + 0.3 s + 0.1 s.
+    Returns:
+        windows (np.ndarray, float32, shape (len(starts), cfg.window_samples)): a window with fewer than
+            ``window_samples`` samples left repeats them (``np.resize``), so a 0.3 s clip becomes 0.3 s + 0.3 s + 0.3
+            s + 0.1 s.
     """
     cfg = cfg or _DEFAULT
     n = cfg.window_samples
@@ -622,21 +603,16 @@ def stream_windows(path: str | Path, starts: Sequence[float] | None = None, cfg:
                    max_windows: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(start, window)`` one window at a time, seeking to each (memory: one window).
 
-    Parameters
-    ----------
-    path : str or Path
-    starts : sequence of float, optional
-        Window starts in seconds; default :func:`window_starts` of the file's duration.
-    cfg : AudioConfig, optional
-    max_windows : int, optional
-        As in :func:`window_starts` (used only when ``starts`` is None).
+    Args:
+        path: the file.
+        starts: (sequence of float) window starts in seconds; default :func:`window_starts` of the file's duration.
+        cfg: the audio front end (window, hop, sample rate).
+        max_windows: as in :func:`window_starts` (used only when ``starts`` is None).
 
-    Yields
-    ------
-    start : float
-        Seconds.
-    window : np.ndarray, float32, shape (cfg.window_samples,)
-        Wrap-padded when the file ends inside the window. Silent windows are yielded as they are.
+    Yields:
+        start: seconds.
+        window (np.ndarray, float32, shape (cfg.window_samples,)): wrap-padded when the file ends inside the
+            window. Silent windows are yielded as they are.
     """
     cfg = cfg or _DEFAULT
     with _open_reader(path) as r:
@@ -653,25 +629,19 @@ def load_windows(path: str | Path, cfg: AudioConfig | None = None, max_windows: 
     whose windows cover less than half of them (a 60-s file capped at 30 windows), are read window by window
     (:func:`stream_windows`), so a two-hour file costs ``max_windows`` seeks, not a full decode.
 
-    Parameters
-    ----------
-    path : str or Path
-    cfg : AudioConfig, optional
-    max_windows : int, optional
-        As in :func:`window_starts` (used only when ``starts`` is None).
-    starts : sequence of float, optional
-        Explicit window starts in seconds (e.g. a pair list's ``start``); each must lie inside the file.
+    Args:
+        path: the file.
+        cfg: the audio front end (window, hop, sample rate).
+        max_windows: as in :func:`window_starts` (used only when ``starts`` is None).
+        starts: (sequence of float) explicit window starts in seconds (e.g. a pair list's ``start``); each must lie
+            inside the file.
 
-    Returns
-    -------
-    starts : list of float
-        Seconds, one per row of ``windows``.
-    windows : np.ndarray, float32, shape (len(starts), cfg.window_samples)
+    Returns:
+        starts (list of float): seconds, one per row of ``windows``.
+        windows (np.ndarray, float32, shape (len(starts), cfg.window_samples))
 
-    Raises
-    ------
-    AudioError
-        Any reason in the module docstring; "silent" when every window read is silent.
+    Raises:
+        AudioError: any reason in the module docstring; "silent" when every window read is silent.
     """
     _, todo, windows = load_windows_and_info(path, cfg, max_windows, starts)
     return todo, windows
@@ -711,18 +681,15 @@ def log_mel_batch(windows: "np.ndarray | torch.Tensor", cfg: AudioConfig | None 
                   batch_size: int = 256) -> "torch.Tensor":
     """Log-mel spectrograms of many windows with :class:`encoders.frontend.LogMel` (module cached per config).
 
-    Parameters
-    ----------
-    windows : np.ndarray or torch.Tensor, shape (N, cfg.window_samples) or (samples,)
-        Mono audio at ``cfg.sample_rate``.
-    cfg : AudioConfig, optional
-    batch_size : int
-        Windows per STFT call (bounds memory: about 1 MB per window in flight).
+    Args:
+        windows: (np.ndarray or torch.Tensor, shape (N, cfg.window_samples) or (samples,)) mono audio at
+            ``cfg.sample_rate``.
+        cfg: the audio front end (window, hop, sample rate).
+        batch_size: windows per STFT call (bounds memory: about 1 MB per window in flight).
 
-    Returns
-    -------
-    mels : torch.Tensor, float32, shape (N, cfg.n_mels, cfg.frames)
-        Natural-log mel power (``log(mel + cfg.log_offset)``), not normalised.
+    Returns:
+        mels (torch.Tensor, float32, shape (N, cfg.n_mels, cfg.frames)): natural-log mel power (``log(mel +
+            cfg.log_offset)``), not normalised.
     """
     import torch
 
@@ -788,16 +755,13 @@ class RunningBandStats:
 def band_stats(mels: "np.ndarray | torch.Tensor", floor: float = STD_FLOOR) -> tuple["torch.Tensor", "torch.Tensor"]:
     """Per-band mean and standard deviation over windows and frames (the model's audio normalisation).
 
-    Parameters
-    ----------
-    mels : np.ndarray or torch.Tensor, shape (N, n_mels, frames)
-        Log-mel spectrograms (e.g. from :func:`log_mel_batch`).
-    floor : float
-        Lower bound of the std, so a constant band (silence) does not divide by zero.
+    Args:
+        mels: (np.ndarray or torch.Tensor, shape (N, n_mels, frames)) log-mel spectrograms (e.g. from
+            :func:`log_mel_batch`).
+        floor: lower bound of the std, so a constant band (silence) does not divide by zero.
 
-    Returns
-    -------
-    mean, std : torch.Tensor, float32, shape (n_mels,)
+    Returns:
+        mean, std (torch.Tensor, float32, shape (n_mels,))
     """
     acc = RunningBandStats(floor)
     acc.update(mels)

@@ -143,14 +143,12 @@ def open_image(path: str | Path, fit: int | None = None) -> "PILImage.Image":
 
     Same checks and errors as :func:`load_image`; use it when a PIL image is wanted (e.g. to re-save frames).
 
-    Parameters
-    ----------
-    path : str or Path
-    fit : int, optional
-        The caller will scale the short side down to ``fit`` pixels: a JPEG is then decoded at the smallest of
-        Pillow's 1/2, 1/4, 1/8 draft scales whose short side is still at least ``fit`` (scaling in the DCT
-        domain, an area average; timings in ``bench/README.md``). Pictures under ``2 * fit`` a side decode exactly
-        as without it.
+    Args:
+        path: the file.
+        fit: the caller will scale the short side down to ``fit`` pixels: a JPEG is then decoded at the smallest of
+            Pillow's 1/2, 1/4, 1/8 draft scales whose short side is still at least ``fit`` (scaling in the DCT domain,
+            an area average; timings in ``bench/README.md``). Pictures under ``2 * fit`` a side decode exactly as
+            without it.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -193,26 +191,18 @@ def open_image(path: str | Path, fit: int | None = None) -> "PILImage.Image":
 def load_image(path: str | Path, size: int | None = None, detail: int | None = None) -> "torch.Tensor":
     """Load a picture as an RGB tensor.
 
-    Parameters
-    ----------
-    path : str or Path
-        JPEG, PNG, WebP, GIF, BMP or TIFF (content decides, not the extension).
-    size : int, optional
-        Output side: short side scaled to ``size``, centre crop ``size`` x ``size``. ``None`` keeps the size.
-    detail : int, optional
-        Short side a large JPEG may be decoded at before it is scaled to ``size`` (draft decoding, see
-        :func:`open_image`); default ``size``. A model that reads pictures at 256 but only looks at their centre
-        224 passes 224: a 640 x 480 photo then decodes at half scale.
+    Args:
+        path: JPEG, PNG, WebP, GIF, BMP or TIFF (content decides, not the extension).
+        size: output side: short side scaled to ``size``, centre crop ``size`` x ``size``. ``None`` keeps the size.
+        detail: short side a large JPEG may be decoded at before it is scaled to ``size`` (draft decoding, see
+            :func:`open_image`); default ``size``. A model that reads pictures at 256 but only looks at their centre
+            224 passes 224: a 640 x 480 photo then decodes at half scale.
 
-    Returns
-    -------
-    image : torch.Tensor, float32, shape (3, H, W), values in [0, 1]
-        ``H = W = size`` when ``size`` is given.
+    Returns:
+        image (torch.Tensor, float32, shape (3, H, W), values in [0, 1]): ``H = W = size`` when ``size`` is given.
 
-    Raises
-    ------
-    ImageError
-        See the module docstring.
+    Raises:
+        ImageError: see the module docstring.
     """
     im = open_image(path, fit=detail if (detail and size) else size)
     if size is not None:
@@ -223,18 +213,13 @@ def load_image(path: str | Path, size: int | None = None, detail: int | None = N
 def load_images(paths: Sequence[str | Path], size: int | None = None) -> tuple["torch.Tensor", list[ImageError]]:
     """Load many pictures into one batch, skipping the ones that fail.
 
-    Parameters
-    ----------
-    paths : sequence of str or Path
-    size : int, optional
-        Side of every output image; default ``ImageConfig().size``.
+    Args:
+        paths: image files.
+        size: side of every output image; default ``ImageConfig().size``.
 
-    Returns
-    -------
-    images : torch.Tensor, float32, shape (N_ok, 3, size, size)
-        The paths that loaded, in their order.
-    errors : list of ImageError
-        One per skipped path (``err.path == str(path)``), in order.
+    Returns:
+        images (torch.Tensor, float32, shape (N_ok, 3, size, size)): the paths that loaded, in their order.
+        errors (list of ImageError): one per skipped path (``err.path == str(path)``), in order.
     """
     import torch
 
@@ -253,16 +238,13 @@ def load_images(paths: Sequence[str | Path], size: int | None = None) -> tuple["
 def save_jpeg(image: Any, path: str | Path, quality: int = 90) -> Path:
     """Write an image as JPEG (atomically: a temporary file, then rename), creating the folder.
 
-    Parameters
-    ----------
-    image : torch.Tensor (3, H, W) float in [0, 1] or uint8, np.ndarray (H, W, 3) uint8, or PIL image
-    path : str or Path
-    quality : int in [1, 95]
-        Pillow JPEG quality.
+    Args:
+        image: torch.Tensor (3, H, W) float in [0, 1] or uint8, np.ndarray (H, W, 3) uint8, or a PIL image.
+        path: the file.
+        quality: (int in [1, 95]) Pillow JPEG quality.
 
-    Returns
-    -------
-    path : Path
+    Returns:
+        path (Path)
     """
     from PIL import Image
 
@@ -311,14 +293,11 @@ def _open_video(path: str | Path) -> Any:
 def video_info(path: str | Path) -> VideoInfo:
     """Read a video's container facts without decoding.
 
-    Returns
-    -------
-    info : VideoInfo
+    Returns:
+        info (VideoInfo)
 
-    Raises
-    ------
-    VideoError
-        Missing, folder, empty, not a video (a still image counts as not a video).
+    Raises:
+        VideoError: missing, folder, empty, not a video (a still image counts as not a video).
     """
     with contextlib.closing(_open_video(path)) as c:
         vs = c.streams.video[0] if c.streams.video else None
@@ -357,32 +336,23 @@ def video_frames(path: str | Path, every: float = 1.0, size: int | None = None,
                  max_frames: int | None = None) -> Iterator[tuple[float, "torch.Tensor"]]:
     """Yield one frame every ``every`` seconds of a video.
 
-    Parameters
-    ----------
-    path : str or Path
-    every : float > 0
-        Seconds between target times ``0, every, 2 every, ...``.
-    size : int, optional
-        As in :func:`load_image` (short side + centre crop); ``None`` keeps the frame size.
-    max_frames : int, optional
-        Stop after this many frames.
+    Args:
+        path: the file.
+        every: (float > 0) seconds between target times ``0, every, 2 every, ...``.
+        size: as in :func:`load_image` (short side + centre crop); ``None`` keeps the frame size.
+        max_frames: stop after this many frames.
 
-    Yields
-    ------
-    seconds : float
-        The frame's own presentation time from the start of the stream (e.g. 1.001 for a target of 1.0).
-    frame : torch.Tensor, float32, shape (3, H, W), values in [0, 1]
+    Yields:
+        seconds: the frame's own presentation time from the start of the stream (e.g. 1.001 for a target of 1.0).
+        frame (torch.Tensor, float32, shape (3, H, W), values in [0, 1])
 
-    Notes
-    -----
-    For each target the first decoded frame with time >= target (1 ms tolerance) is taken; a frame never
-    counts twice, so a 0.5 fps video at ``every=1`` yields a frame every 2 s. The whole stream is decoded once,
-    front to back.
+    Notes:
+        For each target the first decoded frame with time >= target (1 ms tolerance) is taken; a frame never
+        counts twice, so a 0.5 fps video at ``every=1`` yields a frame every 2 s. The whole stream is decoded once,
+        front to back.
 
-    Raises
-    ------
-    VideoError
-        Missing, empty, not a video, no video stream, no frames decoded, corrupt.
+    Raises:
+        VideoError: missing, empty, not a video, no video stream, no frames decoded, corrupt.
     """
     if not (every > 0 and math.isfinite(every)):
         raise ValueError(f"every must be a positive number of seconds, got {every}")

@@ -46,15 +46,12 @@ def extension(path: str | Path) -> str:
 def media_kind(path: str | Path) -> MediaKind | None:
     """Classify ``path`` by its extension.
 
-    Parameters
-    ----------
-    path : str or Path
-        Any path; the file need not exist.
+    Args:
+        path: any path; the file need not exist.
 
-    Returns
-    -------
-    kind : {"audio", "image", "video"} or None
-        ``None`` for an unknown or missing extension (e.g. ``notes.txt``, ``README``).
+    Returns:
+        kind ({"audio", "image", "video"} or None): ``None`` for an unknown or missing extension (e.g.
+            ``notes.txt``, ``README``).
     """
     ext = extension(path)
     if ext in AUDIO_EXTENSIONS:
@@ -69,16 +66,14 @@ def media_kind(path: str | Path) -> MediaKind | None:
 def check_file(path: str | Path, error: type[SoundlibError] = SoundlibError) -> Path:
     """Make sure ``path`` is a readable, non-empty regular file before a decoder sees it.
 
-    Parameters
-    ----------
-    path : str or Path
-    error : SoundlibError subclass
-        Raised as ``error(reason, path)`` with one of the reasons ``"file not found"``, ``"is a folder"``,
-        ``"not a regular file"``, ``"permission denied"``, ``"empty file (0 bytes)"``.
+    Args:
+        path: the file.
+        error: (SoundlibError subclass) raised as ``error(reason, path)`` with one of the reasons ``"file not
+            found"``, ``"is a folder"``, ``"not a regular file"``, ``"permission denied"``, ``"empty file (0
+            bytes)"``.
 
-    Returns
-    -------
-    path : Path
+    Returns:
+        path (Path)
     """
     p = Path(path)
     try:

@@ -183,22 +183,16 @@ class ConceptRule:
 def read_category_map(path: str | Path) -> list[ConceptRule]:
     """Read and validate a category map.
 
-    Parameters
-    ----------
-    path : str or Path
-        CSV with the columns of :data:`MAP_COLUMNS` (``notes`` optional); blank lines and lines whose first cell
-        starts with ``#`` are skipped.
+    Args:
+        path: CSV with the columns of :data:`MAP_COLUMNS` (``notes`` optional); blank lines and lines whose first cell
+            starts with ``#`` are skipped.
 
-    Returns
-    -------
-    rules : list of ConceptRule
-        In file order.
+    Returns:
+        rules (list of ConceptRule): in file order.
 
-    Raises
-    ------
-    CatalogMapError
-        Missing file or column, an empty concept, a duplicate concept (case-insensitive), a modality without a
-        positive pattern, an empty or malformed pattern. The message names the line.
+    Raises:
+        CatalogMapError: missing file or column, an empty concept, a duplicate concept (case-insensitive), a modality
+            without a positive pattern, an empty or malformed pattern. The message names the line.
     """
     path = Path(path)
     if not path.is_file():

@@ -176,20 +176,15 @@ class LogMelCache:
 def loud_window_starts(wave: np.ndarray, n: int, cfg: AudioConfig | None = None) -> list[float]:
     """Starts of up to ``n`` of the loudest windows of a clip.
 
-    Parameters
-    ----------
-    wave : np.ndarray, shape (samples,)
-        Mono audio at ``cfg.sample_rate``.
-    n : int >= 1
-        How many windows at most.
-    cfg : AudioConfig, optional
-        Window and hop (:func:`soundlib.audio.window_starts` gives the candidate grid, uncapped).
+    Args:
+        wave: (np.ndarray, shape (samples,)) mono audio at ``cfg.sample_rate``.
+        n: (int >= 1) how many windows at most.
+        cfg: window and hop (:func:`soundlib.audio.window_starts` gives the candidate grid, uncapped).
 
-    Returns
-    -------
-    starts : list of float
-        Seconds, in time order: the ``n`` candidates of highest RMS among those within :data:`WINDOW_KEEP_DB` dB of
-        the loudest (ties: the earlier window); ``[0.0]`` for a clip no longer than one window.
+    Returns:
+        starts (list of float): seconds, in time order: the ``n`` candidates of highest RMS among those within
+            :data:`WINDOW_KEEP_DB` dB of the loudest (ties: the earlier window); ``[0.0]`` for a clip no longer than
+            one window.
     """
     from soundlib.audio import cut_windows, window_starts
 
