@@ -2,8 +2,9 @@
 
 - Two `soundlib ingest` processes started together on the same (new) store: one runs, the other is refused at
   once with one line naming the running one (its pid); the store ends exact and uncorrupted.
-- Queries while an ingest process writes: queries from this process in a loop during the whole run, and a
-  `soundlib query` process while the ingest is paused part-way (SIGSTOP) with its store open and half written.
+- Queries while an ingest process writes: queries from this process before, during and after the run, and a
+  `soundlib query` process while the ingest is paused part-way (SIGSTOP, after it was let run in short slices
+  until its first new windows were stored) with its store open and half written.
 - An ingest suspended in the middle of a write holds the store's SQLite write lock, which Chroma waits for without
   end when it opens a store: `soundlib query` gives up after ``$SOUNDLIB_STORE_WAIT`` seconds with one line
   naming the stopped process and how to resume it.
@@ -81,6 +82,21 @@ def test_two_ingests_at_once_one_is_refused_and_the_store_is_exact(tmp_path: Pat
         check_library(store, root, expected)
 
 
+def run_until(proc, db: Path, done, slice_s: float = 0.02, timeout: float = 180.0) -> None:
+    """Let the stopped ``proc`` run in short slices (SIGCONT, ``slice_s`` s, SIGSTOP) until ``done()`` holds while
+    it is stopped outside a write; it stays stopped. AssertionError if it ends or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.alive(), "the ingest ended before the point it should be paused at"
+        proc.signal(signal.SIGCONT)
+        time.sleep(slice_s)
+        proc.signal(signal.SIGSTOP)
+        time.sleep(0.005)
+        if done() and not write_locked(db):
+            return
+    raise AssertionError(f"the ingest did not reach the point it should be paused at in {timeout:.0f} s")
+
+
 @pytest.mark.slow
 def test_queries_keep_working_while_an_ingest_process_writes(tmp_path: Path, tiny_checkpoint,
                                                              tiny_model) -> None:
@@ -95,33 +111,40 @@ def test_queries_keep_working_while_an_ingest_process_writes(tmp_path: Path, tin
     assert result.exit_code == 0
     expected = write_library(root, 9)  # ...then more sounds arrive (the first three are unchanged)
     pic = write_image(tmp_path / "scene.png", (64, 48), color=(20, 120, 200))
-    total = sum(expected.values())
+    before, total = sum(first.values()), sum(expected.values())
+    seen: list[int] = []
+
+    def query_here() -> None:
+        with open_store(db=db) as store:
+            hits = recommend([pic], tiny_model, store, k=3).results
+            seen.append(store.count())
+        assert len(hits) == 3 and len({h.path for h in hits}) == 3
 
     proc = start_cli(["ingest", root, "--db", db, "--model", tiny_checkpoint, "--json", "--batch-size", "4",
                       "--write-batch", "3"], tmp_path / "logs")
-    seen: list[int] = []
     try:
-        while proc.alive():  # queries from this process for the whole run
-            with open_store(db=db) as store:
-                hits = recommend([pic], tiny_model, store, k=3).results
-                seen.append(store.count())
-            assert len(hits) == 3 and len({h.path for h in hits}) == 3
-            if sum(first.values()) < seen[-1] < total - 3 and pause(proc, db, inside_a_write=False):
-                # part-way: the writer paused between writes with its store open, and a real `soundlib query`
-                try:
-                    q = start_cli(["query", pic, "--db", db, "-k", "3", "--json"], tmp_path / "logs")
-                    rc, out, err = q.finish(timeout=120)
-                finally:
-                    proc.signal(signal.SIGCONT)
-                assert rc == 0, err
-                doc = json.loads(out)
-                assert len({r["path"] for r in doc["results"]}) == 3
-                break
+        proc.signal(signal.SIGSTOP)  # held until this test lets it run
+        query_here()
+        # part-way, for certain: the ingest runs in 20 ms slices until its first new windows are stored, and is
+        # stopped between two writes with its store open and half written (18 new windows, written 3 at a time)
+        run_until(proc, db, lambda: stored_windows(db) > before)
+        assert before < stored_windows(db) < total
+        try:
+            query_here()
+            q = start_cli(["query", pic, "--db", db, "-k", "3", "--json"], tmp_path / "logs")
+            rc, out, err = q.finish(timeout=120)
+        finally:
+            proc.signal(signal.SIGCONT)
+        assert rc == 0, err
+        assert len({r["path"] for r in json.loads(out)["results"]}) == 3
+        while proc.alive():  # and queries from this process until the end of the run
+            query_here()
             time.sleep(0.3)
     finally:
+        proc.signal(signal.SIGCONT)
         rc, out, err = proc.finish(timeout=180)
     assert rc == 0, err
-    assert len(seen) >= 2 and seen == sorted(seen)  # the queries saw the library grow
+    assert seen[0] == before < seen[1] < total and seen == sorted(seen)  # the queries saw the library grow
     assert json.loads(out)["added"] == len(expected) - len(first)
     with open_store(db=db) as store:
         check_library(store, root, expected)
