@@ -188,14 +188,7 @@ def evaluate_correlation(
     val_data = ListData.from_pairs(read_list(val_path)) if (need_val and val_path is not None) else None
 
     emb = embed_list([lm.model for _, lm in loaded], labels, data, progress, max_windows)
-    ok_rows = []
-    for i, row in enumerate(data.rows):
-        reason = emb.row_error(data, i)
-        if reason:
-            problems.append(Problem(row.line, reason))
-        else:
-            ok_rows.append(i)
-    problems.sort(key=lambda p: (p.line or 0))
+    ok_rows = emb.scorable_rows(data, range(len(data.rows)), problems)
     pairs = _pairs_for(data, ok_rows, seed)
     n_rows = len(data.rows) + len(pairs_list.errors)
     if not pairs:

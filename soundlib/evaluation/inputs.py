@@ -112,6 +112,19 @@ class Embedded:
         """Why row ``row`` of ``data`` cannot be scored (its clip's reason first), or ``None``."""
         return self.clip_errors.get(data.row_clip[row]) or self.frame_errors.get(data.row_frame[row])
 
+    def scorable_rows(self, data: ListData, rows: Sequence[int], problems: list[Problem]) -> list[int]:
+        """The rows of ``rows`` that can be scored; each other one goes to ``problems`` with its reason (which is
+        then sorted by line)."""
+        ok = []
+        for i in rows:
+            reason = self.row_error(data, i)
+            if reason:
+                problems.append(Problem(data.rows[i].line, reason))
+            else:
+                ok.append(i)
+        problems.sort(key=lambda p: (p.line or 0))
+        return ok
+
 
 def embed_list(models: Sequence[Any], labels: Sequence[str], data: ListData, progress: ProgressFn,
                max_windows: int | None) -> Embedded:

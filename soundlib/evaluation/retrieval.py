@@ -135,14 +135,7 @@ def evaluate_list(
 
     # 1. embed frames and clips with every model; a row is scored only if it worked for all of them
     emb = embed_list([lm.model for _, lm in loaded], labels, data, progress, max_windows)
-    ok_rows: list[int] = []
-    for i, row in enumerate(data.rows):
-        reason = emb.row_error(data, i)
-        if reason:
-            problems.append(Problem(row.line, reason))
-        else:
-            ok_rows.append(i)
-    problems.sort(key=lambda p: (p.line or 0))
+    ok_rows = emb.scorable_rows(data, range(len(data.rows)), problems)
     ok_clips = sorted({data.row_clip[i] for i in ok_rows})
     base = data.pairs.path.parent.resolve()
     if not ok_rows:
@@ -300,14 +293,7 @@ def _evaluate_library(data: ListData, loaded: list[tuple[str, Any]], labels: lis
             else:
                 truth[i] = fid
         emb = embed_list([lm.model for _, lm in loaded], labels, data, progress, max_windows=None)
-        ok_rows = []
-        for i in sorted(truth):
-            reason = emb.row_error(data, i)
-            if reason:
-                problems.append(Problem(data.rows[i].line, reason))
-            else:
-                ok_rows.append(i)
-        problems.sort(key=lambda p: (p.line or 0))
+        ok_rows = emb.scorable_rows(data, sorted(truth), problems)
         n_files = len(file_path)
         if not ok_rows:
             return EvalReport(str(list_path), ks, 0, n_files, n_files, n_rows, [], problems, "best", library)
