@@ -47,7 +47,7 @@ def matmul_peak(dtype: Any, n: int = 2048, repeats: int = 5) -> float:
 
 
 class Step:
-    """One ``train.loop.train_step`` of a model on a fixed random batch."""
+    """One ``train.epoch.train_step`` of a model on a fixed random batch."""
 
     def __init__(self, name: str, overrides: dict[str, Any], batch: int, precision: str) -> None:
         import torch
