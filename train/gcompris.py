@@ -59,6 +59,7 @@ from soundlib.errors import ListError, SoundlibError
 from soundlib.lists import write_list
 from soundlib.progress import ProgressFn, null_progress
 from train.rcc import RccError, extract_rcc
+from train.toolkit import run_report
 
 #: The reviewed table shipped in the repo.
 DEFAULT_CONCEPTS = Path(__file__).resolve().parent.parent / "data" / "gcompris" / "sound_concepts.csv"
@@ -481,7 +482,6 @@ def _print_summary(report: GcomprisReport) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m train.gcompris``: build the GCompris lists and print a summary (exit 2 on bad input)."""
     import argparse
-    import sys
 
     ap = argparse.ArgumentParser(prog="python -m train.gcompris", description=(
         f"Extract the GCompris activities named in the reviewed table and write OUT/{PAIRS_LIST} (pair list), "
@@ -495,22 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the summary as one JSON document on stdout")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     a = ap.parse_args(argv)
-
-    from soundlib.clikit import rich_progress
-
-    try:
-        with rich_progress(enabled=not a.json) as prog:
-            report = build_gcompris(a.rcc, a.out, a.concepts, a.map, check_files=not a.no_check, progress=prog)
-    except SoundlibError as e:
-        if a.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if a.json:
-        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
-    else:
-        _print_summary(report)
-    return 0
+    return run_report(lambda progress: build_gcompris(a.rcc, a.out, a.concepts, a.map, check_files=not a.no_check,
+                                                      progress=progress),
+                      _print_summary, as_json=a.json, debug=a.debug)
 
 
 if __name__ == "__main__":  # pragma: no cover
