@@ -324,6 +324,24 @@ def fft_resample(x: Tensor, n_out: int) -> Tensor:
     return torch.fft.irfft(spec, n=n_out, dim=-1) * (n_out / n_in)
 
 
+def fit_window(x: Tensor, n: int) -> Tensor:
+    """Fit every row to exactly ``n`` samples: wrap-pad a shorter row (repeat it from its start), cut a longer one,
+    and make an empty row silent.
+
+    Args:
+        x: ``(B, samples)``.
+        n: output length in samples.
+
+    Returns:
+        ``(B, n)`` (``x`` itself when it already has ``n`` samples).
+    """
+    if x.shape[-1] == n:
+        return x
+    if x.shape[-1] == 0:
+        return x.new_zeros(x.shape[0], n)
+    return x[:, torch.arange(n, device=x.device) % x.shape[-1]]
+
+
 class AisfxFrontend(nn.Module):
     """1-second windows at ``sample_rate`` -> aisfx's normalised log-mel input ``(B, frames, 96)``.
 
@@ -368,19 +386,13 @@ class AisfxFrontend(nn.Module):
     def forward(self, waves: Tensor) -> Tensor:
         if waves.dim() == 1:
             waves = waves.unsqueeze(0)
-        x = waves.float()
-        n = self.window_samples
-        if x.shape[-1] != n:
-            if x.shape[-1] == 0:
-                x = x.new_zeros(x.shape[0], n)
-            else:
-                x = x[:, torch.arange(n, device=x.device) % x.shape[-1]]
+        x = fit_window(waves.float(), self.window_samples)
         peak = x.abs().amax(dim=1, keepdim=True)
         x = x / torch.where(peak > 0, peak, torch.ones_like(peak))
         y = fft_resample(x, self.resampled_samples)
         s = self.spec
         total = (s.frames - 1) * s.hop_length + s.n_fft
-        y = y[:, torch.arange(total, device=y.device) % y.shape[-1]]
+        y = fit_window(y, total)
         return self.logmel44k(y).transpose(1, 2).contiguous()  # (B, frames, n_mels)
 
 
