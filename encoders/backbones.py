@@ -425,6 +425,19 @@ class AisfxTaps(nn.Module):
         return BackboneOutput(taps, g, None)
 
 
+def concat_outputs(outputs: Sequence[BackboneOutput]) -> BackboneOutput:
+    """Several backbones' outputs for the same items as one (e.g. aisfx + SoundNet for one audio head): the taps
+    in order, the globals concatenated ``(B, sum C_g)``, the first non-``None`` logits.
+
+    Its :class:`Layout` is ``layout_for(all tap channels, all grids, sum of global channels)``.
+    """
+    if not outputs:
+        raise ValueError("no backbone outputs to concatenate")
+    logits = next((o.logits for o in outputs if o.logits is not None), None)
+    return BackboneOutput([t for o in outputs for t in o.taps], torch.cat([o.global_.float() for o in outputs], 1),
+                          logits)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # packing: one flat float vector per item (cacheable as one .npy row)
 # ---------------------------------------------------------------------------------------------------------------

@@ -181,3 +181,24 @@ def test_package_without_weights_or_with_bad_weights(tmp_path: Path, monkeypatch
     np.save(bad, np.array([print], dtype=object), allow_pickle=True)  # a pickle naming a callable
     with pytest.raises(CheckpointError, match="refusing to load builtins.print"):
         sn.load_sound8(bad)
+
+
+def test_aisfx_and_soundnet_pack_into_one_audio_vector() -> None:
+    """Features for a head over both audio backbones: taps of both, globals side by side, one packed vector."""
+    from encoders.backbones import (AISFX_BLOCK_CHANNELS, AisfxFrontend, AisfxSpec, AisfxTaps, concat_outputs,
+                                    layout_for)
+
+    waves = torch.from_numpy(load_windows(DEMO / "rain" / "rain_11.ogg")[1][:2])
+    a_spec, s_spec = AisfxSpec(), sn.SoundNetSpec()
+    with torch.inference_mode():
+        a = AisfxTaps()(AisfxFrontend(48_000, 48_000)(waves))
+        s = sn.SoundNetTaps()(sn.SoundNetFrontend(48_000, 48_000)(waves))
+        both = concat_outputs([a, s])
+    layout = layout_for([AISFX_BLOCK_CHANNELS[i] for i in a_spec.taps] + [sn.SOUNDNET_CHANNELS[i] for i in s_spec.taps],
+                        a_spec.grids + s_spec.grids, a_spec.global_channels + s_spec.global_channels)
+    feats = pack(both, layout)
+    assert feats.shape == (2, layout.size) == (2, 22_016 + 5_888)
+    maps, g = unpack(feats, layout)
+    assert len(maps) == 6 and g.shape == (2, 512 + 1024)
+    assert torch.allclose(g[:, :512], a.global_) and torch.allclose(g[:, 512:], s.global_)
+    assert torch.allclose(maps[3], s.taps[0]) and both.logits is s.logits
