@@ -342,6 +342,12 @@ def fit_window(x: Tensor, n: int) -> Tensor:
     return x[:, torch.arange(n, device=x.device) % x.shape[-1]]
 
 
+def peak_normalize(x: Tensor) -> Tensor:
+    """Scale every row of ``(B, samples)`` to peak absolute value 1 (a silent row stays silent)."""
+    peak = x.abs().amax(dim=1, keepdim=True)
+    return x / torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
 class AisfxFrontend(nn.Module):
     """1-second windows at ``sample_rate`` -> aisfx's normalised log-mel input ``(B, frames, 96)``.
 
@@ -387,9 +393,7 @@ class AisfxFrontend(nn.Module):
         if waves.dim() == 1:
             waves = waves.unsqueeze(0)
         x = fit_window(waves.float(), self.window_samples)
-        peak = x.abs().amax(dim=1, keepdim=True)
-        x = x / torch.where(peak > 0, peak, torch.ones_like(peak))
-        y = fft_resample(x, self.resampled_samples)
+        y = fft_resample(peak_normalize(x), self.resampled_samples)
         s = self.spec
         total = (s.frames - 1) * s.hop_length + s.n_fft
         y = fit_window(y, total)

