@@ -248,6 +248,47 @@ def catalog(map_csv, sound_roots, image_roots, out, val_fraction, seed, pairs_pe
     con.print(catalog_summary(report), highlight=False, soft_wrap=True)
 
 
+@main.command(context_settings=CONTEXT)
+@click.option("--rcc", "rcc_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder holding the GCompris package's <activity>.rcc files.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder (gcompris_pairs.csv, gcompris_sounds.csv, gcompris_pictures.csv).")
+@click.option("--concepts", default=str(tr.DEFAULT_GCOMPRIS_CONCEPTS), show_default="data/gcompris/sound_concepts.csv",
+              type=click.Path(dir_okay=False), help="Reviewed table of the sounds' concepts.")
+@click.option("--map", "map_csv", default=str(tr.DEFAULT_MAP), show_default="data/catalog/category_map.csv",
+              type=click.Path(dir_okay=False), help="Catalog map (its concept names are the ones reused).")
+@click.option("--no-check", is_flag=True, help="Do not open every sound and picture first.")
+@json_option
+@debug_option
+@handle_errors
+def gcompris(rcc_dir, out, concepts, map_csv, no_check, as_json, debug):
+    """Build the GCompris evaluation set: pictures and sounds the activities show together, as pair lists.
+
+    Extracts the activities named in the reviewed table from their .rcc archives, pairs pictures with sounds from
+    the activities' own data files and renders the drawings. tools/get-gcompris.sh fetches the Debian package and
+    runs this.
+
+    \b
+    Example:
+      soundlib gcompris --rcc /tmp/gc/usr/share/gcompris-qt/rcc --out media/gcompris
+    """
+    from soundlib.cli_tables import gcompris_remarks, gcompris_summary, gcompris_table
+    from soundlib.clikit import print_json, rich_progress, stderr_console, stdout_console
+    from train.gcompris import build_gcompris
+
+    with rich_progress(enabled=not as_json) as progress:
+        report = build_gcompris(rcc_dir, out, concepts, map_csv, check_files=not no_check, progress=progress)
+    err = stderr_console()
+    for line in gcompris_remarks(report):
+        err.print(line, highlight=False, soft_wrap=True)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    con = stdout_console()
+    con.print(gcompris_table(report))
+    con.print(gcompris_summary(report), highlight=False, soft_wrap=True)
+
+
 # --- the sound library (issue: library) --------------------------------------------------------------------------
 
 @main.command(context_settings=CONTEXT)

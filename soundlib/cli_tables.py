@@ -13,8 +13,10 @@ if TYPE_CHECKING:
     from soundlib.evaluation.correlation import CorrelationReport
     from soundlib.evaluation.retrieval import EvalReport
     from train.catalog import CatalogReport
+    from train.gcompris import GcomprisReport
 
-__all__ = ["retrieval_table", "correlation_table", "catalog_table", "catalog_summary", "catalog_remarks"]
+__all__ = ["retrieval_table", "correlation_table", "catalog_table", "catalog_summary", "catalog_remarks",
+           "gcompris_table", "gcompris_summary", "gcompris_remarks"]
 
 
 def _pct(x: float | None) -> str:
@@ -107,4 +109,41 @@ def catalog_remarks(report: CatalogReport, top: int = 25) -> list[str]:
     um = list(report.unmapped_sounds.items())
     lines.append(f"unmapped sounds: {sum(n for _, n in um)} files in {len(um)} groups; largest: "
                  + escape(", ".join(f"{g} ({n})" for g, n in um[:top])))
+    return lines
+
+
+def gcompris_table(report: GcomprisReport) -> Any:
+    """A Rich table of ``soundlib gcompris``: pairs and sounds per concept, most pairs first."""
+    from rich.table import Table
+
+    d = report.to_dict()
+    t = Table(title="GCompris pairs and sounds per concept")
+    for c in ("concept", "pairs", "sounds", "new"):
+        t.add_column(c, justify="left" if c == "concept" else "right")
+    for concept in sorted(d["sounds_per_concept"], key=lambda c: (-d["pairs_per_concept"].get(c, 0), c)):
+        t.add_row(concept, str(d["pairs_per_concept"].get(concept, 0)), str(d["sounds_per_concept"][concept]),
+                  "new" if concept in report.new_concepts else "")
+    return t
+
+
+def gcompris_summary(report: GcomprisReport) -> str:
+    """The totals line under the table (Rich markup)."""
+    d = report.to_dict()
+    s = d["seconds"]
+    return (f"pairs [bold]{d['pairs']}[/bold] ({d['photos']} photos, {d['drawings']} drawings; "
+            f"{d['paired_sounds']} sounds, {d['pair_concepts']} concepts); sounds with a concept "
+            f"[bold]{d['sounds']}[/bold] ({d['sound_concepts']} concepts; {s['total']} s, median {s['median']} s, "
+            f"{s['min']}-{s['max']} s)")
+
+
+def gcompris_remarks(report: GcomprisReport) -> list[str]:
+    """Sounds and pictures left out, and files skipped (Rich markup, one line each)."""
+    from rich.markup import escape
+
+    d = report.to_dict()
+    lines = [f"[yellow]left out[/yellow] {escape(str(row['sound']))}: {escape(str(row['why']))}"
+             for row in d["left_out"]]
+    lines += [f"[yellow]left out[/yellow] {escape(str(picture))}: shown with {n} different sounds (an icon, not "
+              "the thing)" for picture, n in d["icons"].items()]
+    lines += [f"[red]skipped[/red] {escape(str(line))}" for line in d["skipped"]]
     return lines

@@ -152,13 +152,19 @@ def test_the_pair_list_evaluates(tmp_path: Path, rcc_dir: Path, table: Path, tin
     assert result.scores.chance[2][0] == pytest.approx(1.0)
 
 
-def test_cli_json_and_a_missing_archive(tmp_path: Path, rcc_dir: Path, table: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    assert G.main(["--rcc", str(rcc_dir), "--out", str(tmp_path / "gc"), "--concepts", str(table), "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+def test_cli_json_table_and_a_missing_archive(tmp_path: Path, rcc_dir: Path, table: Path) -> None:
+    from tests.cli_process import run_cli
+
+    res = run_cli("gcompris", "--rcc", rcc_dir, "--out", tmp_path / "gc", "--concepts", table, "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)  # exactly one JSON document
     assert doc["pairs"] == 3 and doc["sounds"] == 3
+    shown = run_cli("gcompris", "--rcc", rcc_dir, "--out", tmp_path / "gc", "--concepts", table)
+    assert shown.exit_code == 0 and "GCompris pairs and sounds per" in shown.stdout  # the table (title wraps)
+    assert "pairs 3 (" in shown.stdout
 
     other = _table(tmp_path / "other.csv", [("explore_farm_animals/resource/animals/cow", "cattle", "x")])
-    assert G.main(["--rcc", str(rcc_dir), "--out", str(tmp_path / "gc2"), "--concepts", str(other)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]  # (progress lines come before it on stderr)
+    res = run_cli("gcompris", "--rcc", rcc_dir, "--out", tmp_path / "gc2", "--concepts", other)
+    assert res.exit_code == 2 and "Traceback" not in res.stderr
+    err = res.stderr.strip().splitlines()[-1]  # (progress lines come before it on stderr)
     assert err.startswith("error: ") and "explore_farm_animals.rcc: archive not found" in err

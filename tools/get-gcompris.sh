@@ -32,7 +32,7 @@ fi
 dpkg -x "$(ls "$DEST"/debs/"${pkg}"_*.deb | tail -1)" "$work/$pkg"
 cp "$work/$pkg/usr/share/doc/$pkg/copyright" "$DEST/licences/$pkg.txt"
 
-(cd "$repo" && "$PY" -m train.gcompris --rcc "$work/$pkg/usr/share/gcompris-qt/rcc" --out "$DEST")
+(cd "$repo" && "$PY" -m cli gcompris --rcc "$work/$pkg/usr/share/gcompris-qt/rcc" --out "$DEST")
 
 # The activities' own licence notes (per-file authors and licences; more precise than the package's file).
 (cd "$DEST/extracted/gcompris/src/activities" \

@@ -33,6 +33,10 @@ MIN_SPLIT_ITEMS = 3
 #: Distinct 1-s windows per catalog sound (1: the whole file, empty ``start``).
 DEFAULT_CATALOG_WINDOWS = 1
 
+# --- gcompris (the GCompris evaluation set) ----------------------------------------------------------------------
+#: The reviewed table of GCompris sounds and their concepts, shipped in the repo.
+DEFAULT_GCOMPRIS_CONCEPTS = Path(__file__).resolve().parent.parent / "data" / "gcompris" / "sound_concepts.csv"
+
 # --- train -------------------------------------------------------------------------------------------------------
 #: Model configuration trained when none is named.
 DEFAULT_MODEL = "m5-attention-linear-infonce"

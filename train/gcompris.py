@@ -38,7 +38,7 @@ Outputs under ``out``
                                drawing.
 
 Paths in the CSV files are relative to ``out``. Running it again reuses what is already extracted and rendered.
-``tools/get-gcompris.sh DEST`` fetches the package and runs this; ``python -m train.gcompris --help``.
+``tools/get-gcompris.sh DEST`` fetches the package and runs this; the command line is ``soundlib gcompris``.
 """
 
 from __future__ import annotations
@@ -55,16 +55,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from encoders.atomic import atomic_write
 from soundlib.errors import ListError, SoundlibError
 from soundlib.lists import write_list
 from soundlib.progress import ProgressFn, null_progress
+from train.defaults import DEFAULT_GCOMPRIS_CONCEPTS, DEFAULT_MAP
 from train.rcc import RccError, extract_rcc
-from train.toolkit import run_report
 
 #: The reviewed table shipped in the repo.
-DEFAULT_CONCEPTS = Path(__file__).resolve().parent.parent / "data" / "gcompris" / "sound_concepts.csv"
+DEFAULT_CONCEPTS = DEFAULT_GCOMPRIS_CONCEPTS
 #: The catalog's category map (its concept names are the ones to reuse).
-DEFAULT_CATEGORY_MAP = Path(__file__).resolve().parent.parent / "data" / "catalog" / "category_map.csv"
+DEFAULT_CATEGORY_MAP = DEFAULT_MAP
 #: Where activities live inside the archives.
 ACTIVITY_PREFIX = "gcompris/src/activities"
 #: Output file names.
@@ -384,10 +385,8 @@ def render_drawing(src: str | Path, dst: str | Path, side: int = DRAWING_SIDE) -
     im.thumbnail((side, side))
     canvas = Image.new("RGBA", (side, side), (255, 255, 255, 0))
     canvas.paste(im, ((side - im.width) // 2, (side - im.height) // 2))
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".part")
-    canvas.save(tmp, format="PNG")
-    tmp.replace(dst)
+    with atomic_write(dst) as tmp:
+        canvas.save(tmp, format="PNG")
     return dst
 
 
@@ -443,62 +442,8 @@ def _rel(path: Path, base: Path) -> str:
 
 
 def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]], base: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({c: _rel(v, base) if isinstance(v, Path) else v for c, v in r.items() if c in columns})
-    tmp.replace(path)
-
-
-def _print_summary(report: GcomprisReport) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    con = Console(stderr=False)
-    d = report.to_dict()
-    t = Table(title="GCompris pairs and sounds per concept")
-    for c in ("concept", "pairs", "sounds", "new"):
-        t.add_column(c, justify="left" if c == "concept" else "right")
-    for concept in sorted(d["sounds_per_concept"], key=lambda c: (-d["pairs_per_concept"].get(c, 0), c)):
-        t.add_row(concept, str(d["pairs_per_concept"].get(concept, 0)), str(d["sounds_per_concept"][concept]),
-                  "new" if concept in report.new_concepts else "")
-    con.print(t)
-    s = d["seconds"]
-    con.print(f"pairs [bold]{d['pairs']}[/bold] ({d['photos']} photos, {d['drawings']} drawings; "
-              f"{d['paired_sounds']} sounds, {d['pair_concepts']} concepts); sounds with a concept "
-              f"[bold]{d['sounds']}[/bold] ({d['sound_concepts']} concepts; {s['total']} s, median {s['median']} s, "
-              f"{s['min']}-{s['max']} s)")
-    for row in d["left_out"]:
-        con.print(f"[yellow]left out[/yellow] {row['sound']}: {row['why']}")
-    for picture, n in d["icons"].items():
-        con.print(f"[yellow]left out[/yellow] {picture}: shown with {n} different sounds (an icon, not the thing)")
-    for line in d["skipped"]:
-        con.print(f"[red]skipped[/red] {line}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m train.gcompris``: build the GCompris lists and print a summary (exit 2 on bad input)."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m train.gcompris", description=(
-        f"Extract the GCompris activities named in the reviewed table and write OUT/{PAIRS_LIST} (pair list), "
-        f"OUT/{SOUNDS_LIST} and OUT/{PICTURES_LIST}. Example: python -m train.gcompris "
-        "--rcc /tmp/gc/usr/share/gcompris-qt/rcc --out media/gcompris"))
-    ap.add_argument("--rcc", required=True, metavar="DIR", help="folder holding the package's <activity>.rcc files")
-    ap.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    ap.add_argument("--concepts", default=str(DEFAULT_CONCEPTS), help="reviewed table (default: %(default)s)")
-    ap.add_argument("--map", default=str(DEFAULT_CATEGORY_MAP), help="catalog map (default: %(default)s)")
-    ap.add_argument("--no-check", action="store_true", help="do not open every sound and picture first")
-    ap.add_argument("--json", action="store_true", help="print the summary as one JSON document on stdout")
-    ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    a = ap.parse_args(argv)
-    return run_report(lambda progress: build_gcompris(a.rcc, a.out, a.concepts, a.map, check_files=not a.no_check,
-                                                      progress=progress),
-                      _print_summary, as_json=a.json, debug=a.debug)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

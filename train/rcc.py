@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from encoders.atomic import atomic_write
 from encoders.errors import SoundlibError
 
 MAGIC = b"qres"
@@ -192,10 +193,8 @@ def extract_rcc(path: str | Path, dest: str | Path,
         target = dest.joinpath(*_safe_parts(entry.path, archive.path))
         if not (target.is_file() and target.stat().st_size == entry.size):
             data = archive.read(entry)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".part")
-            tmp.write_bytes(data)
-            tmp.replace(target)
+            with atomic_write(target) as tmp:
+                tmp.write_bytes(data)
         out.append(target)
     return out
 
