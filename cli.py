@@ -223,7 +223,7 @@ def catalog(map_csv, sound_roots, image_roots, out, val_fraction, seed, pairs_pe
       soundlib catalog --sounds media/sfx --images imagenet-samples --images cifar10-train --out data/catalog
     """
     from soundlib.cli_tables import catalog_remarks, catalog_summary, catalog_table
-    from soundlib.clikit import print_json, print_skipped, rich_progress, stderr_console, stdout_console
+    from soundlib.clikit import print_skipped, rich_progress, stderr_console
     from train.catalog import build_catalog
 
     with rich_progress(enabled=not as_json) as progress:
@@ -231,21 +231,9 @@ def catalog(map_csv, sound_roots, image_roots, out, val_fraction, seed, pairs_pe
                                pairs_per_image=pairs_per_image, pairs_per_sound=pairs_per_sound,
                                max_pairs_per_concept=max_pairs, windows=windows, min_split_items=min_split_items,
                                check_files=not no_check, progress=progress)
-    err = stderr_console()
     for path, reason in report.skipped:
-        print_skipped(err, path, reason)
-    for line in catalog_remarks(report):
-        err.print(line, highlight=False, soft_wrap=True)
-    if as_json:
-        print_json(report.to_dict())
-        return
-    con = stdout_console()
-    if not con.is_terminal:  # a file or a pipe: wide enough for the eight columns
-        from rich.console import Console
-
-        con = Console(soft_wrap=False, width=120)
-    con.print(catalog_table(report))
-    con.print(catalog_summary(report), highlight=False, soft_wrap=True)
+        print_skipped(stderr_console(), path, reason)
+    _data_report(report, catalog_remarks(report), catalog_table, catalog_summary, as_json, width=120)
 
 
 @main.command(context_settings=CONTEXT)
@@ -273,20 +261,32 @@ def gcompris(rcc_dir, out, concepts, map_csv, no_check, as_json, debug):
       soundlib gcompris --rcc /tmp/gc/usr/share/gcompris-qt/rcc --out media/gcompris
     """
     from soundlib.cli_tables import gcompris_remarks, gcompris_summary, gcompris_table
-    from soundlib.clikit import print_json, rich_progress, stderr_console, stdout_console
+    from soundlib.clikit import rich_progress
     from train.gcompris import build_gcompris
 
     with rich_progress(enabled=not as_json) as progress:
         report = build_gcompris(rcc_dir, out, concepts, map_csv, check_files=not no_check, progress=progress)
+    _data_report(report, gcompris_remarks(report), gcompris_table, gcompris_summary, as_json)
+
+
+def _data_report(report, remarks, table, summary, as_json, width=None):
+    """A data builder's output: remarks on stderr, then its JSON document or its table and totals on stdout (at
+    least ``width`` columns wide when stdout is a file or a pipe)."""
+    from soundlib.clikit import print_json, stderr_console, stdout_console
+
     err = stderr_console()
-    for line in gcompris_remarks(report):
+    for line in remarks:
         err.print(line, highlight=False, soft_wrap=True)
     if as_json:
         print_json(report.to_dict())
         return
     con = stdout_console()
-    con.print(gcompris_table(report))
-    con.print(gcompris_summary(report), highlight=False, soft_wrap=True)
+    if width and not con.is_terminal:
+        from rich.console import Console
+
+        con = Console(soft_wrap=False, width=width)
+    con.print(table(report))
+    con.print(summary(report), highlight=False, soft_wrap=True)
 
 
 # --- the sound library (issue: library) --------------------------------------------------------------------------
