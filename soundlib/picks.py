@@ -360,6 +360,32 @@ def _prepare_dest(dest_dir: str | os.PathLike) -> Path:
     return real
 
 
+def check_export_dir(dest_dir: str | os.PathLike) -> None:
+    """Check, without creating anything, that :func:`export_picks` can write into ``dest_dir`` (so a command can
+    refuse a bad folder before its long work).
+
+    Raises:
+        ExportError: it is a file, or it (or, if missing, its nearest existing parent) cannot be written to.
+    """
+    dest = Path(dest_dir).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise ExportError("export folder is a file, not a folder", str(dest))
+    probe_in = dest
+    while not probe_in.exists():
+        if probe_in.parent == probe_in:
+            break
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise ExportError(f"cannot create the export folder ({probe_in} is a file)", str(dest))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".soundlib-probe-", dir=probe_in)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        what = "export folder is not writable" if probe_in == dest else f"cannot create the export folder in {probe_in}"
+        raise ExportError(f"{what} ({e.strerror or e})", str(dest)) from None
+
+
 def _target(dest: Path, name: str) -> str:
     """``dest/name`` after checking that it names an entry directly inside ``dest``."""
     if name in ("", ".", "..") or os.sep in name or (os.altsep and os.altsep in name):

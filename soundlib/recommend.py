@@ -16,8 +16,11 @@ Sounds ("more like this")
     that is in the library finds itself first (distance ~0), and a long query matches files that share any part of
     it. Sounds and pictures cannot be mixed in one query (their distances are not on one scale).
 
-Category filter
-    ``categories`` restricts results with a Chroma ``where`` on the ``category`` metadata (``$in`` for several).
+Filters
+    ``categories`` keeps sounds whose category matches one of the names at any level (``wolf`` finds
+    ``widelands/wolf``, and so does ``widelands/wolf``; :func:`soundlib.words.category_where`); ``text`` keeps sounds that have every one of its
+    words (name, folders, tags; :mod:`soundlib.words`). Both pick the allowed files from their metadata
+    with Chroma's own filter (on their last window), then rank only those by the picture (:meth:`SoundStore.search_within`).
 """
 
 from __future__ import annotations
@@ -74,10 +77,21 @@ class QueryResult:
         return doc
 
 
+def file_info(meta: dict[str, Any]) -> dict[str, Any]:
+    """What describes a result's file, for ``--json``: folder, category rule, duration, sample rate and the
+    :data:`soundlib.store.FILE_INFO_KEYS` present."""
+    from soundlib.store import FILE_INFO_KEYS
+
+    out = {k: meta[k] for k in ("folder", "category_from", "duration", "sample_rate") if k in meta}
+    out.update({k: meta[k] for k in FILE_INFO_KEYS if k in meta})
+    return out
+
+
 def hits_json(hits: Sequence[Hit]) -> list[dict[str, Any]]:
-    """``[{"rank", "path", "category", "start", "distance"}]`` for a ranking."""
+    """``[{"rank", "path", "category", "start", "distance", "description", "info"}]`` for a ranking."""
     return [{"rank": i + 1, "path": h.path, "category": h.category, "start": round(h.start, 3),
-             "distance": round(h.distance, 6)} for i, h in enumerate(hits)]
+             "distance": round(h.distance, 6), "description": str(h.metadata.get("description", "")),
+             "info": file_info(h.metadata)} for i, h in enumerate(hits)]
 
 
 @dataclass
@@ -85,14 +99,6 @@ class _Vectors:
     kind: str  # "picture" or "sound"
     labels: list[tuple[str, float]] = field(default_factory=list)  # (input, time)
     vectors: list[np.ndarray] = field(default_factory=list)
-
-
-def category_where(categories: Iterable[str] | None) -> dict[str, Any] | None:
-    """Chroma ``where`` for a category filter (``None`` when no filter)."""
-    cats = sorted({c for c in (categories or []) if c})
-    if not cats:
-        return None
-    return {"category": cats[0]} if len(cats) == 1 else {"category": {"$in": cats}}
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -218,7 +224,8 @@ def _fuse_min(rankings: list[list[Hit]], k: int) -> list[Hit]:
 
 def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: SoundStore, k: int = 10,
               categories: Iterable[str] | None = None, per_frame: bool = False,
-              max_windows: int | None = None, progress: ProgressFn | None = None) -> QueryResult:
+              max_windows: int | None = None, progress: ProgressFn | None = None,
+              text: str | None = None) -> QueryResult:
     """Recommend ``k`` distinct sound files for pictures, videos or sounds (rules in the module docstring).
 
     Args:
@@ -226,7 +233,8 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
         loaded_model: a :class:`soundlib.models.LoadedModel`; must be the collection's model.
         store: the open library.
         k: number of distinct files to return.
-        categories: only recommend sounds of these categories.
+        categories: only recommend sounds of these categories (any level).
+        text: only recommend sounds that have every word of this text (name, folders, tags).
         per_frame: also return one ranking per picture / video frame / sound window.
         max_windows: window cap for sound inputs (default ``AudioConfig.max_windows``, as ingest).
         progress: receives ``("embed", inputs_done, inputs_total)``.
@@ -250,7 +258,11 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
     if sounds and pictures:
         raise SoundlibError("give either pictures/videos or sounds in one query, not both")
     model = loaded_model.model
-    where = category_where(categories)
+    files = None
+    if text or any(categories or ()):
+        from soundlib.words import allowed_files
+
+        files = allowed_files(store, text, categories or ())
     acc = _Vectors(kind="sound" if sounds else "picture")
     if sounds:
         _embed_sounds(model, sounds, acc, max_windows)
@@ -260,12 +272,12 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
 
     frames: list[FrameResult] | None = None
     if acc.kind == "sound":
-        per = store.search(vecs, k, where=where)
+        per = store.search(vecs, k, files=files)
         results = _fuse_min(per, k)
     else:
         centroid = _normalise(vecs.mean(axis=0, keepdims=True))
-        per = store.search(np.concatenate([centroid, vecs]), k, where=where) if per_frame else \
-            store.search(centroid, k, where=where)
+        per = store.search(np.concatenate([centroid, vecs]), k, files=files) if per_frame else \
+            store.search(centroid, k, files=files)
         results, per = per[0], per[1:]
     if per_frame:
         frames = [FrameResult(input=lab[0], time=lab[1], results=hits) for lab, hits in zip(acc.labels, per)]
