@@ -90,6 +90,7 @@ def describe(path: str, windows: np.ndarray, cfg: AudioConfig, channels: int) ->
     try:
         info.update(read_tags(path))
     except TagError as e:
+        info.update(e.partial)
         warning = e.reason
     return info, warning
 

@@ -49,7 +49,10 @@ _SPACE = re.compile(r"\s+")
 
 
 class TagError(SoundlibError):
-    """A file's embedded metadata cannot be read (the file itself may still be a good sound)."""
+    """A file's embedded metadata cannot be read (the file itself may still be a good sound). ``partial`` holds
+    the fields read before the failure (e.g. a ``bext`` description before a broken ``iXML``)."""
+
+    partial: dict[str, str] = {}
 
 
 def clean_text(value: Any, cap: int = FIELD_CAP) -> str:
@@ -216,7 +219,8 @@ def read_tags(path: str | os.PathLike) -> dict[str, str]:
         ``{field: text}`` for the fields found (empty if none).
 
     Raises:
-        TagError: a tag or chunk is corrupt, oversized or hostile (one line; the sound may still be used).
+        TagError: a tag or chunk is corrupt, oversized or hostile (one line; the sound may still be used; the
+            fields read before are in its ``partial``).
     """
     p = Path(path)
     found = _Found({})
@@ -227,10 +231,13 @@ def read_tags(path: str | os.PathLike) -> dict[str, str]:
         if has_id3 or not is_riff:
             _read_mutagen(p, found)
     except TagError as e:
-        raise TagError(e.reason, str(p)) from None
+        err = TagError(e.reason, str(p))
     except (OSError, struct.error, MemoryError) as e:
-        raise TagError(f"cannot read tags ({type(e).__name__}: {e})", str(p)) from None
-    return found.fields
+        err = TagError(f"cannot read tags ({type(e).__name__}: {e})", str(p))
+    else:
+        return found.fields
+    err.partial = dict(found.fields)
+    raise err
 
 
 # --- loudness -----------------------------------------------------------------------------------------------------
