@@ -17,9 +17,9 @@ Measured in one run, one query at a time, variants interleaved:
 - ``--text WORD`` filter (``allowed_files`` + ``SoundStore.search_within``) p50 against the unfiltered
   ``SoundStore.search`` in the same run (the cost the filter adds); the same for ``--category`` (a level name),
   and Chroma's own filtered query (``where={"category": ...}`` on every window) for comparison;
-- ``search_within`` by size of the allowed set: Chroma searching only the allowed ids (``query(ids=...)``) vs HNSW
-  candidates filtered afterwards vs reading the allowed embeddings and searching them in numpy, to place
-  ``soundlib.store.IDS_QUERY_WINDOWS``.
+- ``search_within`` by size of the allowed set: reading the allowed embeddings and searching them in numpy vs
+  HNSW candidates filtered afterwards (the two ways soundlib uses, to place ``soundlib.store.EXACT_WINDOWS``), and
+  Chroma's own ``query(ids=allowed window ids)`` for comparison.
 
 Run: ``.venv/bin/python bench/search.py [--quick] [--windows N]`` -> ``bench/results/search.json``.
 """
@@ -145,7 +145,7 @@ def main() -> None:
     reps = 1 if args.quick else 3
     res = Result("search", args.quick, params={"windows": args.windows, "k": 10, "repeats": reps,
                                                "library": "synthetic vectors + Zipf words (see bench/search.py)"})
-    from soundlib.store import IDS_QUERY_WINDOWS, open_store, window_id
+    from soundlib.store import EXACT_WINDOWS, open_store, window_id
     from soundlib.words import allowed_files, file_words, query_words, rank, search_words
 
     folder = CACHE_DIR / f"search-{args.windows}"
@@ -156,6 +156,7 @@ def main() -> None:
     rng = np.random.default_rng(3)
     k = 10
     with open_store(db=folder / "chroma", collection=COLLECTION) as store:
+        store.set_collection_metadata(windows=args.windows)  # what ingest records (sizes filtered fetches)
         counts = store.files_matching()
         heads_all = store.file_heads(counts)  # the in-memory baseline's data (read once, not timed)
         for fid, m in heads_all.items():
@@ -216,7 +217,7 @@ def main() -> None:
             f50, u50 = median(t_f) * 1000, median(t_u) * 1000
             res.add(f"query {label}: filter + search p50", f50, "ms", baseline="unfiltered SoundStore.search",
                     baseline_value=u50, ratio=f50 / u50,
-                    note=f"allowed windows {int(median(sizes)):,} ({'ids' if median(sizes) <= IDS_QUERY_WINDOWS else 'HNSW'}"
+                    note=f"allowed windows {int(median(sizes)):,} ({'numpy' if median(sizes) <= EXACT_WINDOWS else 'HNSW'}"
                          f" path); picking the files {median(t_allowed) * 1000:.1f} ms; p95 "
                          f"{percentile(t_f, 95) * 1000:.1f} ms")
         # Chroma's own filter on every window (the old --category), for comparison
@@ -234,37 +235,37 @@ def main() -> None:
                 ratio=median(t_w) / median(t_u),
                 note=f"what `--category` did before (exact category, on every window): '{old_cat}'")
 
-        # --- search_within: Chroma on the allowed ids vs HNSW filtered afterwards vs numpy on the read embeddings
+        # --- search_within: numpy on the read embeddings vs HNSW filtered afterwards vs Chroma on the allowed ids
         import soundlib.store as S
 
         order = list(counts)
         rng.shuffle(order)
         sizes_out = {}
-        for n_files in (50, 300, 1500, 4000, 8000):
+        for n_files in (50, 150, 300, 600, 1500, 4000):
             files = {f: counts[f] for f in order[:n_files]}
             windows = sum(files.values())
-            t_ids, t_hnsw, t_np = [], [], []
+            ids = [window_id(f, i) for f, n in files.items() for i in range(n)]
+            t_np, t_hnsw, t_ids = [], [], []
             for v in vecs[:6]:
-                S.IDS_QUERY_WINDOWS = 10 ** 9
-                t_ids.append(_timed(lambda: store.search_within(v[None, :], k, files)))
-                S.IDS_QUERY_WINDOWS = 0
-                t_hnsw.append(_timed(lambda: store.search_within(v[None, :], k, files)))
-
-                def numpy_exact() -> None:
-                    ids = [window_id(f, i) for f, n in files.items() for i in range(n)]
-                    e = np.asarray(col.get(ids=ids, include=["embeddings"])["embeddings"], np.float32)
-                    np.argsort(((e - v[None, :]) ** 2).sum(axis=1))[:k * 8]
-
                 if windows <= 30_000:
-                    t_np.append(_timed(numpy_exact))
-            S.IDS_QUERY_WINDOWS = IDS_QUERY_WINDOWS
-            sizes_out[windows] = {"ids_ms": median(t_ids) * 1000, "hnsw_ms": median(t_hnsw) * 1000,
-                                  "numpy_ms": median(t_np) * 1000 if t_np else None}
-            res.add(f"search_within {windows:,} allowed windows: Chroma on those ids p50", median(t_ids) * 1000, "ms",
-                    baseline="HNSW candidates filtered afterwards", baseline_value=median(t_hnsw) * 1000,
-                    ratio=median(t_ids) / median(t_hnsw),
-                    note=f"{n_files} files; reading their embeddings + numpy: "
-                         + (f"{median(t_np) * 1000:.1f} ms" if t_np else "not run (too many)"))
+                    S.EXACT_WINDOWS = 10 ** 9
+                    t_np.append(_timed(lambda: store.search_within(v[None, :], k, files)))
+                S.EXACT_WINDOWS = 0
+                t_hnsw.append(_timed(lambda: store.search_within(v[None, :], k, files)))
+                t_ids.append(_timed(lambda: col.query(query_embeddings=v[None, :], ids=ids, n_results=k * 8,
+                                                      include=["embeddings"])))
+            S.EXACT_WINDOWS = EXACT_WINDOWS
+            sizes_out[windows] = {"numpy_ms": median(t_np) * 1000 if t_np else None,
+                                  "hnsw_ms": median(t_hnsw) * 1000, "chroma_ids_ms": median(t_ids) * 1000}
+            if t_np:
+                res.add(f"search_within {windows:,} allowed windows: read + numpy p50", median(t_np) * 1000, "ms",
+                        baseline="HNSW candidates filtered afterwards", baseline_value=median(t_hnsw) * 1000,
+                        ratio=median(t_np) / median(t_hnsw),
+                        note=f"{n_files} files; Chroma query(ids=...) alone {median(t_ids) * 1000:.1f} ms")
+            else:
+                res.add(f"search_within {windows:,} allowed windows: HNSW filtered p50", median(t_hnsw) * 1000, "ms",
+                        baseline="Chroma query(ids=...) alone", baseline_value=median(t_ids) * 1000,
+                        ratio=median(t_hnsw) / median(t_ids), note=f"{n_files} files; numpy not run (too many)")
         res.details["search_within"] = sizes_out
     res.finish()
 

@@ -292,6 +292,8 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
         report.removed = len(gone)
     else:  # half-written files that are gone are garbage either way
         store.delete_files({fid for fid in gone if fid not in complete} | stale)
+    if report.windows or report.removed or stale:
+        store.set_collection_metadata(windows=store.count())  # sizes the first fetch of filtered searches
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -762,10 +762,16 @@ class SoundStore:
     def search_within(self, vectors: np.ndarray, k: int, files: Mapping[str, int]) -> list[list[Hit]]:
         """:meth:`search` restricted to ``files`` (file id -> window count): the words and category filters.
 
-        Up to :data:`IDS_QUERY_WINDOWS` allowed windows, Chroma searches only those (``query(ids=...)``, its own
-        filter); more, Chroma's unfiltered HNSW candidates are kept when their file is allowed. Either way the
-        candidates are re-ranked exactly, reduced to the best window per file, and the fetch widens (x4) until
-        ``k`` files are found or the allowed windows are exhausted (bench/search.py measured the ways at 200k).
+        Two ways, by the number of allowed windows (bench/search.py measured three at 200k windows):
+
+        - at most :data:`EXACT_WINDOWS`: their embeddings are read by id and searched exactly in numpy;
+        - more: Chroma's unfiltered HNSW candidates are kept when their file is allowed; the first fetch is
+          ``k * candidate_factor`` times the library's share of allowed windows (from the ``windows`` count ingest
+          records in the collection's metadata), widening (x4) until ``k`` files are found or the collection is
+          exhausted.
+
+        Chroma's own ways were slower there: ``query(ids=...)`` took 0.2-0.7 s whatever the set's size, and a
+        ``where`` on every window 0.8 s.
 
         Returns:
             One list per query of up to ``k`` :class:`Hit` by increasing distance.
@@ -780,22 +786,36 @@ class SoundStore:
         total = sum(allowed.values())
         if not allowed:
             return [[] for _ in range(len(q))]
-        by_ids = total <= IDS_QUERY_WINDOWS
-        ids = [window_id(f, i) for f, n in allowed.items() for i in range(n)] if by_ids else None
+        if total <= EXACT_WINDOWS:
+            ids = [window_id(f, i) for f, n in allowed.items() for i in range(n)]
+            got_ids: list[str] = []
+            embs: list[np.ndarray] = []
+            step = self.max_batch_size
+            for lo in range(0, len(ids), step):
+                with self._guard("reading"):
+                    got = col.get(ids=ids[lo:lo + step], include=["embeddings"])
+                page = list(got.get("ids") or [])
+                if page:
+                    got_ids += page
+                    embs.append(np.asarray(got["embeddings"], dtype=np.float32).reshape(len(page), -1))
+            e = np.concatenate(embs) if embs else np.zeros((0, q.shape[1]), np.float32)
+            rows = []
+            for v in q:
+                d = np.sqrt(np.maximum(((e - v[None, :]) ** 2).sum(axis=1), 0.0))
+                rows.append(_Candidates(v, got_ids, e, d, np.argsort(d, kind="stable"), exhausted=True))
+            self._winners_by_file_id(rows, k)
+            return [(r.hits or [])[:k] for r in rows]
+        library = int((col.metadata or {}).get("windows") or 0)
+        share = max(1.0, min(64.0, library / total)) if library else 4.0
         results: list[list[Hit]] = [[] for _ in range(len(q))]
         pending = list(range(len(q)))
-        fetch = self.candidates(k) if by_ids else self.candidates(k) * 4
+        fetch = int(self.candidates(k) * share)
         while pending:
-            n = min(fetch, total) if by_ids else fetch
             with self._guard("query"):
-                res = col.query(query_embeddings=q[pending], n_results=n, ids=ids, include=["embeddings"])
+                res = col.query(query_embeddings=q[pending], n_results=fetch, include=["embeddings"])
             rows = []
             for j, qi in enumerate(pending):
-                full = _Candidates.of(q[qi], res, j, n)
-                if by_ids:
-                    full.exhausted = full.exhausted or n >= total
-                    rows.append(full)
-                    continue
+                full = _Candidates.of(q[qi], res, j, fetch)
                 keep = [i for i, rid in enumerate(full.ids) if _file_id_of(rid) in allowed]
                 d = full.distances[keep]
                 rows.append(_Candidates(q[qi], [full.ids[i] for i in keep], full.embeddings[keep], d,
@@ -898,9 +918,9 @@ def _folder_size(path: str) -> int:
 
 
 _STORE_ID = re.compile(r"^([0-9a-f]{24}):[0-9]+$")
-#: Restricted searches (:meth:`SoundStore.search_within`) over at most this many windows let Chroma search those
-#: ids only; larger ones filter HNSW candidates (bench/search.py).
-IDS_QUERY_WINDOWS = 50_000
+#: Restricted searches (:meth:`SoundStore.search_within`) over at most this many windows read them and search
+#: exactly; larger ones filter HNSW candidates (bench/search.py).
+EXACT_WINDOWS = 5_000
 
 
 def _with_head(meta: dict[str, Any], head: dict[str, Any] | None) -> dict[str, Any]:
