@@ -730,14 +730,12 @@ class SoundStore:
             q = q[None, :]
         if k < 1:
             raise ValueError("k must be >= 1")
-        results: list[list[Hit]] = [[] for _ in range(len(q))]
         # No count() here: it costs ~60 ms at 200k windows (bench/query.py). Chroma accepts n_results above the
         # collection's size and returns what there is, so "fewer ids than asked for" means exhausted.
         by_id = distinct == "path"
         include = ["embeddings"] if by_id else ["embeddings", "metadatas"]
-        pending = list(range(len(q)))
-        fetch = self.candidates(k)
-        while pending:
+
+        def one_round(pending: list[int], fetch: int) -> list[_Candidates]:
             with self._guard("query"):
                 res = col.query(query_embeddings=q[pending], n_results=fetch, where=where, include=include)
             rows = [_Candidates.of(q[qi], res, j, fetch) for j, qi in enumerate(pending)]
@@ -748,16 +746,9 @@ class SoundStore:
                 self._read_metadata(slow)
                 for r in slow:
                     r.hits = _best_per_key(r, distinct)
-            still = []
-            for qi, r in zip(pending, rows):
-                hits = r.hits or []
-                if len(hits) >= k or r.exhausted:
-                    results[qi] = hits[:k]
-                else:
-                    still.append(qi)
-            pending = still
-            fetch *= 4
-        return results
+            return rows
+
+        return _widening(len(q), k, self.candidates(k), one_round)
 
     def search_within(self, vectors: np.ndarray, k: int, files: Mapping[str, int]) -> list[list[Hit]]:
         """:meth:`search` restricted to ``files`` (file id -> window count): the words and category filters.
@@ -807,10 +798,8 @@ class SoundStore:
             return [(r.hits or [])[:k] for r in rows]
         library = int((col.metadata or {}).get("windows") or 0)
         share = max(1.0, min(64.0, library / total)) if library else 4.0
-        results: list[list[Hit]] = [[] for _ in range(len(q))]
-        pending = list(range(len(q)))
-        fetch = int(self.candidates(k) * share)
-        while pending:
+
+        def one_round(pending: list[int], fetch: int) -> list[_Candidates]:
             with self._guard("query"):
                 res = col.query(query_embeddings=q[pending], n_results=fetch, include=["embeddings"])
             rows = []
@@ -821,16 +810,9 @@ class SoundStore:
                 rows.append(_Candidates(q[qi], [full.ids[i] for i in keep], full.embeddings[keep], d,
                                         np.argsort(d, kind="stable"), exhausted=full.exhausted))
             self._winners_by_file_id(rows, k)
-            still = []
-            for qi, r in zip(pending, rows):
-                hits = r.hits or []
-                if len(hits) >= k or r.exhausted:
-                    results[qi] = hits[:k]
-                else:
-                    still.append(qi)
-            pending = still
-            fetch *= 4
-        return results
+            return rows
+
+        return _widening(len(q), k, int(self.candidates(k) * share), one_round)
 
     def candidates(self, k: int) -> int:
         """Windows asked of Chroma for a top-``k`` search (``k * candidate_factor``)."""
@@ -921,6 +903,25 @@ _STORE_ID = re.compile(r"^([0-9a-f]{24}):[0-9]+$")
 #: Restricted searches (:meth:`SoundStore.search_within`) over at most this many windows read them and search
 #: exactly; larger ones filter HNSW candidates (bench/search.py).
 EXACT_WINDOWS = 5_000
+
+
+def _widening(n: int, k: int, fetch: int, one_round: Any) -> list[list[Hit]]:
+    """Run ``one_round(pending query indices, fetch) -> rows`` (rows with ``hits`` decided, or ``[]`` to widen)
+    until each of the ``n`` queries has ``k`` hits or is exhausted, fetching 4x more windows each round."""
+    results: list[list[Hit]] = [[] for _ in range(n)]
+    pending = list(range(n))
+    while pending:
+        rows = one_round(pending, fetch)
+        still = []
+        for qi, r in zip(pending, rows):
+            hits = r.hits or []
+            if len(hits) >= k or r.exhausted:
+                results[qi] = hits[:k]
+            else:
+                still.append(qi)
+        pending = still
+        fetch *= 4
+    return results
 
 
 def _with_head(meta: dict[str, Any], head: dict[str, Any] | None) -> dict[str, Any]:
