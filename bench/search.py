@@ -17,9 +17,10 @@ Measured in one run, one query at a time, variants interleaved:
 - ``--text WORD`` filter (``allowed_files`` + ``SoundStore.search_within``) p50 against the unfiltered
   ``SoundStore.search`` in the same run (the cost the filter adds); the same for ``--category`` (a level name),
   and Chroma's own filtered query (``where={"category": ...}`` on every window) for comparison;
-- ``search_within`` by size of the allowed set: reading the allowed embeddings and searching them in numpy vs
-  HNSW candidates filtered afterwards (the two ways soundlib uses, to place ``soundlib.store.EXACT_WINDOWS``), and
-  Chroma's own ``query(ids=allowed window ids)`` for comparison.
+- ``search_within`` by size of the allowed set, its three ways: reading the allowed embeddings and searching them
+  in numpy, Chroma's own ``query(ids=allowed window ids)``, HNSW candidates filtered afterwards (to place
+  ``soundlib.store.EXACT_WINDOWS`` and ``HNSW_SHARE``); plus the metadata ``get`` of the unfiltered search
+  (winners and their window 0, for descriptions) against the winners only.
 
 Run: ``.venv/bin/python bench/search.py [--quick] [--windows N]`` -> ``bench/results/search.json``.
 """
@@ -132,6 +133,15 @@ def pick_words(texts: list[dict[str, str]]) -> dict[str, list[str]]:
     return out
 
 
+def _way(windows: float, library: int) -> str:
+    """The way ``SoundStore.search_within`` takes for this many allowed windows of ``library``."""
+    from soundlib.store import EXACT_WINDOWS, HNSW_SHARE
+
+    if windows <= EXACT_WINDOWS:
+        return "numpy"
+    return "Chroma ids" if windows / library < HNSW_SHARE else "HNSW filtered"
+
+
 def _timed(fn: Any) -> float:
     a = time.perf_counter()
     fn()
@@ -145,7 +155,7 @@ def main() -> None:
     reps = 1 if args.quick else 3
     res = Result("search", args.quick, params={"windows": args.windows, "k": 10, "repeats": reps,
                                                "library": "synthetic vectors + Zipf words (see bench/search.py)"})
-    from soundlib.store import EXACT_WINDOWS, open_store, window_id
+    from soundlib.store import EXACT_WINDOWS, HNSW_SHARE, open_store, window_id
     from soundlib.words import allowed_files, file_words, query_words, rank, search_words
 
     folder = CACHE_DIR / f"search-{args.windows}"
@@ -192,6 +202,21 @@ def main() -> None:
                                               "baseline_ms": [round(x * 1000, 2) for x in t_scan],
                                               "matching_files": n_match}
 
+        # --- the unfiltered search: its one metadata get now also reads the winners' window 0 (descriptions)
+        t_new, t_old = [], []
+        for _ in range(reps):
+            for v in lib.vectors[rng.choice(len(lib.vectors), size=20, replace=False)]:
+                hits = store.search(v[None, :], k)[0]
+                winners = {h.id for h in hits}
+                heads = {h.id.split(":")[0] + ":0" for h in hits}
+                t_new.append(_timed(lambda: store._metadata_by_id(winners | heads)))
+                t_old.append(_timed(lambda: store._metadata_by_id(winners)))
+        res.add("unfiltered search: metadata get of winners + their window 0 p50", median(t_new) * 1000, "ms",
+                baseline="winners only (before)", baseline_value=median(t_old) * 1000,
+                ratio=median(t_new) / median(t_old),
+                note="the one extra cost on the unfiltered query path (descriptions in results); "
+                     f"{len(t_new)} searches")
+
         # --- query --text / --category: filter + restricted vector search vs the unfiltered search
         vecs = lib.vectors[rng.choice(len(lib.vectors), size=12, replace=False)]
         filters = {f"--text {label} word": {"text": ws[0]} for label, ws in words.items() if ws}
@@ -217,7 +242,7 @@ def main() -> None:
             f50, u50 = median(t_f) * 1000, median(t_u) * 1000
             res.add(f"query {label}: filter + search p50", f50, "ms", baseline="unfiltered SoundStore.search",
                     baseline_value=u50, ratio=f50 / u50,
-                    note=f"allowed windows {int(median(sizes)):,} ({'numpy' if median(sizes) <= EXACT_WINDOWS else 'HNSW'}"
+                    note=f"allowed windows {int(median(sizes)):,} ({_way(median(sizes), args.windows)}"
                          f" path); picking the files {median(t_allowed) * 1000:.1f} ms; p95 "
                          f"{percentile(t_f, 95) * 1000:.1f} ms")
         # Chroma's own filter on every window (the old --category), for comparison
@@ -235,7 +260,7 @@ def main() -> None:
                 ratio=median(t_w) / median(t_u),
                 note=f"what `--category` did before (exact category, on every window): '{old_cat}'")
 
-        # --- search_within: numpy on the read embeddings vs HNSW filtered afterwards vs Chroma on the allowed ids
+        # --- search_within: its three ways by the size of the allowed set
         import soundlib.store as S
 
         order = list(counts)
@@ -244,28 +269,23 @@ def main() -> None:
         for n_files in (50, 150, 300, 600, 1500, 4000):
             files = {f: counts[f] for f in order[:n_files]}
             windows = sum(files.values())
-            ids = [window_id(f, i) for f, n in files.items() for i in range(n)]
-            t_np, t_hnsw, t_ids = [], [], []
+            t: dict[str, list[float]] = {"numpy": [], "Chroma ids": [], "HNSW filtered": []}
+            settings = {"numpy": (10 ** 9, 2.0), "Chroma ids": (0, 2.0), "HNSW filtered": (0, 0.0)}
             for v in vecs[:6]:
-                if windows <= 30_000:
-                    S.EXACT_WINDOWS = 10 ** 9
-                    t_np.append(_timed(lambda: store.search_within(v[None, :], k, files)))
-                S.EXACT_WINDOWS = 0
-                t_hnsw.append(_timed(lambda: store.search_within(v[None, :], k, files)))
-                t_ids.append(_timed(lambda: col.query(query_embeddings=v[None, :], ids=ids, n_results=k * 8,
-                                                      include=["embeddings"])))
-            S.EXACT_WINDOWS = EXACT_WINDOWS
-            sizes_out[windows] = {"numpy_ms": median(t_np) * 1000 if t_np else None,
-                                  "hnsw_ms": median(t_hnsw) * 1000, "chroma_ids_ms": median(t_ids) * 1000}
-            if t_np:
-                res.add(f"search_within {windows:,} allowed windows: read + numpy p50", median(t_np) * 1000, "ms",
-                        baseline="HNSW candidates filtered afterwards", baseline_value=median(t_hnsw) * 1000,
-                        ratio=median(t_np) / median(t_hnsw),
-                        note=f"{n_files} files; Chroma query(ids=...) alone {median(t_ids) * 1000:.1f} ms")
-            else:
-                res.add(f"search_within {windows:,} allowed windows: HNSW filtered p50", median(t_hnsw) * 1000, "ms",
-                        baseline="Chroma query(ids=...) alone", baseline_value=median(t_ids) * 1000,
-                        ratio=median(t_hnsw) / median(t_ids), note=f"{n_files} files; numpy not run (too many)")
+                for way, (exact, by_ids) in settings.items():
+                    if way == "numpy" and windows > 30_000:
+                        continue
+                    S.EXACT_WINDOWS, S.HNSW_SHARE = exact, by_ids
+                    t[way].append(_timed(lambda: store.search_within(v[None, :], k, files)))
+            S.EXACT_WINDOWS, S.HNSW_SHARE = EXACT_WINDOWS, HNSW_SHARE
+            p50 = {way: median(x) * 1000 for way, x in t.items() if x}
+            chosen = _way(windows, args.windows)
+            best_other = min((w for w in p50 if w != chosen), key=lambda w: p50[w])
+            sizes_out[windows] = p50
+            res.add(f"search_within {windows:,} allowed windows ({chosen}) p50", p50[chosen], "ms",
+                    baseline=f"fastest other way ({best_other})", baseline_value=p50[best_other],
+                    ratio=p50[chosen] / p50[best_other],
+                    note=f"{n_files} files; " + ", ".join(f"{w} {x:.1f} ms" for w, x in p50.items()))
         res.details["search_within"] = sizes_out
     res.finish()
 

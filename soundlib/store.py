@@ -753,16 +753,19 @@ class SoundStore:
     def search_within(self, vectors: np.ndarray, k: int, files: Mapping[str, int]) -> list[list[Hit]]:
         """:meth:`search` restricted to ``files`` (file id -> window count): the words and category filters.
 
-        Two ways, by the number of allowed windows (bench/search.py measured three at 200k windows):
+        Three ways, by the number of allowed windows (the fastest of each range in bench/search.py at 200k):
 
         - at most :data:`EXACT_WINDOWS`: their embeddings are read by id and searched exactly in numpy;
-        - more: Chroma's unfiltered HNSW candidates are kept when their file is allowed; the first fetch is
-          ``k * candidate_factor`` times the library's share of allowed windows (from the ``windows`` count ingest
-          records in the collection's metadata), widening (x4) until ``k`` files are found or the collection is
-          exhausted.
+        - more, but less than :data:`HNSW_SHARE` of the library: Chroma searches only those windows
+          (``query(ids=...)``, its own filter), ``k * candidate_factor`` candidates, widening (x4) until ``k``
+          files or all allowed windows;
+        - a larger share: Chroma's unfiltered HNSW candidates are kept when their file is allowed; the first fetch
+          is ``k * candidate_factor`` divided by that share, widening (x4) until ``k`` files are found or the
+          collection is exhausted.
 
-        Chroma's own ways were slower there: ``query(ids=...)`` took 0.2-0.7 s whatever the set's size, and a
-        ``where`` on every window 0.8 s.
+        The library's size is the ``windows`` count ingest records in the collection's metadata (else a count).
+
+        Every way re-ranks its candidates exactly (distances from the returned embeddings).
 
         Returns:
             One list per query of up to ``k`` :class:`Hit` by increasing distance.
@@ -796,8 +799,23 @@ class SoundStore:
                 rows.append(_Candidates(v, got_ids, e, d, np.argsort(d, kind="stable"), exhausted=True))
             self._winners_by_file_id(rows, k)
             return [(r.hits or [])[:k] for r in rows]
-        library = int((col.metadata or {}).get("windows") or 0)
-        share = max(1.0, min(64.0, library / total)) if library else 4.0
+        library = int((col.metadata or {}).get("windows") or 0) or self.count()
+        share = total / max(library, total)
+        if share < HNSW_SHARE:
+            ids = [window_id(f, i) for f, n in allowed.items() for i in range(n)]
+
+            def by_ids(pending: list[int], fetch: int) -> list[_Candidates]:
+                n = min(fetch, total)
+                with self._guard("query"):
+                    res = col.query(query_embeddings=q[pending], ids=ids, n_results=n, include=["embeddings"])
+                rows = [_Candidates.of(q[qi], res, j, n) for j, qi in enumerate(pending)]
+                for r in rows:
+                    r.exhausted = r.exhausted or n >= total
+                self._winners_by_file_id(rows, k)
+                return rows
+
+            return _widening(len(q), k, self.candidates(k), by_ids)
+        factor = min(64.0, 1.0 / share)
 
         def one_round(pending: list[int], fetch: int) -> list[_Candidates]:
             with self._guard("query"):
@@ -812,7 +830,7 @@ class SoundStore:
             self._winners_by_file_id(rows, k)
             return rows
 
-        return _widening(len(q), k, int(self.candidates(k) * share), one_round)
+        return _widening(len(q), k, int(self.candidates(k) * factor), one_round)
 
     def candidates(self, k: int) -> int:
         """Windows asked of Chroma for a top-``k`` search (``k * candidate_factor``)."""
@@ -901,8 +919,12 @@ def _folder_size(path: str) -> int:
 
 _STORE_ID = re.compile(r"^([0-9a-f]{24}):[0-9]+$")
 #: Restricted searches (:meth:`SoundStore.search_within`) over at most this many windows read them and search
-#: exactly; larger ones filter HNSW candidates (bench/search.py).
-EXACT_WINDOWS = 5_000
+#: exactly in numpy; below :data:`HNSW_SHARE` of the library Chroma searches those ids; a larger share filters
+#: HNSW candidates. At 200k windows (bench/search.py): numpy 29 / 61 / 123 ms at 0.8k / 2.3k / 4.3k windows,
+#: Chroma's ids 275 / 130 / 91 / 49 / 30 ms at 0.8k / 2.3k / 4.3k / 8.9k / 23k, HNSW filtered 424 / 158 / 14 / 10 ms
+#: at 2% / 4.4% / 11% / 31% of the library.
+EXACT_WINDOWS = 2_500
+HNSW_SHARE = 0.1
 
 
 def _widening(n: int, k: int, fetch: int, one_round: Any) -> list[list[Hit]]:
