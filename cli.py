@@ -295,6 +295,12 @@ def query(inputs, k, categories, per_frame, explain_out, model_spec, db, chroma_
 
     if explain_out and (len(inputs) != 1 or media_kind(inputs[0]) != "image"):
         fail("--explain takes exactly one picture")
+    if explain_out:
+        from pathlib import Path
+
+        folder = Path(explain_out).expanduser().absolute().parent
+        if not folder.is_dir():  # before the model loads
+            fail(f"{explain_out}: cannot write (no folder {folder})")
     explained = None
     with open_store(db=db, url=chroma_url, collection=collection) as store:
         loaded = load_model(model_spec or store.recorded_model_path())
