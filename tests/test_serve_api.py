@@ -227,6 +227,14 @@ def test_oversized_requests_and_bad_fields_are_refused(client, media, tmp_path: 
     big.write_bytes(np.random.default_rng(0).bytes(3 * 2**20))
     r = upload(client, big)
     assert r.status_code == 413 and "upload too large" in r.json()["error"]
+    def chunked():  # no Content-Length: the limit counts the bytes as they arrive
+        yield b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="big.jpg"\r\n\r\n'
+        for _ in range(6):
+            yield bytes(2**19)
+        yield b"\r\n--xyz--\r\n"
+
+    r = client.post("/api/query", content=chunked(), headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 413 and "upload too large" in r.json()["error"]
     assert upload(client, media["picture"], k=0).status_code == 422
     assert "whole number" in upload(client, media["picture"], k="abc").json()["error"]
     assert client.post("/api/query", data={"k": "3"}).status_code == 422
