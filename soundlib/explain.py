@@ -68,6 +68,14 @@ def _is_pretrained(model: Any) -> bool:
     return isinstance(getattr(model, "visual", None), PretrainedEncoder)
 
 
+def explain_method(model: Any) -> str | None:
+    """What :func:`explain_picture` gives for ``model``: ``"one-hot attention"``, ``"attention map"``, or ``None``
+    (a baseline model has nothing to explain)."""
+    if _is_pretrained(model):
+        return "one-hot attention"
+    return "attention map" if getattr(getattr(model, "visual", None), "attention", False) else None
+
+
 def explain_picture(model: Any, picture: "torch.Tensor", sound: np.ndarray | None = None) -> Explanation:
     """Heatmap of ``picture`` for ``sound`` (see the module docstring for what each model family gives).
 

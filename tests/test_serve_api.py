@@ -62,7 +62,7 @@ def files_of(rows) -> list[str]:
 
 def test_info_lists_the_collection_and_the_limits(client, world) -> None:
     doc = client.get("/api/info").json()
-    assert doc["files"] == len(world.engine._files) and doc["categories"] == {"cars": 2, "dogs": 2, "lib": 1,
+    assert doc["files"] == len(world.engine.files) and doc["categories"] == {"cars": 2, "dogs": 2, "lib": 1,
                                                                              "rain": 2}
     assert doc["limits"]["pixels"] == LIMITS["max_pixels"] and doc["explain"] == "attention map"
 
@@ -103,7 +103,7 @@ def test_a_video_gives_a_ranking_per_frame_and_a_combined_one(client, world, med
 
 
 def test_more_like_this_puts_the_file_first_and_filters(client, world) -> None:
-    fid = next(f for f in world.engine._files.values() if f.rel == "rain/drizzle.wav").file_id
+    fid = next(f for f in world.engine.files.values() if f.rel == "rain/drizzle.wav").file_id
     doc = client.get(f"/api/like/{fid}?k=3").json()
     assert doc["results"][0]["file"] == fid and doc["results"][0]["distance"] == pytest.approx(0, abs=1e-5)
     cars = client.get(f"/api/like/{fid}?k=2&category=cars").json()["results"]
@@ -113,7 +113,7 @@ def test_more_like_this_puts_the_file_first_and_filters(client, world) -> None:
 # --- audio, peaks, heatmaps -------------------------------------------------------------------------------------
 
 def test_audio_by_id_answers_ranges_with_206_and_the_right_bytes(client, world) -> None:
-    f = next(f for f in world.engine._files.values() if f.rel == "cars/engine long.wav")
+    f = next(f for f in world.engine.files.values() if f.rel == "cars/engine long.wav")
     data = f.path.read_bytes()
     whole = client.get(f"/audio/{f.file_id}")
     assert whole.status_code == 200 and whole.content == data and whole.headers["accept-ranges"] == "bytes"
@@ -130,7 +130,7 @@ def test_audio_by_id_answers_ranges_with_206_and_the_right_bytes(client, world) 
 def test_peaks_describe_the_file(client, world) -> None:
     from soundlib.audio import probe_audio
 
-    f = next(f for f in world.engine._files.values() if f.rel == "rain/drizzle.wav")
+    f = next(f for f in world.engine.files.values() if f.rel == "rain/drizzle.wav")
     doc = client.get(f"/api/peaks/{f.file_id}").json()
     assert doc["duration"] == pytest.approx(probe_audio(f.path).duration, abs=1e-3)
     assert len(doc["mins"]) == len(doc["maxs"]) == 800 and min(doc["mins"]) < 0 < max(doc["maxs"])
@@ -153,7 +153,7 @@ def test_explain_draws_a_heatmap_for_a_picture_and_a_window(client, media) -> No
 # --- picks ------------------------------------------------------------------------------------------------------
 
 def test_picks_export_a_zip_of_the_originals_and_the_manifests(client, world) -> None:
-    files = [f for f in world.engine._files.values() if f.rel in ("rain/drizzle.wav", "dogs/bark 1.wav")]
+    files = [f for f in world.engine.files.values() if f.rel in ("rain/drizzle.wav", "dogs/bark 1.wav")]
     picks = [{"file": f.file_id, "start": 1.0, "score": 0.5, "query": "red-blue.png"} for f in files]
     r = client.post("/api/picks", json={"picks": picks, "clip": None})
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
@@ -272,7 +272,7 @@ def test_no_route_changes_the_collection(client, world, media) -> None:
     writes = {r.path for r in app.routes if isinstance(r, Route) and set(r.methods or ()) - {"GET", "HEAD"}}
     assert writes == {"/api/query", "/api/picks"}  # both only read the store
     before = (world.store.count(), world.store.file_records())
-    fid = next(iter(world.engine._files))
+    fid = next(iter(world.engine.files))
     for method in ("PUT", "DELETE", "PATCH"):
         assert client.request(method, f"/audio/{fid}").status_code == 405
         assert client.request(method, "/api/query").status_code == 405

@@ -125,25 +125,24 @@ class Engine:
         except KeyError:
             raise NotFound(f"no file with id {file_id} in the collection") from None
 
+    @property
+    def files(self) -> dict[str, LibraryFile]:
+        """The collection's complete files by id, as last read."""
+        return dict(self._files)
+
     def info(self) -> dict[str, Any]:
         """Collection, model, counts, categories and the upload limits (for the page's header and filters)."""
+        from soundlib.explain import explain_method
+
         with self.lock:
             stats = self.store.stats()
         c = self.cfg
         return {"collection": stats["collection"], "model": stats["model"], "files": stats["files"],
                 "windows": stats["windows"], "categories": stats["categories"],
-                "explain": self._explain_method(),
+                "explain": explain_method(self.loaded.model),
                 "limits": {"upload_bytes": c.max_upload_bytes, "files": c.max_files, "pixels": c.max_pixels,
                            "video_seconds": c.max_video_seconds, "frames": c.max_frames, "k": c.max_k},
                 "default_k": c.default_k}
-
-    def _explain_method(self) -> str | None:
-        from soundlib.explain import _is_pretrained
-
-        model = self.loaded.model
-        if _is_pretrained(model):
-            return "one-hot attention"
-        return "attention map" if getattr(getattr(model, "visual", None), "attention", False) else None
 
     # --- rankings ---------------------------------------------------------------------------------------------
 
