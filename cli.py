@@ -23,6 +23,7 @@ def main() -> None:
       soundlib train data/train.csv --val data/val.csv --model m5-attention-linear-infonce --out runs/m5
       soundlib ingest ./sfx
       soundlib query frame.jpg -k 10
+      soundlib serve --open
       soundlib eval data/test.csv
     """
 
@@ -283,13 +284,15 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
               help="Only sounds that have all these words (name, folders, description, keywords), ranked by the picture.")
 @click.option("--per-frame", is_flag=True, help="Also rank every picture / video frame / sound window on its own.")
 @export_options
+@click.option("--explain", "explain_out", default=None, type=click.Path(dir_okay=False), metavar="OUT.png",
+              help="Write a heatmap of where the top sound is in the picture (one picture only).")
 @model_option
 @store_options
 @json_option
 @debug_option
 @handle_errors
-def query(inputs, k, categories, text, per_frame, export_dir, clip, model_spec, db, chroma_url, collection, as_json,
-          debug):
+def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out, model_spec, db, chroma_url,
+          collection, as_json, debug):
     """Recommend sounds for images, a folder of images, a video, or a sound.
 
     Several pictures (or the 1-fps frames of a video) give one ranking for the whole scene. A sound gives
@@ -302,34 +305,56 @@ def query(inputs, k, categories, text, per_frame, export_dir, clip, model_spec, 
       soundlib query clip.mp4 --category rain --category wind --json
       soundlib query frame.jpg --text "wood" --export picks/ --clip 2
       soundlib query ./sfx/dogs/bark.wav -k 5
+      soundlib query dog.jpg --explain dog-heat.png
     """
-    from soundlib.clikit import print_json, rich_progress, stdout_console
+    from soundlib.clikit import fail, print_json, rich_progress, stdout_console
+    from soundlib.media import media_kind
     from soundlib.models import load_model
     from soundlib.recommend import recommend
     from soundlib.store import open_store
 
     _check_export(export_dir, clip)
+    if explain_out and (len(inputs) != 1 or media_kind(inputs[0]) != "image"):
+        fail("--explain takes exactly one picture")
+    if explain_out:
+        from pathlib import Path
+
+        folder = Path(explain_out).expanduser().absolute().parent
+        if not folder.is_dir():  # before the model loads
+            fail(f"{explain_out}: cannot write (no folder {folder})")
+    explained = None
     with open_store(db=db, url=chroma_url, collection=collection) as store:
         loaded = load_model(model_spec or store.recorded_model_path())
         with rich_progress(enabled=not as_json) as progress:
             result = recommend(inputs, loaded, store, k=k, categories=categories, per_frame=per_frame,
                                progress=progress, text=text)
+        if explain_out and result.results:
+            from soundlib.explain import explain_file
+
+            top = result.results[0]
+            _, vectors, _ = store.windows(ids=[top.id])
+            exp = explain_file(loaded, inputs[0], vectors[0] if len(vectors) else None, explain_out)
+            explained = {"path": str(explain_out), "sound": top.path, "start": round(top.start, 3),
+                         "method": exp.method}
     doc = result.to_json()
     report = _export(result.results, " ".join(map(str, inputs)), export_dir, clip, as_json) if export_dir else None
     if as_json:
         if report is not None:
             doc["export"] = report.to_json()
+        if explained:
+            doc["explain"] = explained
         print_json(doc)
         _export_exit(report)
         return
-    from soundlib.media import media_kind
-
     out = stdout_console()
     for f in result.frames or []:
         where = f" @ {f.time:.1f} s" if media_kind(f.input) in ("video", "audio") else ""
         out.print(_ranking(f"{f.input}{where}", f.results))
     combined = "combined ranking: " if result.frames else ""
     out.print(_ranking(combined + ", ".join(result.inputs), result.results))
+    if explained:
+        out.print(f"heatmap of {_display_path(explained['sound'])} @ {explained['start']:.1f} s "
+                  f"({explained['method']}) -> {explained['path']}", highlight=False, markup=False)
     _export_exit(report)
 
 
@@ -434,6 +459,59 @@ def search(words, k, categories, export_dir, clip, db, chroma_url, collection, a
     else:
         stdout_console().print(_ranking(f"search: {text}", hits, score="score"))
     _export_exit(report)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs $SOUNDLIB_SERVE_TOKEN (the page asks for it).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
+@model_option
+@store_options
+@debug_option
+@handle_errors
+def serve(host, port, open_browser, model_spec, db, chroma_url, collection, debug):
+    """Serve a web page to search the library by picture or video: waveforms, audition, heatmaps, picks.
+
+    One process: the model is loaded once and queries are answered warm. The page only reads the collection.
+    Binds 127.0.0.1 by default; any other --host needs $SOUNDLIB_SERVE_TOKEN (open /?token=... once).
+
+    \b
+    Examples:
+      soundlib serve --db .demo-store --collection demo --open
+      SOUNDLIB_SERVE_TOKEN=$(openssl rand -hex 16) soundlib serve --host 0.0.0.0 --port 8765
+    """
+    import os
+
+    from soundlib.clikit import stderr_console
+    from soundlib.serve.config import TOKEN_ENV, ServeConfig
+    from soundlib.serve.security import check_bind
+
+    token = os.environ.get(TOKEN_ENV) or None
+    check_bind(host, token)  # before anything loads
+    from soundlib.models import load_model
+    from soundlib.serve.app import create_app, listen, run
+    from soundlib.serve.engine import Engine
+    from soundlib.store import open_store
+
+    sock = listen(host, port)
+    with open_store(db=db, url=chroma_url, collection=collection) as store:
+        loaded = load_model(model_spec or store.recorded_model_path())
+        engine = Engine(loaded, store, ServeConfig(host=host, port=port))
+        app = create_app(engine, token=token)
+        bound = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{bound}/"
+        info = engine.info()
+        stderr_console().print(f"soundlib serve: {url} ({info['collection']}: {info['files']} sounds, model "
+                               f"{info['model']}{'; token required' if token else ''}); Ctrl-C stops",
+                               highlight=False, markup=False, soft_wrap=True)
+        if open_browser:
+            import threading
+            import webbrowser
+
+            threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+        run(app, sock)
 
 
 def _display_path(path: str) -> str:

@@ -156,10 +156,25 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
-                    progress: ProgressFn | None) -> None:
+def embed_pictures(model: Any, pictures: Sequence[Any]) -> np.ndarray:
+    """Embed pictures already read at ``model.picture_size`` (one model call; one torch thread for a few).
+
+    Args:
+        model: the model (``loaded.model``).
+        pictures: ``(3, S, S)`` float tensors in [0, 1] (:func:`soundlib.images.load_image`).
+
+    Returns:
+        ``(N, D)`` float32 L2-normalised embeddings.
+    """
     import torch
 
+    with torch_threads(1 if len(pictures) < ONE_THREAD_BELOW else None):
+        vecs = model.embed_images(torch.stack(list(pictures)))
+    return vecs.detach().float().cpu().numpy()
+
+
+def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
+                    progress: ProgressFn | None) -> None:
     from soundlib.images import load_image, video_frames
 
     size = model.picture_size
@@ -168,9 +183,7 @@ def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
 
     def run() -> None:
         if batch:
-            with torch_threads(1 if len(batch) < ONE_THREAD_BELOW else None):
-                vecs = model.embed_images(torch.stack(batch))
-            acc.vectors += list(vecs.detach().float().cpu().numpy())
+            acc.vectors += list(embed_pictures(model, batch))
             acc.labels += labels
             batch.clear()
             labels.clear()
@@ -268,8 +281,14 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
         _embed_sounds(model, sounds, acc, max_windows)
     else:
         _embed_pictures(model, pictures, acc, progress)
-    vecs = np.stack(acc.vectors).astype(np.float32)
+    return _rank(acc, store, k, where, per_frame, [str(p) for p in inputs])
 
+
+def _rank(acc: _Vectors, store: SoundStore, k: int, where: dict[str, Any] | None, per_frame: bool,
+          inputs: list[str]) -> QueryResult:
+    """Search the store with embedded queries: one ranking (pictures: their centroid; sounds: min-fusion of the
+    windows) and, with ``per_frame``, one per picture / window."""
+    vecs = np.stack(acc.vectors).astype(np.float32)
     frames: list[FrameResult] | None = None
     if acc.kind == "sound":
         per = store.search(vecs, k, files=files)
@@ -281,4 +300,56 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
         results, per = per[0], per[1:]
     if per_frame:
         frames = [FrameResult(input=lab[0], time=lab[1], results=hits) for lab, hits in zip(acc.labels, per)]
-    return QueryResult(inputs=[str(p) for p in inputs], k=k, results=results, frames=frames)
+    return QueryResult(inputs=inputs, k=k, results=results, frames=frames)
+
+
+def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, float]], loaded_model: Any,
+                       store: SoundStore, k: int = 10, categories: Iterable[str] | None = None,
+                       per_frame: bool = False) -> QueryResult:
+    """:func:`recommend` for pictures already decoded (e.g. uploads to ``soundlib serve``): same rankings.
+
+    Args:
+        pictures: ``(3, S, S)`` float tensors in [0, 1] read at ``loaded_model.model.picture_size``.
+        labels: ``(input name, time in seconds)`` of each picture (names the frames of the answer).
+        loaded_model, store, k, categories, per_frame: as in :func:`recommend`.
+
+    Raises:
+        SoundlibError: no pictures, ``k < 1``, or labels that do not match the pictures.
+        ModelMismatchError / StoreError: wrong model for the collection, or no collection.
+    """
+    if k < 1:
+        raise SoundlibError(f"k must be at least 1, got {k}")
+    if not pictures or len(pictures) != len(labels):
+        raise SoundlibError("no pictures" if not pictures else "one label per picture is needed")
+    store.check_model(loaded_model)
+    acc = _Vectors(kind="picture", labels=[(str(n), float(t)) for n, t in labels],
+                   vectors=list(embed_pictures(loaded_model.model, pictures)))
+    inputs = list(dict.fromkeys(str(n) for n, _ in labels))
+    return _rank(acc, store, k, category_where(categories), per_frame, inputs)
+
+
+def more_like_file(store: SoundStore, file_id: str, k: int = 10,
+                   categories: Iterable[str] | None = None) -> QueryResult:
+    """"More like this" for a file of the library, from its stored window embeddings (nothing is decoded).
+
+    The same ranking as :func:`recommend` with the file itself as a sound query (its windows are the ones ingest
+    cut, embedded by the collection's model): each window is searched and a file scores its best (window, window)
+    distance, so the file itself comes first (distance 0) unless the category filter excludes it.
+
+    Args:
+        store: the open library.
+        file_id: the file's id in the collection (``Hit.metadata["file_id"]``).
+        k, categories: as in :func:`recommend`.
+
+    Raises:
+        SoundlibError: ``k < 1``, or no file with this id in the collection.
+    """
+    if k < 1:
+        raise SoundlibError(f"k must be at least 1, got {k}")
+    ids, vectors, metas = store.windows(file_id=file_id)
+    if not ids:
+        raise SoundlibError(f"no file with id '{file_id}' in the collection", store.location)
+    root, rel = metas[0].get("root"), str(metas[0].get("path", file_id))
+    name = os.path.join(root, rel) if root else rel
+    acc = _Vectors(kind="sound", labels=[(name, float(m.get("start", 0.0))) for m in metas], vectors=list(vectors))
+    return _rank(acc, store, k, category_where(categories), False, [name])

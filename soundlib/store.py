@@ -491,6 +491,31 @@ class SoundStore:
         except Exception:  # noqa: BLE001 - older servers
             return 5000
 
+    def windows(self, ids: Iterable[str] | None = None, file_id: str | None = None,
+                ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        """Stored windows by record id, or every window of one file: ``(ids, (N, D) vectors, metadatas)``.
+
+        Args:
+            ids: record ids (``"<file_id>:<window>"``); ids that do not exist are left out.
+            file_id: instead, every window of this file (:func:`file_key`), in the store's order.
+
+        Returns:
+            The records found (none: empty lists and a ``(0, D)`` array).
+        """
+        col = self.require()
+        want = None if file_id is not None else sorted(set(ids or ()))
+        got: dict[str, Any] = {}
+        with self._guard("reading"):
+            if file_id is not None:
+                got = col.get(where={"file_id": str(file_id)}, include=["embeddings", "metadatas"])
+            elif want:
+                got = col.get(ids=want, include=["embeddings", "metadatas"])
+        found = list(got.get("ids") or [])
+        if not found:
+            return [], np.zeros((0, int(self.metadata.get("dim") or 0)), np.float32), []
+        vecs = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(found), -1)
+        return found, vecs, [dict(m or {}) for m in got.get("metadatas") or [{}] * len(found)]
+
     def count(self) -> int:
         """Number of records (windows) in the collection (0 if it does not exist)."""
         col = self.collection
