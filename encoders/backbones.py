@@ -324,6 +324,30 @@ def fft_resample(x: Tensor, n_out: int) -> Tensor:
     return torch.fft.irfft(spec, n=n_out, dim=-1) * (n_out / n_in)
 
 
+def fit_window(x: Tensor, n: int) -> Tensor:
+    """Fit every row to exactly ``n`` samples: wrap-pad a shorter row (repeat it from its start), cut a longer one,
+    and make an empty row silent.
+
+    Args:
+        x: ``(B, samples)``.
+        n: output length in samples.
+
+    Returns:
+        ``(B, n)`` (``x`` itself when it already has ``n`` samples).
+    """
+    if x.shape[-1] == n:
+        return x
+    if x.shape[-1] == 0:
+        return x.new_zeros(x.shape[0], n)
+    return x[:, torch.arange(n, device=x.device) % x.shape[-1]]
+
+
+def peak_normalize(x: Tensor) -> Tensor:
+    """Scale every row of ``(B, samples)`` to peak absolute value 1 (a silent row stays silent)."""
+    peak = x.abs().amax(dim=1, keepdim=True)
+    return x / torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
 class AisfxFrontend(nn.Module):
     """1-second windows at ``sample_rate`` -> aisfx's normalised log-mel input ``(B, frames, 96)``.
 
@@ -368,19 +392,11 @@ class AisfxFrontend(nn.Module):
     def forward(self, waves: Tensor) -> Tensor:
         if waves.dim() == 1:
             waves = waves.unsqueeze(0)
-        x = waves.float()
-        n = self.window_samples
-        if x.shape[-1] != n:
-            if x.shape[-1] == 0:
-                x = x.new_zeros(x.shape[0], n)
-            else:
-                x = x[:, torch.arange(n, device=x.device) % x.shape[-1]]
-        peak = x.abs().amax(dim=1, keepdim=True)
-        x = x / torch.where(peak > 0, peak, torch.ones_like(peak))
-        y = fft_resample(x, self.resampled_samples)
+        x = fit_window(waves.float(), self.window_samples)
+        y = fft_resample(peak_normalize(x), self.resampled_samples)
         s = self.spec
         total = (s.frames - 1) * s.hop_length + s.n_fft
-        y = y[:, torch.arange(total, device=y.device) % y.shape[-1]]
+        y = fit_window(y, total)
         return self.logmel44k(y).transpose(1, 2).contiguous()  # (B, frames, n_mels)
 
 
@@ -411,6 +427,19 @@ class AisfxTaps(nn.Module):
                 taps.append(y)
         g = torch.amax(y.mean(dim=3), dim=2)  # mean over frequency, max over time: the package's embedding
         return BackboneOutput(taps, g, None)
+
+
+def concat_outputs(outputs: Sequence[BackboneOutput]) -> BackboneOutput:
+    """Several backbones' outputs for the same items as one (e.g. aisfx + SoundNet for one audio head): the taps
+    in order, the globals concatenated ``(B, sum C_g)``, the first non-``None`` logits.
+
+    Its :class:`Layout` is ``layout_for(all tap channels, all grids, sum of global channels)``.
+    """
+    if not outputs:
+        raise ValueError("no backbone outputs to concatenate")
+    logits = next((o.logits for o in outputs if o.logits is not None), None)
+    return BackboneOutput([t for o in outputs for t in o.taps], torch.cat([o.global_.float() for o in outputs], 1),
+                          logits)
 
 
 # ---------------------------------------------------------------------------------------------------------------
