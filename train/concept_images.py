@@ -9,7 +9,7 @@ unlisted folders are not used). In a folder of several concepts the file name mu
 table (``data/concepts/drawing_words.csv``: ``concept,words,notes``; English, Italian and French words, e.g.
 ``cavallo``, ``tigre``, ``gufo``) is matched against the name's tokens (``gatto_cat_architetto_fra_01`` ->
 ``gatto``, ``cat``, ``architetto``...), and only the concepts named stay allowed. Identical files (the same SVG in
-two folders) are used once. Each drawing is rendered to a PNG on white (CairoSVG), EfficientNet-Lite0 gives its
+two folders) are used once. Each drawing is rendered to a PNG on white (:func:`soundlib.images.render_drawing`, CairoSVG), EfficientNet-Lite0 gives its
 ImageNet softmax, :func:`soundlib.concepts.concept_probabilities` sums it into concepts, and the drawing is kept
 when the most probable column (the ``"other"`` mass included) is one of its folder's concepts.
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import re
 import shutil
 from collections import Counter
@@ -36,14 +35,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from soundlib.errors import ImageError, SoundlibError
+from soundlib.errors import SoundlibError
+from soundlib.images import DRAWING_SIDE, render_drawing
 from soundlib.progress import ProgressFn, null_progress
 
 #: The folder table shipped in the repo (present in a source checkout).
 DEFAULT_FOLDERS = Path(__file__).resolve().parent.parent / "data" / "concepts" / "openclipart_folders.csv"
 DEFAULT_WORDS = DEFAULT_FOLDERS.with_name("drawing_words.csv")
-#: Side (pixels) of the rendered drawings.
-DRAWING_SIDE = 512
 #: Name of the pair source (the folder under DEST; one of :data:`train.catalog.CONCEPT_SOURCES`).
 SOURCE = "openclipart"
 CANDIDATES_CSV = "openclipart.csv"
@@ -149,47 +147,6 @@ def rule_for(folder: str, rules: Sequence[FolderRule]) -> FolderRule | None:
         if (f == r.folder or f.startswith(r.folder + "/")) and (best is None or len(r.folder) > len(best.folder)):
             best = r
     return best
-
-
-def render_svg(src: str | Path, dst: str | Path, side: int = DRAWING_SIDE) -> Path:
-    """Render an SVG drawing to an RGB PNG on white: fitted into ``side`` x ``side`` and centred.
-
-    Args:
-        src: the SVG file.
-        dst: the PNG to write (parents created; written whole or not at all).
-        side: the PNG's side in pixels.
-
-    Returns:
-        ``dst``.
-
-    Raises:
-        ImageError: CairoSVG is unavailable (it needs the system's libcairo2) or cannot render the file, or the
-            drawing is empty.
-    """
-    src, dst = Path(src), Path(dst)
-    try:
-        import cairosvg
-    except (ImportError, OSError) as e:
-        raise ImageError(f"cannot render drawings: CairoSVG is unavailable ({e})", str(src)) from None
-    from PIL import Image
-
-    try:
-        data = src.read_bytes()
-        w, h = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=data))).size
-        scale = {"output_width": side} if w >= h else {"output_height": side}
-        im = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=data, **scale))).convert("RGBA")
-    except Exception as e:  # noqa: BLE001 - CairoSVG raises many types on bad input (XML, value, zero size...)
-        raise ImageError(f"cannot render the drawing ({type(e).__name__}: {e})".splitlines()[0], str(src)) from None
-    if im.getbbox() is None or im.getchannel("A").getextrema()[1] == 0:
-        raise ImageError("the drawing is empty", str(src))
-    im.thumbnail((side, side))
-    canvas = Image.new("RGB", (side, side), (255, 255, 255))
-    canvas.paste(im, ((side - im.width) // 2, (side - im.height) // 2), im)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".part")
-    canvas.save(tmp, format="PNG")
-    tmp.replace(dst)
-    return dst
 
 
 def picture_concepts(paths: Sequence[str | Path], batch_size: int = 32,
@@ -314,7 +271,7 @@ def keep_drawings(svg_root: str | Path, out: str | Path, folders: str | Path = D
         report.candidates_by_folder[folder] += 1
         try:
             if not png.is_file():
-                render_svg(svg, png, side)
+                render_drawing(svg, png, side, background=(255, 255, 255))
                 report.rendered += 1
             rendered.append((svg, folder, allowed, png))
         except SoundlibError as e:
@@ -355,11 +312,18 @@ def keep_drawings(svg_root: str | Path, out: str | Path, folders: str | Path = D
     return report
 
 
+def _print_summary(report: DrawingsReport) -> None:
+    d = report.to_dict()
+    print(f"{d['kept']} of {d['candidates']} drawings kept ({d['unnamed']} unnamed in folders of several concepts, "
+          f"{d['duplicates']} duplicates, {len(d['skipped'])} skipped) -> {report.out}/{SOURCE}")
+    print(", ".join(f"{c} {n}" for c, n in d["kept_by_concept"].items()))
+    for s in d["skipped"]:
+        print(f"skipped: {s['file']}: {s['reason']}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m train.concept_images``: render, classify, keep; prints a summary (exit 2 on bad input)."""
     import argparse
-    import json
-    import sys
 
     ap = argparse.ArgumentParser(prog="python -m train.concept_images", description=(
         "Keep the openclipart drawings whose ImageNet concept agrees with their folder's concepts; writes "
@@ -376,24 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from soundlib.clikit import rich_progress
+    from train.toolkit import run_report
 
     torch.set_num_threads(max(1, a.threads))
-    try:
-        with rich_progress(enabled=not a.json) as prog:
-            report = keep_drawings(a.svg, a.out, a.folders, a.words, progress=prog)
-    except SoundlibError as e:
-        if a.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    d = report.to_dict()
-    if a.json:
-        sys.stdout.write(json.dumps(d, ensure_ascii=False, indent=2) + "\n")
-    else:
-        print(f"{d['kept']} of {d['candidates']} drawings kept ({len(d['skipped'])} skipped) -> {a.out}/{SOURCE}")
-        print(", ".join(f"{c} {n}" for c, n in d["kept_by_concept"].items()))
-    return 0
+    return run_report(lambda prog: keep_drawings(a.svg, a.out, a.folders, a.words, progress=prog),
+                      _print_summary, as_json=a.json, debug=a.debug)
 
 
 if __name__ == "__main__":  # pragma: no cover
