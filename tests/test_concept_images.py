@@ -95,7 +95,7 @@ def test_bad_tables_are_one_clear_error(tmp_path: Path) -> None:
         read_folder_concepts(t)
     assert str(e.value).startswith(str(t))
     _write(t, "folder,concepts,notes\nanimals,dog,a\nanimals/,cat,b\n")
-    with pytest.raises(FolderTableError, match="line 3: duplicate folder"):
+    with pytest.raises(FolderTableError, match="line 3: want a new folder"):
         read_folder_concepts(t)
     w = _write(tmp_path / "words.csv", "concept,words,notes\ndog,,no words\n")
     with pytest.raises(FolderTableError, match="line 2"):

@@ -9,8 +9,8 @@ unlisted folders are not used). In a folder of several concepts the file name mu
 table (``data/concepts/drawing_words.csv``: ``concept,words,notes``; English, Italian and French words, e.g.
 ``cavallo``, ``tigre``, ``gufo``) is matched against the name's tokens (``gatto_cat_architetto_fra_01`` ->
 ``gatto``, ``cat``, ``architetto``...), and only the concepts named stay allowed. Identical files (the same SVG in
-two folders) are used once. Each drawing is rendered to a PNG on white (:func:`soundlib.images.render_drawing`, CairoSVG), EfficientNet-Lite0 gives its
-ImageNet softmax, :func:`soundlib.concepts.concept_probabilities` sums it into concepts, and the drawing is kept
+two folders) are used once. Each drawing is rendered to a PNG on white (:func:`soundlib.images.render_drawing`,
+CairoSVG), EfficientNet-Lite0 gives its ImageNet softmax, :func:`soundlib.concepts.concept_probabilities` sums it into concepts, and the drawing is kept
 when the most probable column (the ``"other"`` mass included) is one of its folder's concepts.
 
 Output (``DEST``; the catalog reads it through ``concept:NAME`` patterns, see :data:`train.catalog.CONCEPT_SOURCES`):
@@ -62,36 +62,50 @@ class FolderRule:
     line: int
 
 
+def _table(path: str | Path, header: tuple[str, str, str],
+           what: str) -> tuple[dict[str, str], list[tuple[int, list[str]]]]:
+    """The known concept names (lower-case -> as spelt) and the rows of a 3-column table (blank and ``#`` lines
+    skipped), with their 1-based line numbers.
+
+    Raises:
+        FolderTableError: a missing file, another header, a row without 3 cells.
+    """
+    from soundlib.concepts import load_concepts
+
+    p = Path(path)
+    if not p.is_file():
+        raise FolderTableError(f"{what} not found", str(p))
+    rows = list(csv.reader(p.read_text(encoding="utf-8").splitlines()))
+    if not rows or tuple(h.strip() for h in rows[0]) != header:
+        raise FolderTableError(f"header must be {','.join(header)}", str(p))
+    out = []
+    for line, cells in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
+            continue
+        if len(cells) != 3:
+            raise FolderTableError(f"line {line}: {len(cells)} cells, want {','.join(header)}", str(p))
+        out.append((line, [c.strip() for c in cells]))
+    return {n.lower(): n for n in load_concepts().names}, out
+
+
 def read_folder_concepts(path: str | Path = DEFAULT_FOLDERS) -> list[FolderRule]:
     """Read the folder table and check its concepts against the concept table.
 
     Raises:
         FolderTableError: a missing file or column, a duplicate folder, an unknown concept, a row without a note.
     """
-    from soundlib.concepts import load_concepts
-
-    p = Path(path)
-    if not p.is_file():
-        raise FolderTableError("folder table not found", str(p))
-    known = {n.lower(): n for n in load_concepts().names}
-    rows = list(csv.reader(p.read_text(encoding="utf-8").splitlines()))
-    if not rows or [h.strip() for h in rows[0]] != ["folder", "concepts", "notes"]:
-        raise FolderTableError("header must be folder,concepts,notes", str(p))
+    known, rows = _table(path, ("folder", "concepts", "notes"), "folder table")
     out: list[FolderRule] = []
     seen: set[str] = set()
-    for line, cells in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
-            continue
-        if len(cells) != 3 or not cells[0].strip() or not cells[2].strip():
-            raise FolderTableError(f"line {line}: want folder,concepts,notes with a folder and a note", str(p))
-        folder = cells[0].strip().strip("/").lower()
-        if folder in seen:
-            raise FolderTableError(f"line {line}: duplicate folder {folder!r}", str(p))
+    for line, (folder, concepts, notes) in rows:
+        folder = folder.strip("/").lower()
+        if not folder or not notes or folder in seen:
+            raise FolderTableError(f"line {line}: want a new folder and a note", str(path))
         seen.add(folder)
-        names = [c.strip() for c in cells[1].split(";") if c.strip()]
+        names = [c.strip() for c in concepts.split(";") if c.strip()]
         bad = [c for c in names if c.lower() not in known]
         if bad:
-            raise FolderTableError(f"line {line}: unknown concept(s) {', '.join(bad)}", str(p))
+            raise FolderTableError(f"line {line}: unknown concept(s) {', '.join(bad)}", str(path))
         out.append(FolderRule(folder, tuple(known[c.lower()] for c in names), line))
     return out
 
@@ -102,24 +116,14 @@ def read_drawing_words(path: str | Path = DEFAULT_WORDS) -> dict[str, frozenset[
     Raises:
         FolderTableError: a missing file or column, an unknown or duplicate concept, a row without words.
     """
-    from soundlib.concepts import load_concepts
-
-    p = Path(path)
-    if not p.is_file():
-        raise FolderTableError("word table not found", str(p))
-    known = {n.lower(): n for n in load_concepts().names}
-    rows = list(csv.reader(p.read_text(encoding="utf-8").splitlines()))
-    if not rows or [h.strip() for h in rows[0]] != ["concept", "words", "notes"]:
-        raise FolderTableError("header must be concept,words,notes", str(p))
+    known, rows = _table(path, ("concept", "words", "notes"), "word table")
     out: dict[str, frozenset[str]] = {}
-    for line, cells in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
-            continue
-        concept = known.get(cells[0].strip().lower()) if len(cells) == 3 else None
-        words = frozenset(w.strip().lower() for w in cells[1].split(";") if w.strip()) if len(cells) == 3 else None
-        if concept is None or concept in out or not words:
-            raise FolderTableError(f"line {line}: want a known, new concept and its words", str(p))
-        out[concept] = words
+    for line, (name, words, _) in rows:
+        concept = known.get(name.lower())
+        vocab = frozenset(w.strip().lower() for w in words.split(";") if w.strip())
+        if concept is None or concept in out or not vocab:
+            raise FolderTableError(f"line {line}: want a known, new concept and its words", str(path))
+        out[concept] = vocab
     return out
 
 
