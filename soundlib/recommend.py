@@ -271,23 +271,27 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
     if sounds and pictures:
         raise SoundlibError("give either pictures/videos or sounds in one query, not both")
     model = loaded_model.model
-    files = None
-    if text or any(categories or ()):
-        from soundlib.words import allowed_files
-
-        files = allowed_files(store, text, categories or ())
+    files = _allowed_files(store, text, categories)
     acc = _Vectors(kind="sound" if sounds else "picture")
     if sounds:
         _embed_sounds(model, sounds, acc, max_windows)
     else:
         _embed_pictures(model, pictures, acc, progress)
-    return _rank(acc, store, k, where, per_frame, [str(p) for p in inputs])
+    return _rank(acc, store, k, files, per_frame, [str(p) for p in inputs])
 
 
-def _rank(acc: _Vectors, store: SoundStore, k: int, where: dict[str, Any] | None, per_frame: bool,
-          inputs: list[str]) -> QueryResult:
+def _allowed_files(store: SoundStore, text: str | None, categories: Iterable[str] | None) -> Any:
+    """The files a ranking may return under a word / category filter (``None``: no filter)."""
+    if not text and not any(categories or ()):
+        return None
+    from soundlib.words import allowed_files
+
+    return allowed_files(store, text, categories or ())
+
+
+def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool, inputs: list[str]) -> QueryResult:
     """Search the store with embedded queries: one ranking (pictures: their centroid; sounds: min-fusion of the
-    windows) and, with ``per_frame``, one per picture / window."""
+    windows) and, with ``per_frame``, one per picture / window; ``files`` restricts it (see :func:`_allowed_files`)."""
     vecs = np.stack(acc.vectors).astype(np.float32)
     frames: list[FrameResult] | None = None
     if acc.kind == "sound":
@@ -325,7 +329,7 @@ def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, floa
     acc = _Vectors(kind="picture", labels=[(str(n), float(t)) for n, t in labels],
                    vectors=list(embed_pictures(loaded_model.model, pictures)))
     inputs = list(dict.fromkeys(str(n) for n, _ in labels))
-    return _rank(acc, store, k, category_where(categories), per_frame, inputs)
+    return _rank(acc, store, k, _allowed_files(store, None, categories), per_frame, inputs)
 
 
 def more_like_file(store: SoundStore, file_id: str, k: int = 10,
@@ -352,4 +356,4 @@ def more_like_file(store: SoundStore, file_id: str, k: int = 10,
     root, rel = metas[0].get("root"), str(metas[0].get("path", file_id))
     name = os.path.join(root, rel) if root else rel
     acc = _Vectors(kind="sound", labels=[(name, float(m.get("start", 0.0))) for m in metas], vectors=list(vectors))
-    return _rank(acc, store, k, category_where(categories), False, [name])
+    return _rank(acc, store, k, _allowed_files(store, None, categories), False, [name])
