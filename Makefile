@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	for b in cli ingest query train backbones; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in cli ingest query train backbones serve; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from soundlib import config as lib
-from soundlib.clikit import (debug_option, handle_errors, json_option, model_option, store_options)
+from soundlib.clikit import (debug_option, export_options, handle_errors, json_option, model_option, store_options)
 from train import defaults as tr
 
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=110)
@@ -26,6 +26,7 @@ def main() -> None:
       soundlib train data/train.csv --val data/val.csv --model m5-attention-linear-infonce --out runs/m5
       soundlib ingest ./sfx
       soundlib query frame.jpg -k 10
+      soundlib serve --open
       soundlib eval data/test.csv
     """
 
@@ -300,22 +301,31 @@ def _data_report(report, remarks, table, summary, as_json, width=None):
 @click.option("--write-batch", default=None, type=click.IntRange(min=1), metavar="N",
               help="Windows per store write (default: the store's maximum). Completed files are also written "
                    "every few seconds, so a crash loses little work.")
+@click.option("--category-from", type=click.Choice(["auto", "first", "parent", "path", "ucs"]), default=None,
+              help="How a sound's category is named: auto = the UCS CatID of the file name (DOORWood_...), else "
+                   "the folder path below the root; first / parent folder; path; ucs. Default: the rule the "
+                   "collection was built with, else auto. Changing it rewrites metadata only (no embedding).")
+@click.option("--no-metadata", is_flag=True,
+              help="Do not read embedded tags (BWF bext, iXML, RIFF INFO, ID3, Vorbis, MP4) nor measure loudness.")
 @model_option
 @store_options
 @json_option
 @debug_option
 @handle_errors
-def ingest(folders, max_windows, prune, batch_size, write_batch, model_spec, db, chroma_url, collection, as_json,
-           debug):
+def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, no_metadata, model_spec, db,
+           chroma_url, collection, as_json, debug):
     """Embed every sound file under FOLDERS into a persistent Chroma collection.
 
-    The category of a sound is the first folder under its root. Incremental: unchanged files are not decoded
-    again, changed files are replaced as a whole. Files that cannot be read are listed; exit code 1 if any.
-    Ctrl-C stops after the batch in flight (what is complete is kept; run again to finish).
+    A sound's category follows --category-from; its embedded description, keywords, title, artist, library,
+    channels, peak (dBFS) and loudness (LUFS) are stored with it. Incremental: unchanged files are not decoded
+    again, changed files are replaced as a whole. Files that cannot be read are listed; exit code 1 if any
+    (a file whose tags cannot be read is still ingested, with a warning). Ctrl-C stops after the batch in flight
+    (what is complete is kept; run again to finish).
 
     \b
     Examples:
       soundlib ingest ./sfx
+      soundlib ingest ./sfx --category-from first      # relabel an existing library: no embedding
       soundlib ingest ./sfx --prune --model runs/m5/best.pt --db ./sfx.chroma
     """
     import sys
@@ -335,13 +345,16 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, model_spec, db,
             store.write_batch = write_batch
             with graceful_interrupt() as stop, rich_progress(enabled=not as_json) as progress:
                 report = run_ingest(folders, loaded, store, max_windows=max_windows, prune=prune,
-                                    progress=progress, batch_size=batch_size, stop=stop)
+                                    progress=progress, batch_size=batch_size, stop=stop,
+                                    category_from=category_from, metadata=not no_metadata)
 
     from soundlib.clikit import print_skipped
 
     err = stderr_console()
     for path, reason in report.skipped:
         print_skipped(err, path, reason)
+    for path, reason in report.warnings:
+        print_skipped(err, path, reason, label="warning")
     if report.interrupted:
         err.print("interrupted: the files completed so far are stored; run the same command again to finish",
                   highlight=False, markup=False, soft_wrap=True)
@@ -354,12 +367,15 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, model_spec, db,
         table.add_column("files", justify="left")
         table.add_column("count", justify="right")
         for label, n in (("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged),
-                         ("removed", report.removed), ("skipped", len(report.skipped))):
+                         ("removed", report.removed), ("skipped", len(report.skipped)),
+                         ("relabelled (metadata only)", report.relabelled),
+                         ("described (metadata only)", report.described)):
             table.add_row(label, str(n))
         table.add_section()
         table.add_row("windows written", str(report.windows))
         table.add_row("time", f"{report.seconds:.1f} s")
         table.add_row("windows/s", f"{report.windows_per_s:.1f}")
+        table.add_row("category rule", report.category_from)
         stdout_console().print(table)
     if report.interrupted:
         sys.exit(130)
@@ -372,14 +388,20 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, model_spec, db,
 @click.option("-k", "k", default=lib.DEFAULT_K, show_default=True, type=click.IntRange(min=1),
               help="Number of sounds (distinct files).")
 @click.option("--category", "categories", multiple=True, metavar="NAME",
-              help="Only sounds of this category (repeat for several).")
+              help="Only sounds of this category, at any level (`wolf` finds widelands/wolf; repeat for several).")
+@click.option("--text", default=None, metavar="WORDS",
+              help="Only sounds that have all these words (name, folders, description, keywords), ranked by the picture.")
 @click.option("--per-frame", is_flag=True, help="Also rank every picture / video frame / sound window on its own.")
+@export_options
+@click.option("--explain", "explain_out", default=None, type=click.Path(dir_okay=False), metavar="OUT.png",
+              help="Write a heatmap of where the top sound is in the picture (one picture only).")
 @model_option
 @store_options
 @json_option
 @debug_option
 @handle_errors
-def query(inputs, k, categories, per_frame, model_spec, db, chroma_url, collection, as_json, debug):
+def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out, model_spec, db, chroma_url,
+          collection, as_json, debug):
     """Recommend sounds for images, a folder of images, a video, or a sound.
 
     Several pictures (or the 1-fps frames of a video) give one ranking for the whole scene. A sound gives
@@ -390,42 +412,215 @@ def query(inputs, k, categories, per_frame, model_spec, db, chroma_url, collecti
     Examples:
       soundlib query frame.jpg -k 10
       soundlib query clip.mp4 --category rain --category wind --json
+      soundlib query frame.jpg --text "wood" --export picks/ --clip 2
       soundlib query ./sfx/dogs/bark.wav -k 5
+      soundlib query dog.jpg --explain dog-heat.png
     """
-    from soundlib.clikit import print_json, rich_progress, stdout_console
+    from soundlib.clikit import fail, print_json, rich_progress, stdout_console
+    from soundlib.media import media_kind
     from soundlib.models import load_model
     from soundlib.recommend import recommend
     from soundlib.store import open_store
 
+    _check_export(export_dir, clip)
+    if explain_out and (len(inputs) != 1 or media_kind(inputs[0]) != "image"):
+        fail("--explain takes exactly one picture")
+    if explain_out:
+        from pathlib import Path
+
+        folder = Path(explain_out).expanduser().absolute().parent
+        if not folder.is_dir():  # before the model loads
+            fail(f"{explain_out}: cannot write (no folder {folder})")
+    explained = None
     with open_store(db=db, url=chroma_url, collection=collection) as store:
         loaded = load_model(model_spec or store.recorded_model_path())
         with rich_progress(enabled=not as_json) as progress:
             result = recommend(inputs, loaded, store, k=k, categories=categories, per_frame=per_frame,
-                               progress=progress)
+                               progress=progress, text=text)
+        if explain_out and result.results:
+            from soundlib.explain import explain_file
+
+            top = result.results[0]
+            _, vectors, _ = store.windows(ids=[top.id])
+            exp = explain_file(loaded, inputs[0], vectors[0] if len(vectors) else None, explain_out)
+            explained = {"path": str(explain_out), "sound": top.path, "start": round(top.start, 3),
+                         "method": exp.method}
+    doc = result.to_json()
+    report = _export(result.results, " ".join(map(str, inputs)), export_dir, clip, as_json) if export_dir else None
     if as_json:
-        print_json(result.to_json())
+        if report is not None:
+            doc["export"] = report.to_json()
+        if explained:
+            doc["explain"] = explained
+        print_json(doc)
+        _export_exit(report)
         return
-    from rich.table import Table
-
-    def ranking(title, hits):
-        table = Table(title=title)
-        table.add_column("rank", justify="right")
-        table.add_column("file", overflow="fold")
-        table.add_column("category")
-        table.add_column("start (s)", justify="right")
-        table.add_column("distance", justify="right")
-        for i, h in enumerate(hits, 1):
-            table.add_row(str(i), _display_path(h.path), h.category, f"{h.start:.1f}", f"{h.distance:.4f}")
-        return table
-
-    from soundlib.media import media_kind
-
     out = stdout_console()
     for f in result.frames or []:
         where = f" @ {f.time:.1f} s" if media_kind(f.input) in ("video", "audio") else ""
-        out.print(ranking(f"{f.input}{where}", f.results))
+        out.print(_ranking(f"{f.input}{where}", f.results))
     combined = "combined ranking: " if result.frames else ""
-    out.print(ranking(combined + ", ".join(result.inputs), result.results))
+    out.print(_ranking(combined + ", ".join(result.inputs), result.results))
+    if explained:
+        out.print(f"heatmap of {_display_path(explained['sound'])} @ {explained['start']:.1f} s "
+                  f"({explained['method']}) -> {explained['path']}", highlight=False, markup=False)
+    _export_exit(report)
+
+
+def _ranking(title, hits, score="distance"):
+    """A Rich table of a ranking (``Hit`` or ``WordHit``): file, category, start, score, description."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("rank", justify="right")
+    table.add_column("file", overflow="fold")
+    table.add_column("category")
+    table.add_column("start (s)", justify="right")
+    table.add_column(score, justify="right")
+    table.add_column("description", overflow="fold", max_width=50)
+    for i, h in enumerate(hits, 1):
+        value = getattr(h, "distance", None)
+        value = f"{value:.4f}" if value is not None else f"{h.score:.3f}"
+        table.add_row(str(i), _display_path(h.path), h.category, f"{h.start:.1f}", value,
+                      str(h.metadata.get("description", "")))
+    return table
+
+
+def _check_export(export_dir, clip):
+    """--clip needs --export; a bad export folder fails before the work."""
+    if clip is not None and export_dir is None:
+        raise click.UsageError("--clip needs --export DIR")
+    if export_dir is not None:
+        from soundlib.picks import check_export_dir
+
+        check_export_dir(export_dir)
+
+
+def _export(hits, query_text, export_dir, clip, as_json):
+    """Export a ranking's files (soundlib.picks); prints one line per skipped pick and a summary on stderr."""
+    from pathlib import Path
+
+    from soundlib.clikit import print_skipped, stderr_console
+    from soundlib.picks import Pick, export_picks
+
+    picks = [Pick(Path(h.path), float(h.start), float(h.distance if hasattr(h, "distance") else h.score),
+                  query_text, h.category or None, str(h.metadata.get("description", "")) or None) for h in hits]
+    report = export_picks(picks, export_dir, clip=clip)
+    err = stderr_console()
+    for path, reason in report.skipped:
+        print_skipped(err, path, reason)
+    if not as_json:
+        err.print(f"exported {len({e.file for e in report.picks})} file(s) to {report.dest}: "
+                  f"{', '.join(report.listings)}", highlight=False, markup=False, soft_wrap=True)
+    return report
+
+
+def _export_exit(report):
+    import sys
+
+    from soundlib.clikit import EXIT_PARTIAL
+
+    if report is not None and report.skipped:
+        sys.exit(EXIT_PARTIAL)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("words", nargs=-1, required=True)
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of sounds.")
+@click.option("--category", "categories", multiple=True, metavar="NAME",
+              help="Only sounds of this category, at any level (repeat for several).")
+@export_options
+@store_options
+@json_option
+@debug_option
+@handle_errors
+def search(words, k, categories, export_dir, clip, db, chroma_url, collection, as_json, debug):
+    """Find sounds by words: in their names, folders, description and keywords (BM25 ranking; no model needed).
+
+    Files with more of the words come first. Words are matched whole, ignoring case and a plural s
+    (`doors` finds `door`); camel case is split (`DOORWood` is `door` + `wood`).
+
+    \b
+    Examples:
+      soundlib search door creak
+      soundlib search "wolf howl" -k 20 --category widelands --json
+      soundlib search rain --export picks/
+    """
+    from soundlib.clikit import print_json, stdout_console
+    from soundlib.store import open_store
+    from soundlib.words import search_words
+
+    text = " ".join(words)
+    _check_export(export_dir, clip)
+    with open_store(db=db, url=chroma_url, collection=collection) as store:
+        hits = search_words(store, text, k=k, categories=categories)
+    report = _export(hits, text, export_dir, clip, as_json) if export_dir else None
+    if as_json:
+        from soundlib.recommend import file_info
+
+        doc = {"query": text, "k": k, "results": [
+            {"rank": i + 1, "path": h.path, "category": h.category, "score": round(h.score, 6), "matched": h.matched,
+             "description": str(h.metadata.get("description", "")), "info": file_info(h.metadata)}
+            for i, h in enumerate(hits)]}
+        if report is not None:
+            doc["export"] = report.to_json()
+        print_json(doc)
+    else:
+        stdout_console().print(_ranking(f"search: {text}", hits, score="score"))
+    _export_exit(report)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs $SOUNDLIB_SERVE_TOKEN (the page asks for it).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
+@model_option
+@store_options
+@debug_option
+@handle_errors
+def serve(host, port, open_browser, model_spec, db, chroma_url, collection, debug):
+    """Serve a web page to search the library by picture or video: waveforms, audition, heatmaps, picks.
+
+    One process: the model is loaded once and queries are answered warm. The page only reads the collection.
+    Binds 127.0.0.1 by default; any other --host needs $SOUNDLIB_SERVE_TOKEN (open /?token=... once).
+
+    \b
+    Examples:
+      soundlib serve --db .demo-store --collection demo --open
+      SOUNDLIB_SERVE_TOKEN=$(openssl rand -hex 16) soundlib serve --host 0.0.0.0 --port 8765
+    """
+    import os
+
+    from soundlib.clikit import stderr_console
+    from soundlib.serve.config import TOKEN_ENV, ServeConfig
+    from soundlib.serve.security import check_bind
+
+    token = os.environ.get(TOKEN_ENV) or None
+    check_bind(host, token)  # before anything loads
+    from soundlib.models import load_model
+    from soundlib.serve.app import create_app, listen, run
+    from soundlib.serve.engine import Engine
+    from soundlib.store import open_store
+
+    sock = listen(host, port)
+    with open_store(db=db, url=chroma_url, collection=collection) as store:
+        loaded = load_model(model_spec or store.recorded_model_path())
+        engine = Engine(loaded, store, ServeConfig(host=host, port=port))
+        app = create_app(engine, token=token)
+        bound = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{bound}/"
+        info = engine.info()
+        stderr_console().print(f"soundlib serve: {url} ({info['collection']}: {info['files']} sounds, model "
+                               f"{info['model']}{'; token required' if token else ''}); Ctrl-C stops",
+                               highlight=False, markup=False, soft_wrap=True)
+        if open_browser:
+            import threading
+            import webbrowser
+
+            threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+        run(app, sock)
 
 
 def _display_path(path: str) -> str:
@@ -465,7 +660,8 @@ def library(ctx, db, chroma_url, collection, as_json, debug):
     with open_store(db=db, url=chroma_url, collection=collection) as store:
         info = store.describe()
     if as_json:
-        print_json({key: info[key] for key in ("collection", "model", "files", "windows", "categories")})
+        print_json({key: info[key] for key in ("collection", "model", "files", "windows", "categories",
+                                               "category_from")})
         return
     from rich.table import Table
 
@@ -476,13 +672,14 @@ def library(ctx, db, chroma_url, collection, as_json, debug):
     table.add_row("model", f"{info['model']} (sha256 {info['model_sha256'][:12]}, dim {info['dim']})")
     table.add_row("files", str(info["files"]))
     table.add_row("windows", str(info["windows"]))
+    table.add_row("category rule", str(info.get("category_from") or "first (before rules existed)"))
     if info.get("size_bytes") is not None:
         table.add_row("size on disk", f"{info['size_bytes'] / 2**20:.1f} MiB")
     cats = Table(title="categories")
     cats.add_column("category")
     cats.add_column("files", justify="right")
     for name, n in sorted(info["categories"].items(), key=lambda kv: (-kv[1], kv[0])):
-        cats.add_row(name, str(n))
+        cats.add_row(name or "(none)", str(n))
     out = stdout_console()
     out.print(table)
     out.print(cats)

@@ -122,8 +122,9 @@ def encoder_only(model: Any, windows: np.ndarray, batch: int) -> float:
     return time.perf_counter() - t
 
 
-def run_ingest(loaded: Any, root: Path, batch: int) -> tuple[Any, float]:
-    """One ingest of ``root`` into a fresh embedded store in a temp folder: ``(report, wall seconds)``."""
+def run_ingest(loaded: Any, root: Path, batch: int, metadata: bool = True) -> tuple[Any, float]:
+    """One ingest of ``root`` into a fresh embedded store in a temp folder: ``(report, wall seconds)``;
+    ``metadata=False`` skips reading tags and measuring loudness."""
     from soundlib.ingest import ingest
     from soundlib.store import open_store
 
@@ -131,7 +132,7 @@ def run_ingest(loaded: Any, root: Path, batch: int) -> tuple[Any, float]:
     try:
         with open_store(db=tmp, create=True) as store:
             t = time.perf_counter()
-            report = ingest([str(root)], loaded, store, batch_size=batch)
+            report = ingest([str(root)], loaded, store, batch_size=batch, metadata=metadata)
             wall = time.perf_counter() - t
             assert store.count() == report.windows, (store.count(), report.windows)
     finally:

@@ -56,6 +56,17 @@ def store_options(f: Callable) -> Callable:
     return f
 
 
+def export_options(f: Callable) -> Callable:
+    """--export DIR and --clip SECONDS (the picks of a ranking, :mod:`soundlib.picks`)."""
+    f = click.option("--clip", default=None, type=click.FloatRange(min=0), metavar="SECONDS",
+                     help="With --export: cut each sound's best 1-s window with SECONDS of handles on each side "
+                          "instead of copying the whole file.")(f)
+    f = click.option("--export", "export_dir", default=None, metavar="DIR", type=click.Path(),
+                     help="Write the results into DIR: the sound files, picks.csv, picks.json, picks.m3u "
+                          "(never overwrites: a suffix is added).")(f)
+    return f
+
+
 def model_option(f: Callable) -> Callable:
     return click.option("--model", "model_spec", default=None, metavar="CKPT", envvar=MODEL_ENV,
                         help="Model checkpoint (default: the bundled model).")(f)
@@ -78,11 +89,12 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def print_skipped(console: Any, where: str, reason: str) -> None:
-    """``skipped WHERE: REASON`` on one line of ``console`` (stderr), whatever the characters or the terminal width."""
+def print_skipped(console: Any, where: str, reason: str, label: str = "skipped") -> None:
+    """``skipped WHERE: REASON`` (or another ``label``) on one line of ``console`` (stderr), whatever the characters
+    or the terminal width."""
     from rich.markup import escape
 
-    console.print(f"[yellow]skipped[/] {escape(one_line(str(where)))}: {escape(one_line(str(reason)))}",
+    console.print(f"[yellow]{label}[/] {escape(one_line(str(where)))}: {escape(one_line(str(reason)))}",
                   highlight=False, soft_wrap=True)
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,8 @@ class DecodedFile:
         duration: file length in seconds.
         sample_rate: the file's own sample rate in Hz.
         sha256: hex hash of the file's bytes.
+        info: what describes the file (:func:`describe`; empty when metadata is not read).
+        warning: why its embedded tags could not be read (the file is still used), else ``None``.
     """
 
     sound: SoundFile
@@ -46,6 +48,8 @@ class DecodedFile:
     duration: float
     sample_rate: int
     sha256: str
+    info: dict[str, Any] = field(default_factory=dict)
+    warning: str | None = None
 
 
 @dataclass
@@ -58,6 +62,8 @@ class EmbeddedFile:
     duration: float
     sample_rate: int
     sha256: str
+    info: dict[str, Any] = field(default_factory=dict)
+    warning: str | None = None
 
 
 @dataclass
@@ -68,8 +74,28 @@ class FailedFile:
     reason: str
 
 
-def decode_file(sound: SoundFile, cfg: AudioConfig, max_windows: int | None) -> DecodedFile:
-    """Probe, hash and cut one file into windows.
+def describe(path: str, windows: np.ndarray, cfg: AudioConfig, channels: int) -> tuple[dict[str, Any], str | None]:
+    """What describes a sound file besides its sound: embedded tags (:func:`soundlib.tags.read_tags`), channel
+    count, and peak / loudness of the decoded ``windows`` (:func:`soundlib.tags.loudness`; no second decode).
+
+    Returns:
+        ``(info, warning)``: ``warning`` is the one-line reason the tags could not be read (``info`` then holds
+        the rest).
+    """
+    from soundlib.tags import TagError, loudness, read_tags
+
+    info: dict[str, Any] = {"channels": int(channels), **loudness(windows, cfg.sample_rate)}
+    warning = None
+    try:
+        info.update(read_tags(path))
+    except TagError as e:
+        info.update(e.partial)
+        warning = e.reason
+    return info, warning
+
+
+def decode_file(sound: SoundFile, cfg: AudioConfig, max_windows: int | None, metadata: bool = False) -> DecodedFile:
+    """Probe, hash and cut one file into windows; with ``metadata``, also :func:`describe` it.
 
     Raises:
         AudioError: the file cannot be used (reasons in :mod:`soundlib.audio`).
@@ -82,7 +108,8 @@ def decode_file(sound: SoundFile, cfg: AudioConfig, max_windows: int | None) -> 
         sha = file_sha256(sound.path)
     except OSError as e:
         raise AudioError(f"cannot read ({e.strerror or e})", sound.path) from None
-    return DecodedFile(sound, list(starts), windows, float(info.duration), int(info.sample_rate), sha)
+    facts, warning = describe(sound.path, windows, cfg, info.channels) if metadata else ({}, None)
+    return DecodedFile(sound, list(starts), windows, float(info.duration), int(info.sample_rate), sha, facts, warning)
 
 
 def embed_windows(model: Any, windows: np.ndarray, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
@@ -110,7 +137,7 @@ class _Pending:
 def embed_windows_batched(model: Any, files: Iterable[SoundFile], batch_size: int = INFERENCE_BATCH,
                           progress: ProgressFn | None = None, max_windows: int | None = None,
                           total: int | None = None, stop: threading.Event | None = None,
-                          prefetch: int = PREFETCH_FILES) -> Iterator[EmbeddedFile | FailedFile]:
+                          prefetch: int = PREFETCH_FILES, metadata: bool = False) -> Iterator[EmbeddedFile | FailedFile]:
     """Embed every window of every file, decoding in a background thread while the model runs.
 
     Args:
@@ -122,6 +149,7 @@ def embed_windows_batched(model: Any, files: Iterable[SoundFile], batch_size: in
         total: number of files, for the progress bar.
         stop: when set, no new batch is started; files whose windows are all embedded are still yielded.
         prefetch: decoded files kept ready ahead of the model.
+        metadata: also read each file's tags and measure its loudness (in the decoding thread, :func:`describe`).
 
     Yields:
         :class:`EmbeddedFile` or :class:`FailedFile`, one per input file, in input order.
@@ -146,7 +174,7 @@ def embed_windows_batched(model: Any, files: Iterable[SoundFile], batch_size: in
                 if quit_worker.is_set() or stop.is_set():
                     break
                 try:
-                    item: DecodedFile | FailedFile = decode_file(sf, cfg, max_windows)
+                    item: DecodedFile | FailedFile = decode_file(sf, cfg, max_windows, metadata)
                 except SoundlibError as e:
                     item = FailedFile(sf, e.reason)
                 except Exception as e:  # noqa: BLE001 - one bad file must not stop the library
@@ -183,7 +211,8 @@ def embed_windows_batched(model: Any, files: Iterable[SoundFile], batch_size: in
             if isinstance(item, FailedFile):
                 yield item
             else:
-                yield EmbeddedFile(item.sound, item.starts, p.vectors, item.duration, item.sample_rate, item.sha256)
+                yield EmbeddedFile(item.sound, item.starts, p.vectors, item.duration, item.sample_rate, item.sha256,
+                                   item.info, item.warning)
         if progress is not None:
             dt = time.perf_counter() - t0
             progress("embed", n_files, total, windows=n_windows,

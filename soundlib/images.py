@@ -235,6 +235,63 @@ def load_images(paths: Sequence[str | Path], size: int | None = None) -> tuple["
     return batch, errors
 
 
+
+#: Side (pixels) :func:`render_drawing` renders SVG drawings at.
+DRAWING_SIDE: int = 512
+
+
+def render_drawing(src: str | Path, dst: str | Path, side: int = DRAWING_SIDE,
+                   background: tuple[int, int, int] | None = None) -> Path:
+    """Render an SVG (or gzip-compressed SVGZ) drawing to a PNG: fitted into ``side`` x ``side`` and centred, so the
+    square centre crop every model applies keeps the whole drawing.
+
+    Args:
+        src: the drawing.
+        dst: the PNG to write (parents created; written whole or not at all).
+        side: the PNG's side (pixels).
+        background: RGB of the margins and of the drawing's transparent parts; ``None`` keeps them transparent
+            (RGBA; :func:`load_image` composites them on white).
+
+    Returns:
+        ``dst``.
+
+    Raises:
+        ImageError: CairoSVG cannot be imported (it needs the system's libcairo2), cannot render the file, or the
+            drawing is empty (nothing drawn).
+    """
+    import gzip
+    import io
+
+    src, dst = Path(src), Path(dst)
+    try:
+        import cairosvg
+    except (ImportError, OSError) as e:
+        raise ImageError(f"cannot render drawings: CairoSVG is unavailable ({e})", str(src)) from None
+    from PIL import Image
+
+    try:
+        data = src.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        w, h = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=data))).size
+        scale = {"output_width": side} if w >= h else {"output_height": side}
+        im = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=data, **scale))).convert("RGBA")
+    except Exception as e:  # noqa: BLE001 - CairoSVG raises many types on bad input (XML, value, zero size...)
+        raise ImageError(f"cannot render the drawing ({type(e).__name__}: {e})".splitlines()[0], str(src)) from None
+    if im.getchannel("A").getextrema()[1] == 0:
+        raise ImageError("the drawing is empty (nothing drawn)", str(src))
+    im.thumbnail((side, side))
+    if background is None:
+        canvas = Image.new("RGBA", (side, side), (255, 255, 255, 0))
+        canvas.paste(im, ((side - im.width) // 2, (side - im.height) // 2))
+    else:
+        canvas = Image.new("RGB", (side, side), tuple(background))
+        canvas.paste(im, ((side - im.width) // 2, (side - im.height) // 2), im)
+    with atomic_write(dst) as tmp:
+        canvas.save(tmp, format="PNG")
+    return dst
+
+
 def save_jpeg(image: Any, path: str | Path, quality: int = 90) -> Path:
     """Write an image as JPEG (atomically: a temporary file, then rename), creating the folder.
 

@@ -9,7 +9,15 @@ For each audio file under the given folders (see :mod:`soundlib.scan`), compared
   ``--max-windows``) -> re-embedded; its old windows are replaced as a whole;
 - **skipped**: cannot be decoded (reason from :mod:`soundlib.audio`); windows stored for an earlier version of
   that file are deleted, so the library never recommends a file that no longer plays;
-- **removed** (``prune=True``): in the store under the given folders but gone from disk.
+- **removed** (``prune=True``): in the store under the given folders but gone from disk;
+- **relabelled**: unchanged, but stored under another category rule (``category_from``) -> only its metadata is
+  rewritten (no decoding, no embedding);
+- **described**: unchanged, but stored before soundlib read embedded metadata (or with ``metadata=False``) -> its
+  tags are read and its windows decoded again for peak and loudness, its metadata rewritten (no embedding).
+
+Categories follow the rule ``category_from`` (:mod:`soundlib.categories`); the collection remembers the last rule
+used, which is the default of the next ingest. Embedded metadata (:mod:`soundlib.tags`) is read in the decoding
+thread; a file whose tags cannot be read is still ingested and reported in ``warnings``.
 
 Files half-written by a crash that are no longer on disk are cleaned up even without ``prune``.
 Interrupting (the ``stop`` event, set on the first Ctrl-C or SIGTERM by :func:`graceful_interrupt`) finishes the
@@ -28,11 +36,30 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from soundlib.categories import DEFAULT_RULE, categorize, check_rule
 from soundlib.config import INFERENCE_BATCH
-from soundlib.embedding import EmbeddedFile, FailedFile, embed_windows_batched
+from soundlib.embedding import EmbeddedFile, FailedFile, decode_file, embed_windows_batched
+from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn
 from soundlib.scan import SoundFile, file_sha256, plan_roots, scan
-from soundlib.store import FileRecord, FileVectors, SoundStore, file_key
+from soundlib.store import (META_VERSION, FileRecord, FileVectors, SoundStore, file_key, filter_metadata,
+                            info_metadata)
+from soundlib.words import file_words
+
+#: Files whose metadata is rewritten per store update while relabelling / describing (a crash loses at most these).
+UPDATE_FILES = 500
+
+
+def labels(rel: str, root: str, rule: str, info: dict[str, Any]) -> dict[str, Any]:
+    """The category fields of a file: ``category``, ``category_from``, and for window 0 ``levels``, ``words`` and
+    the UCS blocks of its name (``ucs_fx_name``, ``ucs_creator``, ``ucs_source``) merged into ``info``."""
+    cat = categorize(rel, root, rule, cat_id=info.get("cat_id"))
+    head = dict(info)
+    if cat.ucs is not None:
+        head.update(ucs_fx_name=cat.ucs.fx_name, ucs_creator=cat.ucs.creator_id or "",
+                    ucs_source=cat.ucs.source_id or "", cat_id=cat.ucs.cat_id)
+    return {"category": cat.category, "category_from": rule, "levels": cat.levels,
+            "words": file_words(rel, cat.category, head), "info": head}
 
 #: Embedded files are written at least this often (seconds): what a crash (SIGKILL, power loss) can lose.
 FLUSH_SECONDS: float = 5.0
@@ -50,6 +77,10 @@ class IngestReport:
     windows: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    relabelled: int = 0
+    described: int = 0
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    category_from: str = DEFAULT_RULE
 
     @property
     def windows_per_s(self) -> float:
@@ -60,7 +91,8 @@ class IngestReport:
         """The ``--json`` document (shape fixed by the library issue)."""
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged, "removed": self.removed,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "windows": self.windows,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "relabelled": self.relabelled, "described": self.described,
+                "warnings": [{"path": p, "reason": r} for p, r in self.warnings], "category_from": self.category_from}
 
 
 @contextlib.contextmanager
@@ -97,7 +129,8 @@ def _expected_windows(rec: FileRecord, cfg: Any, max_windows: int) -> int:
 
 def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_windows: int | None = None,
            prune: bool = False, progress: ProgressFn | None = None, batch_size: int = INFERENCE_BATCH,
-           stop: threading.Event | None = None, flush_seconds: float = FLUSH_SECONDS) -> IngestReport:
+           stop: threading.Event | None = None, flush_seconds: float = FLUSH_SECONDS,
+           category_from: str | None = None, metadata: bool = True) -> IngestReport:
     """Bring the store up to date with the audio files under ``folders`` (rules in the module docstring).
 
     Args:
@@ -111,6 +144,10 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
         stop: when set (e.g. Ctrl-C), finish the batch in flight, write what is complete and return.
         flush_seconds: write the files embedded so far at least this often (seconds of work a crash can lose),
             besides whenever :attr:`SoundStore.max_batch_size` windows are waiting.
+        category_from: the category rule (:data:`soundlib.categories.CATEGORY_RULES`); ``None``: the rule the
+            collection was last ingested with, else ``auto``. Files stored under another rule are relabelled.
+        metadata: read embedded tags and measure loudness (``False``: faster, files stay undescribed until an
+            ingest with metadata).
 
     Returns:
         An :class:`IngestReport`.
@@ -120,14 +157,16 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
         ModelMismatchError: the collection was built with another model.
         StoreError: the store cannot be written, or another process is writing to it.
     """
+    if category_from is not None:
+        check_rule(category_from)
     with store.writing("ingest"):
         return _ingest_locked(list(folders), loaded_model, store, max_windows, prune, progress, batch_size, stop,
-                              flush_seconds)
+                              flush_seconds, category_from, metadata)
 
 
 def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max_windows: int | None,
                    prune: bool, progress: ProgressFn | None, batch_size: int, stop: threading.Event | None,
-                   flush_seconds: float) -> IngestReport:
+                   flush_seconds: float, category_from: str | None, metadata: bool) -> IngestReport:
     """:func:`ingest`'s work, with the store's writer lock held."""
     t0 = time.perf_counter()
     cfg = loaded_model.model.config.audio
@@ -135,6 +174,9 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
     report = IngestReport()
     plan_roots(folders)  # every argument must exist before the store is touched
     store.prepare(loaded_model)
+    rule = category_from or store.category_rule() or DEFAULT_RULE
+    report.category_from = rule
+    store.set_collection_metadata(category_from=rule)  # first: an interrupted run is finished under this rule
     complete = store.file_records(complete=True)  # one metadata listing (the files' last windows)...
     started_ids = store.started_file_ids()  # ...and one fast ids-only listing
     # files cut by a crash (a window 0 but no last window): rare, read their window 0
@@ -160,6 +202,13 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
     replace: set[str] = set()
     kind: dict[str, str] = {}
     on_disk: set[str] = set()
+    refresh: list[tuple[SoundFile, FileRecord]] = []  # unchanged files whose metadata is out of date
+
+    def unchanged(sf: SoundFile, rec: FileRecord) -> None:
+        report.unchanged += 1
+        if rec.category_from != rule or (metadata and rec.meta < META_VERSION):
+            refresh.append((sf, rec))
+
     for sf in files:
         if stopped():
             break
@@ -174,7 +223,7 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
             continue
         same_layout = _expected_windows(rec, cfg, cap) == rec.n_windows
         if same_layout and rec.size == sf.size and rec.mtime_ns == sf.mtime_ns:
-            report.unchanged += 1
+            unchanged(sf, rec)
             continue
         if same_layout and rec.size == sf.size:
             try:
@@ -184,7 +233,7 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
                 continue
             if sha == rec.sha256:
                 store.touch_file(rec, mtime=sf.mtime, mtime_ns=sf.mtime_ns)
-                report.unchanged += 1
+                unchanged(sf, rec)
                 continue
         kind[fid] = "updated"
         replace.add(fid)
@@ -207,7 +256,7 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
     stale: set[str] = set()
     try:
         for res in embed_windows_batched(loaded_model.model, todo, batch_size=batch_size, progress=progress,
-                                         max_windows=cap, total=len(todo), stop=stop):
+                                         max_windows=cap, total=len(todo), stop=stop, metadata=metadata):
             sf = res.sound
             fid = file_key(sf.root, sf.rel)
             if isinstance(res, FailedFile):
@@ -216,10 +265,13 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
                     stale.add(fid)
                 continue
             assert isinstance(res, EmbeddedFile)
-            buffer.append(FileVectors(root=sf.root, rel=sf.rel, category=sf.category, folder=sf.folder,
-                                      size=sf.size, mtime=sf.mtime, mtime_ns=sf.mtime_ns, sha256=res.sha256,
-                                      duration=res.duration, sample_rate=res.sample_rate, starts=res.starts,
-                                      vectors=res.vectors))
+            if res.warning:
+                report.warnings.append((sf.path, res.warning))
+            buffer.append(FileVectors(root=sf.root, rel=sf.rel, folder=sf.folder, size=sf.size, mtime=sf.mtime,
+                                      mtime_ns=sf.mtime_ns, sha256=res.sha256, duration=res.duration,
+                                      sample_rate=res.sample_rate, starts=res.starts, vectors=res.vectors,
+                                      meta=META_VERSION if metadata else 0,
+                                      **labels(sf.rel, sf.root, rule, res.info)))
             buffered += len(res.starts)
             if buffered >= limit or time.monotonic() - last_flush >= flush_seconds:
                 flush()
@@ -228,6 +280,8 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
             flush()  # keep the files embedded before the error (or a second Ctrl-C)
         raise
     flush()
+    if refresh and not stopped():
+        _refresh(refresh, store, rule, metadata, cfg, cap, report, progress, stopped)
     report.interrupted = stopped()
 
     in_scope = {fid for fid, r in started.items() if any(p.covers(r.root, r.rel) for p in plans)}
@@ -239,5 +293,51 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
         report.removed = len(gone)
     else:  # half-written files that are gone are garbage either way
         store.delete_files({fid for fid in gone if fid not in complete} | stale)
+    if report.windows or report.removed or stale:
+        store.set_collection_metadata(windows=store.count())  # sizes the first fetch of filtered searches
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _refresh(items: list[tuple[SoundFile, FileRecord]], store: SoundStore, rule: str, metadata: bool, cfg: Any,
+             cap: int, report: IngestReport, progress: ProgressFn | None, stopped: Any) -> None:
+    """Rewrite the metadata of unchanged files: relabel them under ``rule``; describe files stored without the
+    current metadata (tags + a decode for loudness). Nothing is embedded."""
+    heads = store.file_records(complete=False, file_ids=[rec.file_id for _, rec in items])  # window 0: their info
+    changes: list[tuple[FileRecord, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+    counts = {"relabelled": 0, "described": 0}
+
+    def write() -> None:
+        store.update_files(changes)
+        report.relabelled += counts["relabelled"]
+        report.described += counts["described"]
+        changes.clear()
+        counts.update(relabelled=0, described=0)
+
+    for n, (sf, rec) in enumerate(items):
+        if stopped():
+            break
+        head = heads.get(rec.file_id)
+        info = dict(head.info) if head is not None else {}
+        every: dict[str, Any] = {}
+        if metadata and rec.meta < META_VERSION:
+            try:
+                decoded = decode_file(sf, cfg, cap, metadata=True)
+            except SoundlibError as e:  # unreadable now: the next ingest sees its new mtime, or the same error
+                report.warnings.append((sf.path, f"cannot describe ({e.reason})"))
+                continue
+            if decoded.warning:
+                report.warnings.append((sf.path, decoded.warning))
+            info = decoded.info
+            every["meta"] = META_VERSION
+            counts["described"] += 1
+        else:
+            counts["relabelled"] += 1
+        lab = labels(sf.rel, sf.root, rule, info)
+        every.update(category=lab["category"], category_from=rule)
+        changes.append((rec, every, info_metadata(lab["info"]), filter_metadata(lab["levels"], lab["words"])))
+        if len(changes) >= UPDATE_FILES:
+            write()
+        if progress is not None:
+            progress("metadata", n + 1, len(items))
+    write()

@@ -16,8 +16,11 @@ Sounds ("more like this")
     that is in the library finds itself first (distance ~0), and a long query matches files that share any part of
     it. Sounds and pictures cannot be mixed in one query (their distances are not on one scale).
 
-Category filter
-    ``categories`` restricts results with a Chroma ``where`` on the ``category`` metadata (``$in`` for several).
+Filters
+    ``categories`` keeps sounds whose category matches one of the names at any level (``wolf`` finds
+    ``widelands/wolf``, and so does ``widelands/wolf``; :func:`soundlib.words.category_where`); ``text`` keeps sounds that have every one of its
+    words (name, folders, tags; :mod:`soundlib.words`). Both pick the allowed files from their metadata
+    with Chroma's own filter (on their last window), then rank only those by the picture (:meth:`SoundStore.search_within`).
 """
 
 from __future__ import annotations
@@ -71,10 +74,21 @@ class QueryResult:
         return doc
 
 
+def file_info(meta: dict[str, Any]) -> dict[str, Any]:
+    """What describes a result's file, for ``--json``: folder, category rule, duration, sample rate and the
+    :data:`soundlib.store.FILE_INFO_KEYS` present."""
+    from soundlib.store import FILE_INFO_KEYS
+
+    out = {k: meta[k] for k in ("folder", "category_from", "duration", "sample_rate") if k in meta}
+    out.update({k: meta[k] for k in FILE_INFO_KEYS if k in meta})
+    return out
+
+
 def hits_json(hits: Sequence[Hit]) -> list[dict[str, Any]]:
-    """``[{"rank", "path", "category", "start", "distance"}]`` for a ranking."""
+    """``[{"rank", "path", "category", "start", "distance", "description", "info"}]`` for a ranking."""
     return [{"rank": i + 1, "path": h.path, "category": h.category, "start": round(h.start, 3),
-             "distance": round(h.distance, 6)} for i, h in enumerate(hits)]
+             "distance": round(h.distance, 6), "description": str(h.metadata.get("description", "")),
+             "info": file_info(h.metadata)} for i, h in enumerate(hits)]
 
 
 @dataclass
@@ -82,14 +96,6 @@ class _Vectors:
     kind: str  # "picture" or "sound"
     labels: list[tuple[str, float]] = field(default_factory=list)  # (input, time)
     vectors: list[np.ndarray] = field(default_factory=list)
-
-
-def category_where(categories: Iterable[str] | None) -> dict[str, Any] | None:
-    """Chroma ``where`` for a category filter (``None`` when no filter)."""
-    cats = sorted({c for c in (categories or []) if c})
-    if not cats:
-        return None
-    return {"category": cats[0]} if len(cats) == 1 else {"category": {"$in": cats}}
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -147,10 +153,25 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
-                    progress: ProgressFn | None) -> None:
+def embed_pictures(model: Any, pictures: Sequence[Any]) -> np.ndarray:
+    """Embed pictures already read at ``model.picture_size`` (one model call; one torch thread for a few).
+
+    Args:
+        model: the model (``loaded.model``).
+        pictures: ``(3, S, S)`` float tensors in [0, 1] (:func:`soundlib.images.load_image`).
+
+    Returns:
+        ``(N, D)`` float32 L2-normalised embeddings.
+    """
     import torch
 
+    with torch_threads(1 if len(pictures) < ONE_THREAD_BELOW else None):
+        vecs = model.embed_images(torch.stack(list(pictures)))
+    return vecs.detach().float().cpu().numpy()
+
+
+def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
+                    progress: ProgressFn | None) -> None:
     from soundlib.images import load_image, video_frames
 
     size = model.picture_size
@@ -159,9 +180,7 @@ def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
 
     def run() -> None:
         if batch:
-            with torch_threads(1 if len(batch) < ONE_THREAD_BELOW else None):
-                vecs = model.embed_images(torch.stack(batch))
-            acc.vectors += list(vecs.detach().float().cpu().numpy())
+            acc.vectors += list(embed_pictures(model, batch))
             acc.labels += labels
             batch.clear()
             labels.clear()
@@ -215,7 +234,8 @@ def _fuse_min(rankings: list[list[Hit]], k: int) -> list[Hit]:
 
 def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: SoundStore, k: int = DEFAULT_K,
               categories: Iterable[str] | None = None, per_frame: bool = False,
-              max_windows: int | None = None, progress: ProgressFn | None = None) -> QueryResult:
+              max_windows: int | None = None, progress: ProgressFn | None = None,
+              text: str | None = None) -> QueryResult:
     """Recommend ``k`` distinct sound files for pictures, videos or sounds (rules in the module docstring).
 
     Args:
@@ -223,7 +243,8 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
         loaded_model: a :class:`soundlib.models.LoadedModel`; must be the collection's model.
         store: the open library.
         k: number of distinct files to return.
-        categories: only recommend sounds of these categories.
+        categories: only recommend sounds of these categories (any level).
+        text: only recommend sounds that have every word of this text (name, folders, tags).
         per_frame: also return one ranking per picture / video frame / sound window.
         max_windows: window cap for sound inputs (default ``AudioConfig.max_windows``, as ingest).
         progress: receives ``("embed", inputs_done, inputs_total)``.
@@ -247,23 +268,89 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
     if sounds and pictures:
         raise SoundlibError("give either pictures/videos or sounds in one query, not both")
     model = loaded_model.model
-    where = category_where(categories)
+    files = _allowed_files(store, text, categories)
     acc = _Vectors(kind="sound" if sounds else "picture")
     if sounds:
         _embed_sounds(model, sounds, acc, max_windows)
     else:
         _embed_pictures(model, pictures, acc, progress)
-    vecs = np.stack(acc.vectors).astype(np.float32)
+    return _rank(acc, store, k, files, per_frame, [str(p) for p in inputs])
 
+
+def _allowed_files(store: SoundStore, text: str | None, categories: Iterable[str] | None) -> Any:
+    """The files a ranking may return under a word / category filter (``None``: no filter)."""
+    if not text and not any(categories or ()):
+        return None
+    from soundlib.words import allowed_files
+
+    return allowed_files(store, text, categories or ())
+
+
+def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool, inputs: list[str]) -> QueryResult:
+    """Search the store with embedded queries: one ranking (pictures: their centroid; sounds: min-fusion of the
+    windows) and, with ``per_frame``, one per picture / window; ``files`` restricts it (see :func:`_allowed_files`)."""
+    vecs = np.stack(acc.vectors).astype(np.float32)
     frames: list[FrameResult] | None = None
     if acc.kind == "sound":
-        per = store.search(vecs, k, where=where)
+        per = store.search(vecs, k, files=files)
         results = _fuse_min(per, k)
     else:
         centroid = _normalise(vecs.mean(axis=0, keepdims=True))
-        per = store.search(np.concatenate([centroid, vecs]), k, where=where) if per_frame else \
-            store.search(centroid, k, where=where)
+        per = store.search(np.concatenate([centroid, vecs]), k, files=files) if per_frame else \
+            store.search(centroid, k, files=files)
         results, per = per[0], per[1:]
     if per_frame:
         frames = [FrameResult(input=lab[0], time=lab[1], results=hits) for lab, hits in zip(acc.labels, per)]
-    return QueryResult(inputs=[str(p) for p in inputs], k=k, results=results, frames=frames)
+    return QueryResult(inputs=inputs, k=k, results=results, frames=frames)
+
+
+def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, float]], loaded_model: Any,
+                       store: SoundStore, k: int = 10, categories: Iterable[str] | None = None,
+                       per_frame: bool = False) -> QueryResult:
+    """:func:`recommend` for pictures already decoded (e.g. uploads to ``soundlib serve``): same rankings.
+
+    Args:
+        pictures: ``(3, S, S)`` float tensors in [0, 1] read at ``loaded_model.model.picture_size``.
+        labels: ``(input name, time in seconds)`` of each picture (names the frames of the answer).
+        loaded_model, store, k, categories, per_frame: as in :func:`recommend`.
+
+    Raises:
+        SoundlibError: no pictures, ``k < 1``, or labels that do not match the pictures.
+        ModelMismatchError / StoreError: wrong model for the collection, or no collection.
+    """
+    if k < 1:
+        raise SoundlibError(f"k must be at least 1, got {k}")
+    if not pictures or len(pictures) != len(labels):
+        raise SoundlibError("no pictures" if not pictures else "one label per picture is needed")
+    store.check_model(loaded_model)
+    acc = _Vectors(kind="picture", labels=[(str(n), float(t)) for n, t in labels],
+                   vectors=list(embed_pictures(loaded_model.model, pictures)))
+    inputs = list(dict.fromkeys(str(n) for n, _ in labels))
+    return _rank(acc, store, k, _allowed_files(store, None, categories), per_frame, inputs)
+
+
+def more_like_file(store: SoundStore, file_id: str, k: int = 10,
+                   categories: Iterable[str] | None = None) -> QueryResult:
+    """"More like this" for a file of the library, from its stored window embeddings (nothing is decoded).
+
+    The same ranking as :func:`recommend` with the file itself as a sound query (its windows are the ones ingest
+    cut, embedded by the collection's model): each window is searched and a file scores its best (window, window)
+    distance, so the file itself comes first (distance 0) unless the category filter excludes it.
+
+    Args:
+        store: the open library.
+        file_id: the file's id in the collection (``Hit.metadata["file_id"]``).
+        k, categories: as in :func:`recommend`.
+
+    Raises:
+        SoundlibError: ``k < 1``, or no file with this id in the collection.
+    """
+    if k < 1:
+        raise SoundlibError(f"k must be at least 1, got {k}")
+    ids, vectors, metas = store.windows(file_id=file_id)
+    if not ids:
+        raise SoundlibError(f"no file with id '{file_id}' in the collection", store.location)
+    root, rel = metas[0].get("root"), str(metas[0].get("path", file_id))
+    name = os.path.join(root, rel) if root else rel
+    acc = _Vectors(kind="sound", labels=[(name, float(m.get("start", 0.0))) for m in metas], vectors=list(vectors))
+    return _rank(acc, store, k, _allowed_files(store, None, categories), False, [name])

@@ -11,7 +11,15 @@ Layout of a collection:
 - record metadata: ``path`` (relative to ``root``), ``root``, ``category``, ``folder``, ``start`` (s), ``duration``
   (of the file, s), ``sha256``, ``mtime`` (s; Chroma may round it in the last bit), ``mtime_ns`` (exact),
   ``size``, ``sample_rate`` (of the file), ``window`` (index),
-  ``n_windows``, ``file_id`` and ``last`` (True on the window with the highest index).
+  ``n_windows``, ``file_id`` and ``last`` (True on the window with the highest index), ``category_from`` (the
+  rule that made ``category``, :mod:`soundlib.categories`) and ``meta`` (version of the file facts below);
+- on window 0 only, what describes the file (:data:`FILE_INFO_KEYS`): embedded tags (``title``, ``description``,
+  ``keywords``, ``comment``, ``artist``, ``library``, ``cat_id``; :mod:`soundlib.tags`), UCS name blocks
+  (``ucs_fx_name``, ``ucs_creator``, ``ucs_source``), ``channels``, ``peak_dbfs``, ``loudness_lufs``. Search results
+  get them merged into their metadata (window 0's id is known from any window's id: one ``get`` for both);
+- on the last window only, two lists for filters: ``levels`` (lower-case category levels, ``--category``) and
+  ``words`` (normalised words of the name, folders and tags, :mod:`soundlib.words`). A filter lists matching ids
+  only (``"<file_id>:<last index>"`` gives the file and its window count), which is ~10x faster than metadata.
 
 A file is written as a whole: its old windows are deleted, then its windows are upserted in index order, so the
 window flagged ``last`` is written last. A file counts as present only when its ``last`` window exists; a file
@@ -31,7 +39,7 @@ import shutil
 import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,15 +118,46 @@ def writer_lock(db: str | os.PathLike | None, url: str | None, command: str) -> 
     return exclusive_lock(embedded_path(db), command=command)
 
 
+#: Version of the per-file facts ingest writes (tags, loudness, levels, words); files stored with an older one are
+#: described again (no embedding) by the next ingest.
+META_VERSION = 1
+#: Metadata keys describing a whole file, kept on its window 0 and merged into search results.
+FILE_INFO_KEYS: tuple[str, ...] = ("title", "description", "keywords", "comment", "artist", "library", "cat_id",
+                                   "ucs_fx_name", "ucs_creator", "ucs_source", "channels", "peak_dbfs",
+                                   "loudness_lufs")
+
+
+def info_metadata(info: dict[str, Any]) -> dict[str, Any]:
+    """What a file's window 0 holds besides the window facts: ``info`` (:data:`FILE_INFO_KEYS` only, empty values
+    left out)."""
+    return {k: v for k, v in info.items() if k in FILE_INFO_KEYS and v not in (None, "")}
+
+
+def filter_metadata(levels: Sequence[str], words: Sequence[str]) -> dict[str, Any]:
+    """What a file's last window holds for filters: ``levels`` and ``words`` (left out when empty: Chroma refuses
+    empty lists)."""
+    out: dict[str, Any] = {}
+    if levels:
+        out["levels"] = list(levels)
+    if words:
+        out["words"] = list(words)
+    return out
+
+
 @dataclass(frozen=True)
 class FileFacts:
-    """What the store keeps about a sound file, on every one of its windows.
+    """What the store keeps about a sound file.
 
     Attributes:
         root: the library root the file was found under; ``rel``: its POSIX path relative to ``root``.
-        category: the first folder under the root (``""`` for files directly in it); ``folder``: its folder.
+        category: by the rule ``category_from`` (:mod:`soundlib.categories`); ``folder``: its full folder path.
         size: bytes; ``mtime``: seconds; ``mtime_ns``: exact; ``sha256``: hex hash of the bytes.
         duration: length in seconds; ``sample_rate``: the file's own rate in Hz.
+        category_from: the category rule (``""`` for files stored before rules existed).
+        meta: :data:`META_VERSION` the file was described with (0: never).
+        levels: lower-case category levels (last window only; empty when read back from another window).
+        words: normalised words for word search (last window only).
+        info: :data:`FILE_INFO_KEYS` values (window 0 only).
     """
 
     root: str
@@ -131,6 +170,12 @@ class FileFacts:
     sha256: str
     duration: float
     sample_rate: int
+    category_from: str = field(default="", kw_only=True)
+    meta: int = field(default=0, kw_only=True)
+    levels: tuple[str, ...] = field(default=(), kw_only=True)
+    words: tuple[str, ...] = field(default=(), kw_only=True)
+    info: dict[str, Any] = field(default_factory=dict, kw_only=True)
+
 
 
 @dataclass(frozen=True)
@@ -148,7 +193,9 @@ class FileRecord(FileFacts):
                    size=int(m.get("size", -1)), mtime=float(m.get("mtime", -1.0)),
                    mtime_ns=int(m.get("mtime_ns", -1)), sha256=str(m.get("sha256", "")),
                    duration=float(m.get("duration", 0.0)), sample_rate=int(m.get("sample_rate", 0)),
-                   n_windows=int(m.get("n_windows", 0)))
+                   n_windows=int(m.get("n_windows", 0)), category_from=str(m.get("category_from", "")),
+                   meta=int(m.get("meta", 0)), levels=tuple(m.get("levels") or ()), words=tuple(m.get("words") or ()),
+                   info={k: m[k] for k in FILE_INFO_KEYS if k in m})
 
 
 @dataclass(frozen=True)
@@ -178,7 +225,11 @@ class FileVectors(FileFacts):
             "start": float(s), "duration": float(self.duration), "sha256": self.sha256,
             "mtime": float(self.mtime), "mtime_ns": int(self.mtime_ns), "size": int(self.size),
             "sample_rate": int(self.sample_rate), "window": i, "n_windows": n, "file_id": fid, "last": i == n - 1,
+            "category_from": self.category_from, "meta": int(self.meta),
         } for i, s in enumerate(self.starts)]
+        if metas:
+            metas[0].update(info_metadata(self.info))
+            metas[-1].update(filter_metadata(self.levels, self.words))
         return ids, np.asarray(self.vectors, dtype=np.float32).reshape(n, -1), metas
 
 
@@ -411,6 +462,23 @@ class SoundStore:
         path = (col.metadata or {}).get("model_path") if col is not None else None
         return str(path) if path and os.path.isfile(str(path)) else None
 
+    def category_rule(self) -> str | None:
+        """The category rule the collection was last ingested with (``None``: never recorded)."""
+        col = self.collection
+        rule = (col.metadata or {}).get("category_from") if col is not None else None
+        return str(rule) if rule else None
+
+    def set_collection_metadata(self, **changes: Any) -> None:
+        """Merge ``changes`` into the collection's metadata (Chroma's ``modify`` replaces it whole)."""
+        col = self.require()
+        meta = dict(col.metadata or {})
+        if all(meta.get(k) == v for k, v in changes.items()):
+            return
+        meta.update(changes)
+        with self._guard("updating the collection"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            col.modify(metadata=meta)
+
     @property
     def max_batch_size(self) -> int:
         """Records per write: :attr:`write_batch` if set, else the client's largest accepted write."""
@@ -420,6 +488,31 @@ class SoundStore:
             return int(self.client.get_max_batch_size())
         except Exception:  # noqa: BLE001 - older servers
             return 5000
+
+    def windows(self, ids: Iterable[str] | None = None, file_id: str | None = None,
+                ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        """Stored windows by record id, or every window of one file: ``(ids, (N, D) vectors, metadatas)``.
+
+        Args:
+            ids: record ids (``"<file_id>:<window>"``); ids that do not exist are left out.
+            file_id: instead, every window of this file (:func:`file_key`), in the store's order.
+
+        Returns:
+            The records found (none: empty lists and a ``(0, D)`` array).
+        """
+        col = self.require()
+        want = None if file_id is not None else sorted(set(ids or ()))
+        got: dict[str, Any] = {}
+        with self._guard("reading"):
+            if file_id is not None:
+                got = col.get(where={"file_id": str(file_id)}, include=["embeddings", "metadatas"])
+            elif want:
+                got = col.get(ids=want, include=["embeddings", "metadatas"])
+        found = list(got.get("ids") or [])
+        if not found:
+            return [], np.zeros((0, int(self.metadata.get("dim") or 0)), np.float32), []
+        vecs = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(found), -1)
+        return found, vecs, [dict(m or {}) for m in got.get("metadatas") or [{}] * len(found)]
 
     def count(self) -> int:
         """Number of records (windows) in the collection (0 if it does not exist)."""
@@ -557,6 +650,60 @@ class SoundStore:
             with self._guard("update"):
                 col.update(ids=chunk, metadatas=[dict(changes) for _ in chunk])
 
+    def update_files(self, changes: Sequence[tuple[FileRecord, dict[str, Any], dict[str, Any], dict[str, Any]]]
+                     ) -> int:
+        """Rewrite metadata of stored files without touching their embeddings (no model involved).
+
+        Args:
+            changes: ``(file, on_every_window, on_window_0, on_last_window)``: fields to set on all of the file's
+                windows, plus extra fields for its window 0 (:func:`info_metadata`) and its last window
+                (:func:`filter_metadata`). A file's ``last`` window is written after its others, so a crash leaves
+                the file looking unchanged and the next run redoes it.
+
+        Returns:
+            Number of windows updated.
+        """
+        col = self.require()
+        ids: list[str] = []
+        metas: list[dict[str, Any]] = []
+        for rec, every, head, tail in changes:
+            for i in range(rec.n_windows):
+                ids.append(window_id(rec.file_id, i))
+                metas.append({**every, **(head if i == 0 else {}), **(tail if i == rec.n_windows - 1 else {})})
+        step = self.max_batch_size
+        for lo in range(0, len(ids), step):
+            with self._guard("update"):
+                col.update(ids=ids[lo:lo + step], metadatas=metas[lo:lo + step])
+        return len(ids)
+
+    def files_matching(self, where: dict[str, Any] | None = None) -> dict[str, int]:
+        """The complete files whose last window matches ``where``: file id -> window count (ids listed only).
+
+        Args:
+            where: a Chroma metadata filter on keys only last windows hold (``levels``, ``words``), e.g.
+                ``{"words": {"$contains": "door"}}``; ``None``: every complete file. (Adding ``{"last": True}``
+                to a filter made it 20x slower at 20k windows: Chroma scans the flag on every record.)
+        """
+        if self.collection is None:
+            return {}
+        full = where or {"last": True}
+        out: dict[str, int] = {}
+        for rid in self._get_all(full, metadatas=False)[0]:
+            fid, _, index = rid.rpartition(":")
+            if _file_id_of(rid) is not None:  # a filter on keys every window holds lists them all: keep the last
+                out[fid] = max(out.get(fid, 0), int(index) + 1)
+        return out
+
+    def file_heads(self, file_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Window-0 metadata (what describes each file) of the given files, by file id (missing ones left out)."""
+        want = [window_id(f, 0) for f in dict.fromkeys(file_ids)]
+        out: dict[str, dict[str, Any]] = {}
+        step = self.max_batch_size
+        for lo in range(0, len(want), step):
+            for rid, m in self._metadata_by_id(want[lo:lo + step]).items():
+                out[rid.rpartition(":")[0]] = m
+        return out
+
     def add_vectors(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None:
         """Upsert raw records (ids, ``(N, D)`` vectors, metadatas) in chunks of the client's max batch size."""
         col = self.require()
@@ -570,7 +717,7 @@ class SoundStore:
     # --- search -----------------------------------------------------------------------------------------------
 
     def search(self, vectors: np.ndarray, k: int, where: dict[str, Any] | None = None,
-               distinct: str = "path") -> list[list[Hit]]:
+               distinct: str = "path", files: Mapping[str, int] | None = None) -> list[list[Hit]]:
         """For each query vector, the ``k`` nearest distinct files (or other ``distinct`` values), best window each.
 
         Chroma is asked for :meth:`candidates` windows (``k * candidate_factor``); these are
@@ -591,25 +738,27 @@ class SoundStore:
             where: Chroma metadata filter, e.g. ``{"category": {"$in": ["dogs", "rain"]}}``.
             distinct: metadata key whose values must be distinct among the results. ``"path"`` means the file
                 (root + relative path, so equal relative paths under two roots stay apart).
+            files: only these files (file id -> window count, e.g. from :meth:`file_heads` ``n_windows``): see
+                :meth:`search_within`. ``where`` and ``distinct`` are then ignored.
 
         Returns:
             One list per query of up to ``k`` :class:`Hit` sorted by increasing distance (fewer only if the
             collection holds fewer distinct values matching ``where``).
         """
+        if files is not None:
+            return self.search_within(vectors, k, files)
         col = self.require()
         q = np.asarray(vectors, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]
         if k < 1:
             raise ValueError("k must be >= 1")
-        results: list[list[Hit]] = [[] for _ in range(len(q))]
         # No count() here: Chroma counts linearly (bench/README.md). Chroma accepts n_results above the
         # collection's size and returns what there is, so "fewer ids than asked for" means exhausted.
         by_id = distinct == "path"
         include = ["embeddings"] if by_id else ["embeddings", "metadatas"]
-        pending = list(range(len(q)))
-        fetch = self.candidates(k)
-        while pending:
+
+        def one_round(pending: list[int], fetch: int) -> list[_Candidates]:
             with self._guard("query"):
                 res = col.query(query_embeddings=q[pending], n_results=fetch, where=where, include=include)
             rows = [_Candidates.of(q[qi], res, j, fetch) for j, qi in enumerate(pending)]
@@ -620,16 +769,91 @@ class SoundStore:
                 self._read_metadata(slow)
                 for r in slow:
                     r.hits = _best_per_key(r, distinct)
-            still = []
-            for qi, r in zip(pending, rows):
-                hits = r.hits or []
-                if len(hits) >= k or r.exhausted:
-                    results[qi] = hits[:k]
-                else:
-                    still.append(qi)
-            pending = still
-            fetch *= 4
-        return results
+            return rows
+
+        return _widening(len(q), k, self.candidates(k), one_round)
+
+    def search_within(self, vectors: np.ndarray, k: int, files: Mapping[str, int]) -> list[list[Hit]]:
+        """:meth:`search` restricted to ``files`` (file id -> window count): the words and category filters.
+
+        Three ways, by the number of allowed windows (the fastest of each range in bench/search.py at 200k):
+
+        - at most :data:`EXACT_WINDOWS`: their embeddings are read by id and searched exactly in numpy;
+        - more, but less than :data:`HNSW_SHARE` of the library: Chroma searches only those windows
+          (``query(ids=...)``, its own filter), ``k * candidate_factor`` candidates, widening (x4) until ``k``
+          files or all allowed windows;
+        - a larger share: Chroma's unfiltered HNSW candidates are kept when their file is allowed; the first fetch
+          is ``k * candidate_factor`` divided by that share, widening (x4) until ``k`` files are found or the
+          collection is exhausted.
+
+        The library's size is the ``windows`` count ingest records in the collection's metadata (else a count).
+
+        Every way re-ranks its candidates exactly (distances from the returned embeddings).
+
+        Returns:
+            One list per query of up to ``k`` :class:`Hit` by increasing distance.
+        """
+        col = self.require()
+        q = np.asarray(vectors, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        allowed = {f: int(n) for f, n in files.items() if int(n) > 0}
+        total = sum(allowed.values())
+        if not allowed:
+            return [[] for _ in range(len(q))]
+        if total <= EXACT_WINDOWS:
+            ids = [window_id(f, i) for f, n in allowed.items() for i in range(n)]
+            got_ids: list[str] = []
+            embs: list[np.ndarray] = []
+            step = self.max_batch_size
+            for lo in range(0, len(ids), step):
+                with self._guard("reading"):
+                    got = col.get(ids=ids[lo:lo + step], include=["embeddings"])
+                page = list(got.get("ids") or [])
+                if page:
+                    got_ids += page
+                    embs.append(np.asarray(got["embeddings"], dtype=np.float32).reshape(len(page), -1))
+            e = np.concatenate(embs) if embs else np.zeros((0, q.shape[1]), np.float32)
+            rows = []
+            for v in q:
+                d = np.sqrt(np.maximum(((e - v[None, :]) ** 2).sum(axis=1), 0.0))
+                rows.append(_Candidates(v, got_ids, e, d, np.argsort(d, kind="stable"), exhausted=True))
+            self._winners_by_file_id(rows, k)
+            return [(r.hits or [])[:k] for r in rows]
+        library = int((col.metadata or {}).get("windows") or 0) or self.count()
+        share = total / max(library, total)
+        if share < HNSW_SHARE:
+            ids = [window_id(f, i) for f, n in allowed.items() for i in range(n)]
+
+            def by_ids(pending: list[int], fetch: int) -> list[_Candidates]:
+                n = min(fetch, total)
+                with self._guard("query"):
+                    res = col.query(query_embeddings=q[pending], ids=ids, n_results=n, include=["embeddings"])
+                rows = [_Candidates.of(q[qi], res, j, n) for j, qi in enumerate(pending)]
+                for r in rows:
+                    r.exhausted = r.exhausted or n >= total
+                self._winners_by_file_id(rows, k)
+                return rows
+
+            return _widening(len(q), k, self.candidates(k), by_ids)
+        factor = min(64.0, 1.0 / share)
+
+        def one_round(pending: list[int], fetch: int) -> list[_Candidates]:
+            with self._guard("query"):
+                res = col.query(query_embeddings=q[pending], n_results=fetch, include=["embeddings"])
+            rows = []
+            for j, qi in enumerate(pending):
+                full = _Candidates.of(q[qi], res, j, fetch)
+                keep = [i for i, rid in enumerate(full.ids) if _file_id_of(rid) in allowed]
+                d = full.distances[keep]
+                rows.append(_Candidates(q[qi], [full.ids[i] for i in keep], full.embeddings[keep], d,
+                                        np.argsort(d, kind="stable"), exhausted=full.exhausted))
+            self._winners_by_file_id(rows, k)
+            return rows
+
+        return _widening(len(q), k, int(self.candidates(k) * factor), one_round)
 
     def candidates(self, k: int) -> int:
         """Windows asked of Chroma for a top-``k`` search (``k * candidate_factor``)."""
@@ -656,11 +880,14 @@ class SoundStore:
                 r.hits = []  # too few files among the candidates: widen, no metadata needed yet
             else:
                 chosen[n] = pick
-        metas = self._metadata_by_id({rows[n].ids[i] for n, pick in chosen.items() for i in pick})
+        winners = {rows[n].ids[i] for n, pick in chosen.items() for i in pick}
+        heads = {window_id(_file_id_of(i), 0) for i in winners}  # type: ignore[arg-type]
+        metas = self._metadata_by_id(winners | heads)  # one get: the winners and what describes their files
         for n, pick in chosen.items():
             r = rows[n]
             if all(metas.get(r.ids[i], {}).get("file_id") == _file_id_of(r.ids[i]) for i in pick):
-                r.metas = [metas[r.ids[i]] if i in pick else None for i in range(len(r.ids))]
+                r.metas = [_with_head(metas[r.ids[i]], metas.get(window_id(_file_id_of(r.ids[i]), 0)))  # type: ignore[arg-type]
+                           if i in pick else None for i in range(len(r.ids))]
                 r.hits = _best_per_key(r, "path", only=pick)
             # else: a winner was deleted meanwhile or uses another scheme -> hits stay None (slow path)
 
@@ -696,6 +923,7 @@ class SoundStore:
         out = self.stats()
         meta = self.metadata
         out.update(location=self.location, model_sha256=str(meta.get("model_sha256", "")),
+                   category_from=meta.get("category_from"),
                    dim=meta.get("dim"), soundlib_version=meta.get("soundlib_version"),
                    size_bytes=_folder_size(self.location) if os.path.isdir(self.location) else None)
         return out
@@ -713,6 +941,39 @@ def _folder_size(path: str) -> int:
 
 
 _STORE_ID = re.compile(r"^([0-9a-f]{24}):[0-9]+$")
+#: Restricted searches (:meth:`SoundStore.search_within`) over at most this many windows read them and search
+#: exactly in numpy; below :data:`HNSW_SHARE` of the library Chroma searches those ids; a larger share filters
+#: HNSW candidates. At 200k windows (bench/search.py): numpy 29 / 61 / 123 ms at 0.8k / 2.3k / 4.3k windows,
+#: Chroma's ids 275 / 130 / 91 / 49 / 30 ms at 0.8k / 2.3k / 4.3k / 8.9k / 23k, HNSW filtered 424 / 158 / 14 / 10 ms
+#: at 2% / 4.4% / 11% / 31% of the library.
+EXACT_WINDOWS = 2_500
+HNSW_SHARE = 0.1
+
+
+def _widening(n: int, k: int, fetch: int, one_round: Any) -> list[list[Hit]]:
+    """Run ``one_round(pending query indices, fetch) -> rows`` (rows with ``hits`` decided, or ``[]`` to widen)
+    until each of the ``n`` queries has ``k`` hits or is exhausted, fetching 4x more windows each round."""
+    results: list[list[Hit]] = [[] for _ in range(n)]
+    pending = list(range(n))
+    while pending:
+        rows = one_round(pending, fetch)
+        still = []
+        for qi, r in zip(pending, rows):
+            hits = r.hits or []
+            if len(hits) >= k or r.exhausted:
+                results[qi] = hits[:k]
+            else:
+                still.append(qi)
+        pending = still
+        fetch *= 4
+    return results
+
+
+def _with_head(meta: dict[str, Any], head: dict[str, Any] | None) -> dict[str, Any]:
+    """A window's metadata plus the file-describing keys of its window 0 (:data:`FILE_INFO_KEYS`)."""
+    if not head or head is meta:
+        return meta
+    return {**{k: head[k] for k in FILE_INFO_KEYS if k in head}, **meta}
 
 
 def _file_id_of(record_id: str) -> str | None:

@@ -238,10 +238,45 @@ def test_the_shipped_category_map_is_valid() -> None:
             if p.kind == "imagenet":
                 assert " " not in p.value, (r.concept, p.text)
         assert not any(p.kind != "glob" for p in r.sound_patterns), r.concept
-    # the dog block, and the two 'crane' classes kept apart
+    # ImageNet pictures come through the concept table: the dog block, and the two 'crane' classes kept apart
+    from soundlib.concepts import load_concepts
+
+    table = load_concepts()
     dog = next(r for r in rules if r.concept == "dog")
-    assert any(p.kind == "wnid" and p.value == "n02085620-n02113978" for p in dog.image_patterns)
+    assert any(p.kind == "concept" and p.value == "dog" for p in dog.image_patterns)
+    assert [table.wnids[i] for i in table.classes_of("dog")] == [w for w in table.wnids
+                                                                 if "n02085620" <= w <= "n02113978"]
     assert not any(p.kind == "imagenet" and p.value == "crane" for r in rules for p in r.image_patterns)
+    assert table.concept_of_wnid("n03126707") == "construction" and table.concept_of_wnid("n02012849") is None
+    # every concept of the table with catalog sounds selects its ImageNet classes through concept:NAME
+    for r in rules:
+        if r.concept in table.names:
+            assert any(p.kind == "concept" and p.value == r.concept.lower() for p in r.image_patterns), r.concept
+
+
+def test_concept_patterns_select_imagenet_classes_and_concept_sorted_sources(tmp_path: Path) -> None:
+    """``concept:NAME`` picks ImageNet files through the shipped concept table and the NAME folder of a
+    concept-sorted source (openclipart); an unknown concept is a map error naming the line."""
+    images, sounds = tmp_path / "images", tmp_path / "sounds"
+    for stem in ("n02128385_leopard", "n02129165_lion", "n02128757_snow_leopard", "n02130308_cheetah",
+                 "n02123045_tabby"):
+        _image(images / "imagenet" / f"{stem}.jpg", (90, 70, 40))
+    _image(images / "drawings" / "openclipart" / "big cat" / "leone.png", (200, 150, 50))
+    _image(images / "drawings" / "openclipart" / "cat" / "gatto.png", (20, 20, 20))
+    _image(images / "sprites" / "big cat" / "lion.png", (200, 150, 50))  # not a concept-sorted source
+    for i in range(2):
+        _sound(sounds / "zoo" / "lion" / f"roar{i}.wav", freq=90 + 10 * i)
+    m = tmp_path / "map.csv"
+    m.write_text("concept,sound_patterns,image_patterns,notes\nbig cat,zoo/lion/*,concept:Big  Cat,roars\n")
+    rep = build_catalog(m, [sounds], [images], tmp_path / "lists", val_fraction=0.0)
+    assert rep.concepts[0].images == 3 and rep.dead_patterns == []
+    rows = read_list(tmp_path / "lists" / TRAIN_LIST).rows
+    assert {r.frame.stem for r in rows} == {"n02128385_leopard", "n02129165_lion", "leone"}
+    assert parse_pattern("!concept:dog").negate and parse_pattern("concept:dog").kind == "concept"
+    m.write_text("concept,sound_patterns,image_patterns,notes\nx,zoo/*,concept:unicorn,none\n")
+    with pytest.raises(CatalogMapError, match="unicorn.*no such concept") as e:
+        read_category_map(m)
+    assert str(e.value).startswith(f"{m}:2")
 
 
 def test_cli_catalog_json_table_and_bad_input(media: dict[str, Path]) -> None:

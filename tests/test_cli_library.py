@@ -28,7 +28,9 @@ def test_ingest_json_summary_and_exit_code(setup) -> None:
     lib, db, ckpt, _, first = setup
     assert first.exit_code == 1  # some files were skipped
     doc = json.loads(first.stdout)  # nothing but the one document on stdout
-    assert set(doc) == {"added", "updated", "unchanged", "removed", "skipped", "windows", "seconds"}
+    assert set(doc) == {"added", "updated", "unchanged", "removed", "skipped", "windows", "seconds", "relabelled",
+                        "described", "warnings", "category_from"}
+    assert (doc["relabelled"], doc["described"], doc["warnings"], doc["category_from"]) == (0, 0, [], "auto")
     assert (doc["added"], doc["updated"], doc["unchanged"], doc["removed"]) == (len(GOOD), 0, 0, 0)
     assert doc["windows"] == TOTAL_WINDOWS and isinstance(doc["seconds"], float)
     reasons = {Path(s["path"]).relative_to(lib).as_posix(): s["reason"] for s in doc["skipped"]}
@@ -57,7 +59,7 @@ def test_query_json_table_category_and_sound(setup) -> None:
     assert [r["rank"] for r in doc["results"]] == [1, 2, 3]
     assert len({r["path"] for r in doc["results"]}) == 3
     assert [r["distance"] for r in doc["results"]] == sorted(r["distance"] for r in doc["results"])
-    assert all(set(r) == {"rank", "path", "category", "start", "distance"} for r in doc["results"])
+    assert all(set(r) == {"rank", "path", "category", "start", "distance", "description", "info"} for r in doc["results"])
     # the category filter (and no --model: the collection's own checkpoint is found)
     doc = json.loads(run("query", str(pic), "--db", str(db), "--category", "rain", "--category", "lib",
                          "-k", "10", "--json").stdout)
@@ -76,7 +78,8 @@ def test_library_json_and_table(setup) -> None:
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert doc == {"collection": "sounds", "model": "m5-attention-linear-infonce", "files": len(GOOD),
-                   "windows": TOTAL_WINDOWS, "categories": {"cars": 2, "dogs": 2, "lib": 1, "rain": 2}}
+                   "windows": TOTAL_WINDOWS, "category_from": "auto",
+                   "categories": {"cars": 2, "dogs": 1, "dogs/nested/deep": 1, "lib": 1, "rain": 2}}
     table = run("library", "--db", str(db))
     assert table.exit_code == 0 and "m5-attention-linear-infonce" in table.stdout and "rain" in table.stdout
 

@@ -143,7 +143,7 @@ def test_build_end_to_end(tmp_path: Path, rcc_dir: Path, table: Path) -> None:
 
 
 def test_the_pair_list_evaluates(tmp_path: Path, rcc_dir: Path, table: Path, tiny_checkpoint: Path) -> None:
-    from soundlib.evaluate import evaluate_list
+    from soundlib.evaluation.retrieval import evaluate_list
 
     G.build_gcompris(rcc_dir, tmp_path / "gc", table)
     report = evaluate_list(tmp_path / "gc" / G.PAIRS_LIST, [str(tiny_checkpoint)], ks=(1, 2))

@@ -67,7 +67,9 @@ def test_first_ingest_counts_metadata_categories_and_skips(lib: Path, store, cou
     for rel, exp in GOOD.items():
         rec = records[file_key(str(lib), rel)]
         path = lib / rel
-        assert (rec.rel, rec.root, rec.category, rec.folder) == (rel, str(lib), exp.category, exp.folder)
+        # the default rule (auto): no UCS names here, so the folder path below the root (the root's name at the root)
+        assert (rec.rel, rec.root, rec.category, rec.folder) == (rel, str(lib), exp.folder or "lib", exp.folder)
+        assert rec.category_from == "auto"
         assert rec.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
         assert (rec.size, rec.mtime_ns) == (path.stat().st_size, path.stat().st_mtime_ns)
         assert rec.mtime == pytest.approx(path.stat().st_mtime, abs=1e-5)
@@ -77,7 +79,7 @@ def test_first_ingest_counts_metadata_categories_and_skips(lib: Path, store, cou
         assert [m["window"] for m in metas] == list(range(len(exp.starts)))
         assert [m["last"] for m in metas] == [False] * (len(exp.starts) - 1) + [True]
     assert records[file_key(str(lib), "cars/engine long.wav")].duration == pytest.approx(40.0)
-    assert store.stats()["categories"] == {"cars": 2, "dogs": 2, "lib": 1, "rain": 2}
+    assert store.stats()["categories"] == {"cars": 2, "dogs": 1, "dogs/nested/deep": 1, "lib": 1, "rain": 2}
     assert store.metadata["model_sha256"] == loaded.sha256
 
 

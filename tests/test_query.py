@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from soundlib.errors import AudioError, ImageError, ModelMismatchError, SoundlibError
-from soundlib.recommend import category_where, recommend
+from soundlib.recommend import recommend
 from tests.conftest import halves, write_image, write_video
 from tests.fixtures_library import GOOD, build_library
 
@@ -78,7 +78,7 @@ def test_an_image_ranking_matches_exact_search_over_all_windows(world) -> None:
     assert res.frames is None
     doc = res.to_json()
     assert set(doc) == {"inputs", "k", "results"} and doc["k"] == 5 and doc["inputs"] == [str(img)]
-    assert [set(r) for r in doc["results"]] == [{"rank", "path", "category", "start", "distance"}] * 5
+    assert [set(r) for r in doc["results"]] == [{"rank", "path", "category", "start", "distance", "description", "info"}] * 5
     assert [r["rank"] for r in doc["results"]] == [1, 2, 3, 4, 5]
 
 
@@ -98,8 +98,16 @@ def test_folder_of_images_per_frame_and_category_filter(world) -> None:
     res = recommend([pics / "green.jpg"], loaded, store, k=2, categories=["cars"])
     assert {h.category for h in res.results} == {"cars"} and len(res.results) == 2
     assert len(recommend([pics / "green.jpg"], loaded, store, k=50).results) == len(GOOD)
-    assert category_where(["b", "a", "b"]) == {"category": {"$in": ["a", "b"]}}
-    assert category_where(["a"]) == {"category": "a"} and category_where([]) is None
+    # any level: "deep" is the third folder of dogs/nested/deep/growl.flac, "dogs" finds both dogs files
+    res = recommend([pics / "green.jpg"], loaded, store, k=10, categories=["deep"])
+    assert [Path(h.path).name for h in res.results] == ["growl.flac"]
+    res = recommend([pics / "green.jpg"], loaded, store, k=10, categories=["DOGS"])
+    assert sorted(Path(h.path).name for h in res.results) == ["bark 1.wav", "growl.flac"]
+    # the filtered ranking is the unfiltered one restricted to the allowed files (same distances)
+    full = {h.path: h.distance for h in recommend([pics / "green.jpg"], loaded, store, k=50).results}
+    want = sorted((d, p) for p, d in full.items() if "/rain/" in p or p.endswith("loose.wav"))
+    res = recommend([pics / "green.jpg"], loaded, store, k=10, categories=["rain", "lib"])
+    assert [(round(h.distance, 5), h.path) for h in res.results] == [(round(d, 5), p) for d, p in want]
 
 
 def test_a_video_gives_one_ranking_and_one_per_second(world, tmp_path: Path) -> None:

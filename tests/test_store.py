@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -223,7 +224,9 @@ def test_search_reads_metadata_of_the_k_winners_only(store: SoundStore, monkeypa
         assert all(h.metadata["file_id"] == h.id.split(":")[0] for h in hits)
     assert [c["n_results"] for c in queries] == [50] and queries[0]["include"] == ["embeddings"]
     assert len(gets) == 1 and gets[0]["include"] == ["metadatas"]
-    assert sorted(gets[0]["ids"]) == sorted({h.id for row in results for h in row})  # 15 records, not 150
+    # the 15 winners and their files' window 0 (what describes the file), not the 150 candidates
+    winners = {h.id for row in results for h in row}
+    assert sorted(gets[0]["ids"]) == sorted(winners | {h.id.split(":")[0] + ":0" for row in results for h in row})
 
 
 def test_search_with_foreign_record_ids_reads_every_candidate(store: SoundStore) -> None:
@@ -291,3 +294,31 @@ def test_ingest_raises_the_search_breadth_of_an_older_collection(tmp_path: Path,
         assert s.search_breadth() == s.cfg.hnsw_ef_search and s.count() == 30
         q = files["f4.wav"][1]
         assert [Path(h.path).name for h in s.search(q, k=3)[0]] == [t[0] for t in brute_force(q, files, 3)]
+
+
+@pytest.mark.parametrize("way", ["numpy", "chroma ids", "hnsw filtered"])
+def test_search_within_allowed_files_matches_brute_force(store: SoundStore, monkeypatch, way) -> None:
+    """Each of search_within's three ways (chosen by size and share; forced here) ranks exactly the allowed files,
+    with their descriptions merged in; a file's filter lists live on its last window, found by id only."""
+    import soundlib.store as S
+
+    rng = np.random.default_rng(11)
+    files = {f"f{i:02d}.wav": unit(rng, int(rng.integers(1, 6))) for i in range(40)}
+    store.write_files([dataclasses.replace(fv(n, v), info={"description": f"sound {n}"},
+                                           words=("even",) if i % 2 == 0 else ("odd",))
+                       for i, (n, v) in enumerate(files.items())])
+    allowed = store.files_matching({"words": {"$contains": "even"}})
+    by_id = {file_key("/lib", n): n for n in files}
+    assert {by_id[f]: n for f, n in allowed.items()} == {n: len(v) for i, (n, v) in enumerate(files.items()) if i % 2 == 0}
+    exact, share = {"numpy": (10 ** 9, 2.0), "chroma ids": (0, 2.0), "hnsw filtered": (0, 0.0)}[way]
+    monkeypatch.setattr(S, "EXACT_WINDOWS", exact)
+    monkeypatch.setattr(S, "HNSW_SHARE", share)
+    even = {n: v for i, (n, v) in enumerate(files.items()) if i % 2 == 0}
+    qs = unit(rng, 3)
+    for q, hits in zip(qs, store.search(qs, k=7, files=allowed)):
+        want = brute_force(q, even, 7)
+        assert [Path(h.path).name for h in hits] == [t[0] for t in want]
+        assert [h.distance for h in hits] == pytest.approx([t[1] for t in want], abs=1e-5)
+        assert all(h.metadata["description"] == f"sound {Path(h.path).name}" for h in hits)
+    assert store.search(qs[:1], k=50, files=allowed)[0].__len__() == 20  # k above what is allowed: all of it
+    assert store.search(qs[:1], k=5, files={}) == [[]]

@@ -23,14 +23,8 @@ DEST=$(cd "$DEST" && pwd)
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
 pkg=gcompris-qt-data
-if ! ls "$DEST"/debs/"${pkg}"_*.deb >/dev/null 2>&1; then
-  (cd "$DEST/debs" && apt-get download "$pkg" >/dev/null 2>&1) || {
-    apt-get update >/dev/null 2>&1 || true
-    (cd "$DEST/debs" && apt-get download "$pkg" >/dev/null)
-  }
-fi
-dpkg -x "$(ls "$DEST"/debs/"${pkg}"_*.deb | tail -1)" "$work/$pkg"
-cp "$work/$pkg/usr/share/doc/$pkg/copyright" "$DEST/licences/$pkg.txt"
+. "$repo/tools/debian-fetch.sh"
+fetch_deb "$pkg" "$DEST" "$work"
 
 (cd "$repo" && "$PY" -m cli gcompris --rcc "$work/$pkg/usr/share/gcompris-qt/rcc" --out "$DEST")
 

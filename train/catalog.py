@@ -12,6 +12,9 @@ The map
     - ``wnid:n02085620-n02113978`` (or ``wnid:n02085620``): ImageNet files whose name starts with a WordNet id in
       the range (inclusive), e.g. all 118 dog breeds;
     - ``imagenet:tiger_cat``: ImageNet files ``<wnid>_<class name>.<ext>`` whose class name matches (a glob);
+    - ``concept:big cat``: the ImageNet files whose class the concept table (:mod:`soundlib.concepts`, built from
+      WordNet) puts in that concept, and the files of a concept-sorted pair source (:data:`CONCEPT_SOURCES`,
+      laid out ``<source>/<concept>/<file>``, e.g. the openclipart drawings the classifier agreed with);
     - anything else: a glob (:mod:`fnmatch`: ``*`` also crosses ``/``) over the file's *key*: its path below the root
       folder given on the command line, lower-case, without the extension (``wesnoth/wolf-growl-2``,
       ``megaglest/wolf/wolf1``, ``scratch/animals/dog1-a``, ``dog/0001``), or the same prefixed with the root
@@ -71,6 +74,10 @@ PATTERN_SEPARATOR = ";"
 #: File names of the two lists written under ``out_dir``.
 TRAIN_LIST, VAL_LIST = "catalog_train.csv", "catalog_val.csv"
 
+#: Pair sources laid out ``<source>/<concept>/<file>`` (written by ``tools/concept_images.py``): a
+#: ``concept:NAME`` pattern selects the files of their ``NAME`` folder.
+CONCEPT_SOURCES: tuple[str, ...] = ("openclipart",)
+
 _WNID = re.compile(r"^(n\d{8})_(.+)$")
 _WNID_RANGE = re.compile(r"^(n\d{8})(?:-(n\d{8}))?$")
 _TRAILING_NUMBER = re.compile(r"[\s_.-]*\d+[a-z]?$")
@@ -88,9 +95,10 @@ class Pattern:
 
     Attributes:
         text: the pattern as written (stripped).
-        kind: ``"glob"``, ``"wnid"`` or ``"imagenet"``.
+        kind: ``"glob"``, ``"wnid"``, ``"imagenet"`` or ``"concept"``.
         negate: ``True`` for an exclusion (``!`` prefix).
-        value: the lower-case glob (``glob``, ``imagenet``) or ``"first-last"`` WordNet ids (``wnid``).
+        value: the lower-case glob (``glob``, ``imagenet``), ``"first-last"`` WordNet ids (``wnid``) or the
+            lower-case concept name (``concept``).
         literal: the longest wildcard-free run of a glob: a quick substring test before the regex.
     """
 
@@ -107,6 +115,8 @@ class Pattern:
                 return False
             rx = _glob(self.value)
             return rx.match(item.key) is not None or rx.match(item.rooted) is not None
+        if self.kind == "concept":
+            return _in_concept(item, self.value)
         if not item.wnid:
             return False
         if self.kind == "wnid":
@@ -125,11 +135,22 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return rx
 
 
+def _in_concept(item: "MediaFile", concept: str) -> bool:
+    if item.wnid:
+        from soundlib.concepts import load_concepts
+
+        got = load_concepts().concept_of_wnid(item.wnid)
+        return got is not None and got.lower() == concept
+    parts = item.rooted.split("/")
+    return any(parts[i] in CONCEPT_SOURCES and parts[i + 1] == concept for i in range(len(parts) - 2))
+
+
 def parse_pattern(text: str) -> Pattern:
-    """Parse one pattern (``wnid:A-B``, ``imagenet:NAME``, a glob; ``!`` prefix = exclusion).
+    """Parse one pattern (``wnid:A-B``, ``imagenet:NAME``, ``concept:NAME``, a glob; ``!`` prefix = exclusion).
 
     Raises:
-        ValueError: empty pattern, malformed WordNet id range, or an empty name after a prefix.
+        ValueError: empty pattern, malformed WordNet id range, an empty name after a prefix, or a ``concept:``
+            name that is not in the concept table.
     """
     t = text.strip()
     negate = t.startswith("!")
@@ -150,6 +171,15 @@ def parse_pattern(text: str) -> Pattern:
         if not name:
             raise ValueError(f"empty ImageNet class name in {body!r}")
         return Pattern(t, "imagenet", negate, name)
+    if low.startswith("concept:"):
+        from soundlib.concepts import load_concepts
+
+        name = " ".join(low[8:].split())
+        if not name:
+            raise ValueError(f"empty concept name in {body!r}")
+        if name not in {n.lower() for n in load_concepts().names}:
+            raise ValueError(f"{body!r}: no such concept in the concept table (data/concepts/senses.csv)")
+        return Pattern(t, "concept", negate, name)
     glob = low.replace("\\", "/")
     literal = max(re.split(r"[*?\[\]]", glob), key=len)
     return Pattern(t, "glob", negate, glob, literal)
@@ -613,7 +643,7 @@ def _match_rules(rules: Sequence[ConceptRule], sounds: list[MediaFile], images: 
             pos: set[int] = set()
             neg: set[int] = set()
             for p in pats:
-                cand = range(len(pool)) if p.kind == "glob" else named[modality]
+                cand = range(len(pool)) if p.kind in ("glob", "concept") else named[modality]
                 hits = [k for k in cand if p.matches(pool[k])]
                 (neg if p.negate else pos).update(hits)
                 if not hits:

@@ -44,9 +44,7 @@ Paths in the CSV files are relative to ``out``. Running it again reuses what is 
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
-import io
 import json
 import re
 from collections import Counter, defaultdict
@@ -57,6 +55,7 @@ from typing import Any
 
 from encoders.atomic import atomic_write
 from soundlib.errors import ListError, SoundlibError
+from soundlib.images import DRAWING_SIDE, render_drawing
 from soundlib.lists import write_list
 from soundlib.progress import ProgressFn, null_progress
 from train.defaults import DEFAULT_GCOMPRIS_CONCEPTS, DEFAULT_MAP
@@ -71,8 +70,6 @@ ACTIVITY_PREFIX = "gcompris/src/activities"
 #: Output file names.
 PAIRS_LIST, SOUNDS_LIST, PICTURES_LIST, SUMMARY = (
     "gcompris_pairs.csv", "gcompris_sounds.csv", "gcompris_pictures.csv", "gcompris_summary.json")
-#: Side of the square PNG a drawing is rendered into (pixels).
-DRAWING_SIDE = 512
 #: Extensions tried, in order, for GCompris's ``$CA`` placeholder (Linux builds ship Ogg Vorbis).
 AUDIO_EXTENSIONS = ("ogg", "opus", "mp3", "aac", "m4a", "wav", "flac")
 DRAWING_EXTENSIONS = ("svg", "svgz")
@@ -348,46 +345,6 @@ def build_gcompris(rcc_dir: str | Path, out: str | Path, concepts: str | Path = 
     _write_csv(out / PICTURES_LIST, ["frame", "category", "activity", "kind"], report.pictures, out)
     (out / SUMMARY).write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return report
-
-
-def render_drawing(src: str | Path, dst: str | Path, side: int = DRAWING_SIDE) -> Path:
-    """Render an SVG (or gzip-compressed SVGZ) drawing to a PNG: fit into ``side`` x ``side``, centred, transparent
-    margins.
-
-    Args:
-        src: the drawing.
-        dst: the PNG to write (parents created; written whole or not at all).
-        side: the PNG's side (pixels).
-
-    Returns:
-        ``dst``.
-
-    Raises:
-        SoundlibError: CairoSVG cannot be imported (it needs the system's libcairo) or cannot render the file.
-    """
-    src, dst = Path(src), Path(dst)
-    try:
-        import cairosvg
-    except (ImportError, OSError) as e:
-        raise SoundlibError(f"cannot render drawings: CairoSVG is unavailable ({e})", src) from None
-    from PIL import Image
-
-    data = src.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    try:
-        first = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=data)))
-        w, h = first.size
-        scale = {"output_width": side} if w >= h else {"output_height": side}
-        im = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=data, **scale))).convert("RGBA")
-    except Exception as e:  # CairoSVG raises many types on bad input (XML, value, zero size...)
-        raise SoundlibError(f"cannot render the drawing ({type(e).__name__}: {e})", src) from None
-    im.thumbnail((side, side))
-    canvas = Image.new("RGBA", (side, side), (255, 255, 255, 0))
-    canvas.paste(im, ((side - im.width) // 2, (side - im.height) // 2))
-    with atomic_write(dst) as tmp:
-        canvas.save(tmp, format="PNG")
-    return dst
 
 
 def _picture_file(picture: Path, root: Path, out: Path, report: GcomprisReport, check: bool) -> Path | None:

@@ -1,0 +1,4 @@
+"""``soundlib serve``: the web page, a second face of the library (see :mod:`soundlib.serve.app`).
+
+Nothing else in the library imports this package; ``cli.py`` imports it lazily in the ``serve`` command.
+"""

@@ -1,0 +1,17 @@
+# Sourced by the tools/get-*.sh scripts (not run on its own).
+#
+#   fetch_deb PKG DEST WORK   keeps PKG's .deb in DEST/debs (downloaded once, with apt-get download; an apt-get
+#                             update is tried when the first download fails), unpacks it into WORK/PKG (dpkg -x)
+#                             and copies its copyright file to DEST/licences/PKG.txt.
+fetch_deb() {
+  local pkg=$1 dest=$2 work=$3
+  mkdir -p "$dest/debs" "$dest/licences"
+  if ! ls "$dest"/debs/"${pkg}"_*.deb >/dev/null 2>&1; then
+    (cd "$dest/debs" && apt-get download "$pkg" >/dev/null 2>&1) || {
+      apt-get update >/dev/null 2>&1 || true
+      (cd "$dest/debs" && apt-get download "$pkg" >/dev/null)
+    }
+  fi
+  dpkg -x "$(ls "$dest"/debs/"${pkg}"_*.deb | tail -1)" "$work/$pkg"
+  cp "$work/$pkg/usr/share/doc/$pkg/copyright" "$dest/licences/$pkg.txt"
+}
