@@ -270,6 +270,42 @@ def gcompris(rcc_dir, out, concepts, map_csv, no_check, as_json, debug):
     _data_report(report, gcompris_remarks(report), gcompris_table, gcompris_summary, as_json)
 
 
+@main.command(context_settings=CONTEXT)
+@click.option("--svg", "svg_root", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="The SVG tree of the openclipart-svg package (usr/share/openclipart/svg).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), metavar="DEST",
+              help="Output folder (DEST/openclipart/<concept>/*.png and DEST/openclipart.csv).")
+@click.option("--folders", default=str(tr.DEFAULT_DRAWING_FOLDERS),
+              show_default="data/concepts/openclipart_folders.csv", type=click.Path(dir_okay=False),
+              help="Which folders hold which concepts.")
+@click.option("--words", default=str(tr.DEFAULT_DRAWING_WORDS), show_default="data/concepts/drawing_words.csv",
+              type=click.Path(dir_okay=False), help="Words naming a concept in file names.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Torch CPU threads.")
+@json_option
+@debug_option
+@handle_errors
+def drawings(svg_root, out, folders, words, threads, as_json, debug):
+    """Keep the openclipart drawings whose ImageNet concept agrees with their folder's concepts (catalog pictures).
+
+    Renders each drawing of a listed folder, classifies it with EfficientNet-Lite0 and keeps it under its concept.
+    tools/get-openclipart.sh fetches the Debian package and runs this.
+
+    \b
+    Example:
+      soundlib drawings --svg /tmp/oc/usr/share/openclipart/svg --out media/drawings
+    """
+    import torch
+
+    from soundlib.cli_tables import drawings_remarks, drawings_summary
+    from soundlib.clikit import rich_progress
+    from train.concept_images import keep_drawings
+
+    torch.set_num_threads(threads)
+    with rich_progress(enabled=not as_json) as progress:
+        report = keep_drawings(svg_root, out, folders, words, progress=progress)
+    _data_report(report, drawings_remarks(report), drawings_summary, lambda r: "", as_json)
+
+
 def _data_report(report, remarks, table, summary, as_json, width=None):
     """A data builder's output: remarks on stderr, then its JSON document or its table and totals on stdout (at
     least ``width`` columns wide when stdout is a file or a pipe)."""
@@ -287,7 +323,8 @@ def _data_report(report, remarks, table, summary, as_json, width=None):
 
         con = Console(soft_wrap=False, width=width)
     con.print(table(report))
-    con.print(summary(report), highlight=False, soft_wrap=True)
+    if summary(report):
+        con.print(summary(report), highlight=False, soft_wrap=True)
 
 
 # --- the sound library (issue: library) --------------------------------------------------------------------------

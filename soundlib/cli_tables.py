@@ -13,10 +13,12 @@ if TYPE_CHECKING:
     from soundlib.evaluation.correlation import CorrelationReport
     from soundlib.evaluation.retrieval import EvalReport
     from train.catalog import CatalogReport
+    from train.concept_images import DrawingsReport
     from train.gcompris import GcomprisReport
 
 __all__ = ["retrieval_table", "correlation_table", "catalog_table", "catalog_summary", "catalog_remarks",
-           "gcompris_table", "gcompris_summary", "gcompris_remarks"]
+           "gcompris_table", "gcompris_summary", "gcompris_remarks",
+           "drawings_summary", "drawings_remarks"]
 
 
 def _pct(x: float | None) -> str:
@@ -147,3 +149,21 @@ def gcompris_remarks(report: GcomprisReport) -> list[str]:
               "the thing)" for picture, n in d["icons"].items()]
     lines += [f"[red]skipped[/red] {escape(str(line))}" for line in d["skipped"]]
     return lines
+
+
+def drawings_summary(report: DrawingsReport) -> str:
+    """``soundlib drawings``: what was kept, and per concept how many."""
+    from rich.markup import escape
+
+    d = report.to_dict()
+    return escape(f"{d['kept']} of {d['candidates']} drawings kept ({d['unnamed']} unnamed in folders of several "
+                  f"concepts, {d['duplicates']} duplicates, {len(d['skipped'])} skipped) -> {report.out}/openclipart\n"
+                  + ", ".join(f"{c} {n}" for c, n in d["kept_by_concept"].items()))
+
+
+def drawings_remarks(report: DrawingsReport) -> list[str]:
+    """The drawings that could not be rendered or read (Rich markup, one line each)."""
+    from rich.markup import escape
+
+    return [f"[yellow]skipped[/yellow] {escape(str(s['file']))}: {escape(str(s['reason']))}"
+            for s in report.to_dict()["skipped"]]

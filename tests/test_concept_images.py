@@ -16,7 +16,7 @@ from soundlib.lists import read_list
 from tests.conftest import tone, write_audio
 from train.catalog import TRAIN_LIST, build_catalog
 from train.concept_images import (
-    CANDIDATES_CSV, SOURCE, FolderRule, FolderTableError, allowed_concepts, keep_drawings, main, name_tokens,
+    CANDIDATES_CSV, SOURCE, FolderRule, FolderTableError, allowed_concepts, keep_drawings, name_tokens,
     read_drawing_words, read_folder_concepts, rule_for,
 )
 
@@ -142,13 +142,17 @@ def test_keep_only_what_the_classifier_agrees_with_and_the_catalog_reads_it(tmp_
     assert frames == {"clock_one.png", "orologio_two.png"}
 
 
-def test_command_line_json_and_bad_input(tmp_path: Path, capsys) -> None:
+def test_command_line_json_and_bad_input(tmp_path: Path) -> None:
+    from tests.cli_process import run_cli
+
     svg = tmp_path / "svg"
     _write(svg / "clocks" / "bar.svg", WIDE_BAR)
     folders = _write(tmp_path / "folders.csv", "folder,concepts,notes\nclocks,clock,clocks\n")
-    assert main(["--svg", str(svg), "--out", str(tmp_path / "d"), "--folders", str(folders), "--json"]) == 0
-    d = json.loads(capsys.readouterr().out)
+    res = run_cli("drawings", "--svg", svg, "--out", tmp_path / "d", "--folders", folders, "--json")
+    assert res.exit_code == 0, res.stderr
+    d = json.loads(res.stdout)  # exactly one JSON document
     assert d["candidates"] == 1 and d["kept"] == 0
-    assert main(["--svg", str(tmp_path / "nope"), "--out", str(tmp_path / "d")]) == 2
-    err = capsys.readouterr().err
-    assert err.strip() == f"error: {tmp_path / 'nope'}: folder not found"
+    shown = run_cli("drawings", "--svg", svg, "--out", tmp_path / "d", "--folders", folders)
+    assert shown.exit_code == 0 and "0 of 1 drawings kept" in shown.stdout
+    res = run_cli("drawings", "--svg", tmp_path / "nope", "--out", tmp_path / "d")
+    assert res.exit_code == 2 and res.stderr.strip() == f"error: {tmp_path / 'nope'}: folder not found"

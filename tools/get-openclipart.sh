@@ -25,5 +25,5 @@ pkg=openclipart-svg
 . "$repo/tools/debian-fetch.sh"
 fetch_deb "$pkg" "$DEST" "$work"
 
-(cd "$repo" && "$PY" -m train.concept_images --svg "$work/$pkg/usr/share/openclipart/svg" --out "$DEST")
+(cd "$repo" && "$PY" -m cli drawings --svg "$work/$pkg/usr/share/openclipart/svg" --out "$DEST")
 echo "kept: $(find "$DEST/openclipart" -name '*.png' | wc -l) drawings -> $DEST/openclipart"

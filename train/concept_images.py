@@ -38,10 +38,11 @@ import numpy as np
 from soundlib.errors import SoundlibError
 from soundlib.images import DRAWING_SIDE, render_drawing
 from soundlib.progress import ProgressFn, null_progress
+from train.defaults import DEFAULT_DRAWING_FOLDERS, DEFAULT_DRAWING_WORDS
 
 #: The folder table shipped in the repo (present in a source checkout).
-DEFAULT_FOLDERS = Path(__file__).resolve().parent.parent / "data" / "concepts" / "openclipart_folders.csv"
-DEFAULT_WORDS = DEFAULT_FOLDERS.with_name("drawing_words.csv")
+DEFAULT_FOLDERS = DEFAULT_DRAWING_FOLDERS
+DEFAULT_WORDS = DEFAULT_DRAWING_WORDS
 #: Name of the pair source (the folder under DEST; one of :data:`train.catalog.CONCEPT_SOURCES`).
 SOURCE = "openclipart"
 CANDIDATES_CSV = "openclipart.csv"
@@ -314,42 +315,3 @@ def keep_drawings(svg_root: str | Path, out: str | Path, folders: str | Path = D
         w.writeheader()
         w.writerows(rows)
     return report
-
-
-def _print_summary(report: DrawingsReport) -> None:
-    d = report.to_dict()
-    print(f"{d['kept']} of {d['candidates']} drawings kept ({d['unnamed']} unnamed in folders of several concepts, "
-          f"{d['duplicates']} duplicates, {len(d['skipped'])} skipped) -> {report.out}/{SOURCE}")
-    print(", ".join(f"{c} {n}" for c, n in d["kept_by_concept"].items()))
-    for s in d["skipped"]:
-        print(f"skipped: {s['file']}: {s['reason']}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m train.concept_images``: render, classify, keep; prints a summary (exit 2 on bad input)."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m train.concept_images", description=(
-        "Keep the openclipart drawings whose ImageNet concept agrees with their folder's concepts; writes "
-        f"DEST/{SOURCE}/<concept>/*.png and DEST/{CANDIDATES_CSV}."),
-        epilog="example: python -m train.concept_images --svg /tmp/oc/usr/share/openclipart/svg --out media/drawings")
-    ap.add_argument("--svg", required=True, metavar="DIR", help="the SVG tree of openclipart-svg")
-    ap.add_argument("--out", required=True, metavar="DEST", help="output folder")
-    ap.add_argument("--folders", default=str(DEFAULT_FOLDERS), help="folder table (default: %(default)s)")
-    ap.add_argument("--words", default=str(DEFAULT_WORDS), help="word table (default: %(default)s)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
-    ap.add_argument("--json", action="store_true", help="print the report as one JSON document on stdout")
-    ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    a = ap.parse_args(argv)
-
-    import torch
-
-    from train.toolkit import run_report
-
-    torch.set_num_threads(max(1, a.threads))
-    return run_report(lambda prog: keep_drawings(a.svg, a.out, a.folders, a.words, progress=prog),
-                      _print_summary, as_json=a.json, debug=a.debug)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -37,6 +37,12 @@ DEFAULT_CATALOG_WINDOWS = 1
 #: The reviewed table of GCompris sounds and their concepts, shipped in the repo.
 DEFAULT_GCOMPRIS_CONCEPTS = Path(__file__).resolve().parent.parent / "data" / "gcompris" / "sound_concepts.csv"
 
+# --- drawings (openclipart drawings kept by concept) ------------------------------------------------------------
+#: Which openclipart folders hold which concepts (reviewed table shipped in the repo).
+DEFAULT_DRAWING_FOLDERS = Path(__file__).resolve().parent.parent / "data" / "concepts" / "openclipart_folders.csv"
+#: Words naming a concept in drawing file names (English, Italian, French), for folders of several concepts.
+DEFAULT_DRAWING_WORDS = DEFAULT_DRAWING_FOLDERS.with_name("drawing_words.csv")
+
 # --- train -------------------------------------------------------------------------------------------------------
 #: Model configuration trained when none is named.
 DEFAULT_MODEL = "m5-attention-linear-infonce"
