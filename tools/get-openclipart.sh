@@ -10,7 +10,7 @@
 #   DEST/debs/                         the .deb (kept); DEST/.render/ the rendered candidates (reused)
 #
 # Add the drawings to the catalog like any image folder (rows select them with concept:NAME patterns):
-#   python -m train.catalog --sounds ... --images ... DEST --out DIR
+#   soundlib catalog --sounds ... --images ... --images DEST --out DIR
 # Needs apt-get and dpkg (Debian) and the system's libcairo2 (for CairoSVG); Python from $PYTHON (default: the
 # repo's .venv). See data/concepts/README.md.
 set -euo pipefail

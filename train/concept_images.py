@@ -19,7 +19,7 @@ Output (``DEST``; the catalog reads it through ``concept:NAME`` patterns, see :d
 - ``DEST/openclipart.csv``: every candidate (``svg,folder,allowed,predicted,probability,kept,png``) for review;
 - ``DEST/.render/``: the rendered candidates (a second run renders nothing again).
 
-Run ``tools/get-openclipart.sh DEST`` (fetch + this step) or ``python -m train.concept_images --help``.
+Run ``tools/get-openclipart.sh DEST`` (fetch + this step) or ``soundlib drawings --help``.
 """
 
 from __future__ import annotations
