@@ -9,6 +9,7 @@ import click
 
 from soundlib import config as lib
 from soundlib.clikit import (debug_option, export_options, handle_errors, json_option, model_option, store_options)
+from soundlib.serve.config import ServeConfig
 from train import defaults as tr
 
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=110)
@@ -563,7 +564,7 @@ def _export_exit(report):
 
 @main.command(context_settings=CONTEXT)
 @click.argument("words", nargs=-1, required=True)
-@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of sounds.")
+@click.option("-k", "k", default=lib.DEFAULT_K, show_default=True, type=click.IntRange(min=1), help="Number of sounds.")
 @click.option("--category", "categories", multiple=True, metavar="NAME",
               help="Only sounds of this category, at any level (repeat for several).")
 @export_options
@@ -608,9 +609,9 @@ def search(words, k, categories, export_dir, clip, db, chroma_url, collection, a
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--host", default="127.0.0.1", show_default=True,
+@click.option("--host", default=ServeConfig.host, show_default=True,
               help="Address to listen on. Anything but loopback needs $SOUNDLIB_SERVE_TOKEN (the page asks for it).")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free).")
+@click.option("--port", default=ServeConfig.port, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
 @model_option
 @store_options

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from soundlib.config import DEFAULT_K
 from soundlib.errors import SoundlibError
 
 #: Weight of a word by where it was found (BM25F-style term frequency).
@@ -181,7 +182,7 @@ def rank(heads: Mapping[str, Mapping[str, Any]], words: list[str]) -> list[tuple
     return out
 
 
-def search_words(store: Any, text: str, k: int = 10, categories: Iterable[str] = ()) -> list[WordHit]:
+def search_words(store: Any, text: str, k: int = DEFAULT_K, categories: Iterable[str] = ()) -> list[WordHit]:
     """The ``k`` files that best match the words of ``text`` (any of them; files with more of them first).
 
     Args:
