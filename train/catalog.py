@@ -64,6 +64,7 @@ from soundlib.errors import ListError, SoundlibError
 from soundlib.lists import write_list
 from soundlib.media import media_kind
 from soundlib.progress import ProgressFn, null_progress
+from train.defaults import DEFAULT_MAP  # noqa: F401 (part of this module's interface: the shipped map)
 from train.defaults import (DEFAULT_CATALOG_WINDOWS, DEFAULT_MAX_PAIRS_PER_CONCEPT, DEFAULT_PAIRS_PER_IMAGE,
                             DEFAULT_PAIRS_PER_SOUND, DEFAULT_VAL_FRACTION, MIN_SPLIT_ITEMS)
 
