@@ -62,8 +62,8 @@ def files_of(rows) -> list[str]:
 
 def test_info_lists_the_collection_and_the_limits(client, world) -> None:
     doc = client.get("/api/info").json()
-    assert doc["files"] == len(world.engine.files) and doc["categories"] == {"cars": 2, "dogs": 2, "lib": 1,
-                                                                             "rain": 2}
+    assert doc["files"] == len(world.engine.files) and doc["categories"] == {"cars": 2, "dogs": 1, "dogs/nested/deep": 1,
+                                                                             "lib": 1, "rain": 2}
     assert doc["limits"]["pixels"] == LIMITS["max_pixels"] and doc["explain"] == "attention map"
 
 
