@@ -29,7 +29,7 @@ from encoders.atomic import atomic_write
 from encoders.config import AudioConfig
 from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn, null_progress
-from train.defaults import DEFAULT_FPS, DEFAULT_FRAME_SIZE, DEFAULT_SPLIT
+from train.defaults import DEFAULT_CLIP_SECONDS, DEFAULT_FPS, DEFAULT_FRAME_SIZE, DEFAULT_SPLIT, LAYOUTS
 
 #: Split names, in the order of the ``split`` fractions.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -70,7 +70,11 @@ class VideoResult:
 
 @dataclass
 class PrepareReport:
-    """Result of :func:`prepare_videos`: one :class:`VideoResult` per input video and the lists written."""
+    """Result of :func:`prepare_videos`: one :class:`VideoResult` per input video and the lists written.
+
+    ``layout`` is ``"soundlib"`` or ``"reference"`` (:mod:`train.prepare_reference`: ``lists`` are its ``.txt``
+    lists, ``files`` the other files it wrote under ``lists/``; a video's ``pairs`` are its clips).
+    """
 
     out: str
     fps: float
@@ -78,6 +82,8 @@ class PrepareReport:
     lists: dict[str, str] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     unlabeled: list[str] = field(default_factory=list)
+    layout: str = "soundlib"
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def usable(self) -> list[VideoResult]:
@@ -102,6 +108,7 @@ class PrepareReport:
             "cached": sum(v.status == "cached" for v in self.videos),
             "skipped": len(self.skipped), "seconds": round(self.seconds, 3), "pairs": self.pairs,
             "lists": self.lists, "rows": self.rows, "unlabeled": self.unlabeled,
+            "layout": self.layout, "files": self.files,
             "items": [asdict(v) for v in self.videos],
         }
 
@@ -425,6 +432,8 @@ def prepare_videos(
     seed: int = 0,
     frame_size: int | None = DEFAULT_FRAME_SIZE,
     progress: ProgressFn | None = None,
+    layout: str = LAYOUTS[0],
+    clip_seconds: int | None = None,
 ) -> PrepareReport:
     """Turn videos into frames, audio and pair lists split by video.
 
@@ -437,6 +446,9 @@ def prepare_videos(
         seed: seed of the video split.
         frame_size: frames are saved with their shorter side scaled down to this many pixels (``None``: as decoded).
         progress: called as ``progress("prepare", done, total, video=name)``.
+        layout: ``"soundlib"`` (above) or ``"reference"``: the paper's reference-code layout of 10-s clips
+            (:mod:`train.prepare_reference`; 1 fps only).
+        clip_seconds: clip length of the reference layout (default 10 s).
 
     Returns:
         A :class:`PrepareReport`. Unusable videos (no audio track, no frames, undecodable) are skipped and reported;
@@ -449,6 +461,18 @@ def prepare_videos(
         raise SoundlibError(f"bad fps {fps!r}: must be > 0")
     if len(tuple(split)) != 3:
         raise SoundlibError("split needs three fractions (train, val, test)")
+    if layout not in LAYOUTS:
+        raise SoundlibError(f"unknown layout {layout!r} (use {' or '.join(LAYOUTS)})")
+    if layout == "reference":
+        from train.prepare_reference import prepare_reference
+
+        if abs(float(fps) - 1.0) > 1e-9:
+            raise SoundlibError(f"the reference layout is 1 fps (frames_1fps); got fps {fps:g}")
+        return prepare_reference(videos, out, split, labels=labels, seed=seed, frame_size=frame_size,
+                                 clip_seconds=DEFAULT_CLIP_SECONDS if clip_seconds is None else clip_seconds,
+                                 progress=progress)
+    if clip_seconds is not None:
+        raise SoundlibError("clip seconds apply to the reference layout only")
     progress = progress or null_progress
     out = Path(out).expanduser().resolve()
     label_map = labels if isinstance(labels, dict) else (read_labels(labels) if labels else None)

@@ -35,6 +35,7 @@ from soundlib.evaluation.inputs import (ListData, Problem, check_file_score, emb
 from soundlib.evaluation.scoring import RetrievalScores, score_vectors
 from soundlib.lists import read_list
 from soundlib.progress import ProgressFn, null_progress
+from soundlib.reference_lists import ReferenceRoots
 
 __all__ = ["ModelResult", "EvalReport", "evaluate_list", "chroma_ranking"]
 
@@ -96,11 +97,13 @@ def evaluate_list(
     db: str | None = None,
     url: str | None = None,
     progress: ProgressFn | None = None,
+    roots: ReferenceRoots | None = None,
+    norm_stats: str | os.PathLike | None = None,
 ) -> EvalReport:
     """Evaluate one or several models on a pair list (same rows, same candidates for all of them).
 
     Args:
-        list_path: the pair list (CSV; paths relative to its folder).
+        list_path: the pair list (CSV, paths relative to its folder; or the reference code's format).
         model_specs: checkpoints (``None`` or empty = the default model).
         ks: cut-offs.
         file_score: how a whole-file row's windows are combined: ``"best"`` (min distance) or ``"mean"``
@@ -109,6 +112,9 @@ def evaluate_list(
         library: evaluate against this ingested collection instead of the list's own clips.
         db, url: where that collection lives (see :func:`soundlib.store.open_store`).
         progress: progress callback.
+        roots: where a reference-format list's frames and audio are (:mod:`soundlib.reference_lists`).
+        norm_stats: a mean/variance ``.npy`` replacing the paper models' log-mel statistics
+            (:mod:`soundlib.norm_stats`); not with ``library`` (its sounds were embedded with the checkpoint's).
 
     Returns:
         :class:`EvalReport`; ``queries == 0`` when nothing could be scored (every row is in ``problems``).
@@ -119,15 +125,18 @@ def evaluate_list(
     if library is not None and file_score not in (None, "best"):
         raise SoundlibError("--library ranks files by their best window (as `soundlib query` does); "
                             "--file-score mean applies to lists only")
+    if library is not None and norm_stats is not None:
+        raise SoundlibError("--norm-stats cannot be used with --library: its sounds were embedded with the "
+                            "checkpoint's own statistics")
     file_score = file_score or DEFAULT_FILE_SCORE
     check_file_score(file_score)
     ks = M.parse_ks(list(ks))
     progress = progress or null_progress
     max_windows = int(max_windows or AudioConfig().max_windows)
-    pairs = read_list(list_path)
+    pairs = read_list(list_path, roots=roots)
     problems = [Problem(e.line, e.reason) for e in pairs.errors]
     data = ListData.from_pairs(pairs)
-    loaded = load_models(model_specs)
+    loaded = load_models(model_specs, norm_stats)
     labels = model_labels([lm.name for _, lm in loaded], [spec or lm.info.path for spec, lm in loaded])
     n_rows = len(data.rows) + len(pairs.errors)
     if library is not None:
