@@ -207,3 +207,22 @@ def test_train_on_reference_lists_with_their_norm_stats(prepared: tuple[Path, ob
     mv = np.load(stats).astype(np.float64)
     np.testing.assert_allclose(model.audio_mean.numpy(), mv[0], rtol=1e-6)
     np.testing.assert_allclose(model.audio_std.numpy(), np.sqrt(mv[1]) + 1e-8, rtol=1e-6)
+
+
+def test_rerun_reuses_the_clips(prepared: tuple[Path, object]) -> None:
+    out, first = prepared
+    src = Path(next(v.path for v in first.videos if v.status != "skipped")).parent.parent
+    wav = out / "audio" / "-0jeONf82dE_0.wav"
+    stamp = wav.stat().st_mtime_ns
+    before = {p.name: p.read_bytes() for p in (out / "lists").iterdir()}
+    again = prepare_videos([src], out, layout="reference", split=(0.5, 0.25, 0.25), seed=1, frame_size=None)
+    assert {v.status for v in again.videos if Path(v.path).name != "mute.mp4"} == {"cached"}
+    assert wav.stat().st_mtime_ns == stamp
+    assert {p.name: p.read_bytes() for p in (out / "lists").iterdir()} == before
+
+
+def test_prepare_layout_options_refused(tmp_path: Path) -> None:
+    one_line(run_cli("prepare", tmp_path, "--out", tmp_path / "o", "--layout", "reference", "--fps", "2"), 2,
+             "1 fps")
+    one_line(run_cli("prepare", tmp_path, "--out", tmp_path / "o", "--clip-seconds", "5"), 2,
+             "reference layout only")

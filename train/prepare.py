@@ -23,7 +23,7 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from encoders.atomic import atomic_write
 from encoders.config import AudioConfig
@@ -224,32 +224,46 @@ def pair_starts(frame_times: Sequence[float], audio_seconds: float, window: floa
     return starts
 
 
-def _prepare_one(video: Path, vid: str, out: Path, fps: float, acfg: AudioConfig,
-                 frame_size: int | None) -> dict[str, Any]:
-    """Decode one video into frames + wav; returns the marker dict. Raises SoundlibError for unusable videos."""
+def usable_track(video: Path, sample_rate: int) -> Any:
+    """A video's sound track, checked: mono float32 ``(samples,)`` at ``sample_rate``, trimmed to the track's length.
+
+    Raises:
+        VideoError: no video stream, no audio track, an empty or silent track, or an undecodable one.
+    """
     import numpy as np
-    import soundfile as sf
 
     from soundlib.audio import SILENCE_PEAK
     from soundlib.errors import VideoError
-    from soundlib.images import save_jpeg, video_frames, video_info
+    from soundlib.images import video_info
 
     info = video_info(video)
     if not info.has_video:
         raise VideoError("no video stream", video)
     if not info.has_audio:
         raise VideoError("no audio track", video)
-
-    wave, track_seconds = decode_track(video, acfg.sample_rate)
+    wave, track_seconds = decode_track(video, sample_rate)
     limit = track_seconds or (info.duration if info.duration and math.isfinite(info.duration) else 0.0)
     if limit > 0:
-        exact = int(round(float(limit) * acfg.sample_rate))
+        exact = int(round(float(limit) * sample_rate))
         if 0 < exact < wave.shape[0]:
             wave = wave[:exact]  # AAC and friends decode a few samples long
     if wave.size == 0:
         raise VideoError("empty audio track", video)
     if float(np.max(np.abs(wave))) < SILENCE_PEAK:
         raise VideoError("silent audio track", video)
+    return wave
+
+
+def _prepare_one(video: Path, vid: str, out: Path, fps: float, acfg: AudioConfig,
+                 frame_size: int | None) -> dict[str, Any]:
+    """Decode one video into frames + wav; returns the marker dict. Raises SoundlibError for unusable videos."""
+    import numpy as np
+    import soundfile as sf
+
+    from soundlib.errors import VideoError
+    from soundlib.images import save_jpeg, video_frames
+
+    wave = usable_track(video, acfg.sample_rate)
     audio_seconds = wave.shape[0] / acfg.sample_rate
 
     frame_dir = out / "frames" / vid
@@ -353,6 +367,53 @@ def _read_marker(path: Path, fps: float) -> dict[str, Any] | None:
     if not (root / m["audio"]).is_file() or not (root / m["frame_dir"]).is_dir():
         return None
     return m
+
+
+def run_videos(files: Sequence[Path], out: Path, report: PrepareReport, key: Callable[[Path], str],
+               cached: Callable[[Path, str], dict[str, Any] | None], make: Callable[[Path, str], dict[str, Any]],
+               n_pairs: Callable[[dict[str, Any]], int], progress: ProgressFn
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, VideoResult]]:
+    """Prepare each video once: ``make(video, key)`` decodes it and returns its marker, written last to
+    ``out/done/<video_id>.json``; a video whose marker ``cached(marker path, key)`` accepts is not decoded again.
+
+    Every video gets a :class:`VideoResult` in ``report.videos`` (unusable ones ``"skipped"`` with the reason).
+
+    Returns:
+        ``({key: marker}, {key: result})`` of the usable videos and of all of them.
+
+    Raises:
+        SoundlibError: no video is usable.
+    """
+    markers: dict[str, dict[str, Any]] = {}
+    results: dict[str, VideoResult] = {}
+    progress("prepare", 0, len(files))
+    for n, video in enumerate(files, start=1):
+        k = key(video)
+        marker_path = out / "done" / f"{video_id(video)}.json"
+        res = VideoResult(path=str(video), video_id=k, status="prepared")
+        m = cached(marker_path, k)
+        if m is not None:
+            res.status = "cached"
+        else:
+            try:
+                m = make(video, k)
+            except SoundlibError as e:
+                res.status, res.reason = "skipped", e.reason
+            except (OSError, ValueError, RuntimeError) as e:  # decoder errors not wrapped by the front end
+                res.status, res.reason = "skipped", f"cannot decode ({type(e).__name__}: {e})"
+            else:
+                with atomic_write(marker_path) as tmp:  # written last: the video is complete
+                    tmp.write_text(json.dumps(m, indent=1), encoding="utf-8")
+        if m is not None and res.status != "skipped":
+            markers[k] = m
+            res.seconds, res.frames, res.pairs = float(m["seconds"]), int(m["frames"]), n_pairs(m)
+        report.videos.append(res)
+        results[k] = res
+        progress("prepare", n, len(files), video=video.name)
+    if not markers:
+        reasons = "; ".join(f"{Path(v.path).name}: {v.reason}" for v in report.skipped[:3])
+        raise SoundlibError(f"no usable video ({reasons})")
+    return markers, results
 
 
 # --- split ----------------------------------------------------------------------------------------------------
@@ -486,40 +547,16 @@ def prepare_videos(
     out.mkdir(parents=True, exist_ok=True)
     (out / "done").mkdir(exist_ok=True)
 
-    markers: dict[str, dict[str, Any]] = {}
-    results: dict[str, VideoResult] = {}
-    progress("prepare", 0, len(files))
-    for n, video in enumerate(files, start=1):
-        vid = video_id(video)
-        marker_path = out / "done" / f"{vid}.json"
-        res = VideoResult(path=str(video), video_id=vid, status="prepared")
-        m = _read_marker(marker_path, float(fps))
-        if m is not None:
-            res.status = "cached"
-        else:
-            try:
-                m = _prepare_one(video, vid, out, float(fps), acfg, frame_size)
-            except SoundlibError as e:
-                res.status, res.reason = "skipped", e.reason
-            except (OSError, ValueError, RuntimeError) as e:  # decoder errors not wrapped by the front end
-                res.status, res.reason = "skipped", f"cannot decode ({type(e).__name__}: {e})"
-            else:
-                with atomic_write(marker_path) as tmp:  # written last: the video is complete
-                    tmp.write_text(json.dumps(m, indent=1), encoding="utf-8")
-        if m is not None and res.status != "skipped":
-            markers[vid] = m
-            res.seconds, res.frames, res.pairs = float(m["seconds"]), int(m["frames"]), len(m["starts"])
-            if label_map is not None:
-                res.category = _label_for(video, vid, label_map)
+    markers, results = run_videos(
+        files, out, report, video_id, lambda marker, vid: _read_marker(marker, float(fps)),
+        lambda video, vid: _prepare_one(video, vid, out, float(fps), acfg, frame_size),
+        lambda m: len(m["starts"]), progress)
+    if label_map is not None:
+        for vid, res in results.items():
+            if res.status != "skipped":
+                res.category = _label_for(Path(res.path), vid, label_map)
                 if res.category is None:
-                    report.unlabeled.append(video.name)
-        report.videos.append(res)
-        results[vid] = res
-        progress("prepare", n, len(files), video=video.name)
-
-    if not markers:
-        reasons = "; ".join(f"{Path(v.path).name}: {v.reason}" for v in report.skipped[:3])
-        raise SoundlibError(f"no usable video ({reasons})")
+                    report.unlabeled.append(Path(res.path).name)
 
     assignment = split_videos({v: len(m["starts"]) for v, m in markers.items()}, split, seed)
     lists: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}

@@ -39,8 +39,8 @@ from encoders.config import AudioConfig
 from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn
 from train.defaults import DEFAULT_CLIP_SECONDS
-from train.prepare import (MIN_WINDOW_FRACTION, SPLITS, PrepareReport, VideoResult, _label_for, _shrink, _write,
-                           decode_track, find_videos, read_labels, split_videos, video_id)
+from train.prepare import (MIN_WINDOW_FRACTION, SPLITS, PrepareReport, _label_for, _shrink, _write, find_videos,
+                           read_labels, run_videos, split_videos, usable_track, video_id)
 
 __all__ = ["UNLABELLED", "MARKER_VERSION", "reference_ids", "prepare_reference"]
 
@@ -78,26 +78,11 @@ def _cut_clips(video: Path, ref: str, out: Path, clip_seconds: int, acfg: AudioC
     import numpy as np
     import soundfile as sf
 
-    from soundlib.audio import SILENCE_PEAK
     from soundlib.errors import VideoError
-    from soundlib.images import save_jpeg, video_frames, video_info
+    from soundlib.images import save_jpeg, video_frames
     from soundlib.reference_lists import AUDIO_DIR, FRAMES_DIR, frame_name
 
-    info = video_info(video)
-    if not info.has_video:
-        raise VideoError("no video stream", video)
-    if not info.has_audio:
-        raise VideoError("no audio track", video)
-    wave, track_seconds = decode_track(video, acfg.sample_rate)
-    limit = track_seconds or (info.duration if info.duration and math.isfinite(info.duration) else 0.0)
-    if limit > 0:
-        exact = int(round(float(limit) * acfg.sample_rate))
-        if 0 < exact < wave.shape[0]:
-            wave = wave[:exact]
-    if wave.size == 0:
-        raise VideoError("empty audio track", video)
-    if float(np.max(np.abs(wave))) < SILENCE_PEAK:
-        raise VideoError("silent audio track", video)
+    wave = usable_track(video, acfg.sample_rate)
     sr = acfg.sample_rate
     audio_seconds = wave.shape[0] / sr
 
@@ -225,39 +210,18 @@ def prepare_reference(
     out.mkdir(parents=True, exist_ok=True)
     (out / "done").mkdir(exist_ok=True)
     refs = reference_ids(files)
-    markers: dict[str, dict[str, Any]] = {}
-    results: dict[str, VideoResult] = {}
-    progress("prepare", 0, len(files))
-    for n, video in enumerate(files, start=1):
-        ref = refs[video]
-        marker_path = out / "done" / f"{video_id(video)}.json"
-        res = VideoResult(path=str(video), video_id=ref, status="prepared")
-        m = _read_marker(marker_path, ref, clip_seconds)
-        if m is not None:
-            res.status = "cached"
-        else:
-            try:
-                m = _cut_clips(video, ref, out, clip_seconds, acfg, frame_size)
-            except SoundlibError as e:
-                res.status, res.reason = "skipped", e.reason
-            except (OSError, ValueError, RuntimeError) as e:
-                res.status, res.reason = "skipped", f"cannot decode ({type(e).__name__}: {e})"
-            else:
-                with atomic_write(marker_path) as tmp:
-                    tmp.write_text(json.dumps(m, indent=1), encoding="utf-8")
-        if m is not None and res.status != "skipped":
-            markers[ref] = m
-            res.seconds, res.frames, res.pairs = float(m["seconds"]), int(m["frames"]), len(m["clips"])
-            label = _label_for(video, video_id(video), label_map) if label_map is not None else None
-            if label_map is not None and label is None:
-                report.unlabeled.append(video.name)
-            res.category = label or _folder_label(video, inputs) or UNLABELLED
-        report.videos.append(res)
-        results[ref] = res
-        progress("prepare", n, len(files), video=video.name)
-    if not markers:
-        reasons = "; ".join(f"{Path(v.path).name}: {v.reason}" for v in report.skipped[:3])
-        raise SoundlibError(f"no usable video ({reasons})")
+    markers, results = run_videos(
+        files, out, report, refs.__getitem__, lambda marker, ref: _read_marker(marker, ref, clip_seconds),
+        lambda video, ref: _cut_clips(video, ref, out, clip_seconds, acfg, frame_size),
+        lambda m: len(m["clips"]), progress)
+    for ref, res in results.items():
+        if res.status == "skipped":
+            continue
+        video = Path(res.path)
+        label = _label_for(video, video_id(video), label_map) if label_map is not None else None
+        if label_map is not None and label is None:
+            report.unlabeled.append(video.name)
+        res.category = label or _folder_label(video, inputs) or UNLABELLED
 
     assignment = split_videos({r: len(m["clips"]) for r, m in markers.items()}, split, seed)
     by_split: dict[str, list[tuple[str, str]]] = {s: [] for s in SPLITS}
