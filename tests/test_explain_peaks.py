@@ -44,7 +44,7 @@ def test_position_embeddings_equal_the_embedding_when_every_position_is_alike(de
     parts = [np.broadcast_to(rng.normal(size=(c, 1, 1)), (c, h, w)).reshape(-1) for c, h, w in lay.grids]
     feats = torch.from_numpy(np.concatenate(parts + [rng.normal(size=lay.global_channels)]).astype(np.float32))[None]
     with torch.no_grad():
-        whole = model.encode_image(feats)[0]
+        whole = model.heads_part(model.encode_image(feats))[0]  # the heads; a bridge adds whole-picture concepts
         per = position_embeddings(model, feats)
     assert per.shape == (7, 7, whole.shape[0])
     assert torch.allclose(per, whole.expand_as(per), atol=1e-5)
