@@ -187,6 +187,26 @@ def test_folded_backbone_computes_the_same_function() -> None:
     assert fast.logits.argmax(1).tolist() == ref.logits.argmax(1).tolist()
 
 
+def test_folded_aisfx_computes_the_same_function() -> None:
+    torch.manual_seed(3)
+    spec = torch.rand(3, 100, 96)
+    with torch.inference_mode():
+        ref = backbones.AisfxTaps()(spec)
+        folded = backbones.AisfxTaps(net=backbones.aisfx_net_folded(torch.float32))(spec)
+        fast = backbones.AisfxTaps(net=backbones.aisfx_net_bf16())(spec.to(torch.bfloat16))
+    net = backbones.aisfx_net_folded(torch.float32)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert isinstance(backbones.aisfx_net().conv_block1.bn1, torch.nn.BatchNorm2d)  # original untouched
+    # every convolution runs channels-last (the first one's 1-channel input alone would leave the layout contiguous)
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in net.modules()
+               if isinstance(m, torch.nn.Conv2d))
+    assert all(t.is_contiguous(memory_format=torch.channels_last) for t in fast.taps)
+    for a, b in zip(folded.taps + [folded.global_], ref.taps + [ref.global_]):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-3)
+    rel = (fast.global_.float() - ref.global_).norm(dim=1) / ref.global_.norm(dim=1)
+    assert float(rel.max()) < 0.1  # bfloat16 rounding only
+
+
 def test_audio_frontend_matches_the_aisfx_librosa_spectrogram(tmp_path: Path) -> None:
     from aisfx.spectrogram.spectrogram_librosa import compute_spectrogram
 
