@@ -63,7 +63,10 @@ from encoders.twotower import TwoTower
 #: The family name this module registers under (see :mod:`encoders.registry`).
 FAMILY = "pretrained"
 #: Bump when the features a spec produces change (part of :attr:`PretrainedAVModel.features_key`).
-FEATURES_VERSION = 3  # 2: bf16 image features from the BN-folded backbone; 3: pictures read at 256, crop only
+FEATURES_VERSION = 4  # 2: bf16 image features from the BN-folded backbone; 3: pictures read at 256, crop only;
+#                       4: sound windows wrap-padded to 48 frames instead of 100 (AisfxSpec.frames)
+#: Bump when the audio features change (stored on every window of a collection: ingest re-embeds older windows).
+AUDIO_FEATURES_VERSION = 2  # 2: windows wrap-padded to 48 frames instead of 100 (features version 4)
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,7 @@ class PretrainedAVModel(TwoTower, nn.Module):
     """
 
     needs_audio_stats = False
+    audio_features_version = AUDIO_FEATURES_VERSION
 
     def __init__(self, config: ModelConfig, spec: PretrainedSpec | None = None) -> None:
         super().__init__()

@@ -5,8 +5,9 @@ For each audio file under the given folders (see :mod:`soundlib.scan`), compared
 - **added**: not in the store (or only half-written by an interrupted run) -> embedded and written;
 - **unchanged**: same size and mtime (ns) -> nothing is decoded or embedded. Same size, new mtime, same sha256 ->
   only the stored ``mtime``/``mtime_ns`` are refreshed (still *unchanged*: the sound did not change);
-- **updated**: content changed (size or sha256 differ), or the window layout changed (e.g. another
-  ``--max-windows``) -> re-embedded; its old windows are replaced as a whole;
+- **updated**: content changed (size or sha256 differ), the window layout changed (e.g. another
+  ``--max-windows``), or its windows were embedded by another version of the model's audio features
+  (``audio_features_version``, e.g. a faster front end) -> re-embedded; its old windows are replaced as a whole;
 - **skipped**: cannot be decoded (reason from :mod:`soundlib.audio`); windows stored for an earlier version of
   that file are deleted, so the library never recommends a file that no longer plays;
 - **removed** (``prune=True``): in the store under the given folders but gone from disk.
@@ -130,6 +131,7 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
     """:func:`ingest`'s work, with the store's writer lock held."""
     t0 = time.perf_counter()
     cfg = loaded_model.model.config.audio
+    version = int(getattr(loaded_model.model, "audio_features_version", 1))
     cap = cfg.max_windows if max_windows is None else int(max_windows)
     report = IngestReport()
     plan_roots(folders)  # every argument must exist before the store is touched
@@ -171,11 +173,11 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
                 replace.add(fid)
             todo.append(sf)
             continue
-        same_layout = _expected_windows(rec, cfg, cap) == rec.n_windows
-        if same_layout and rec.size == sf.size and rec.mtime_ns == sf.mtime_ns:
+        current = _expected_windows(rec, cfg, cap) == rec.n_windows and rec.features == version  # same vectors
+        if current and rec.size == sf.size and rec.mtime_ns == sf.mtime_ns:
             report.unchanged += 1
             continue
-        if same_layout and rec.size == sf.size:
+        if current and rec.size == sf.size:
             try:
                 sha = file_sha256(sf.path)
             except OSError as e:
@@ -218,7 +220,7 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
             buffer.append(FileVectors(root=sf.root, rel=sf.rel, category=sf.category, folder=sf.folder,
                                       size=sf.size, mtime=sf.mtime, mtime_ns=sf.mtime_ns, sha256=res.sha256,
                                       duration=res.duration, sample_rate=res.sample_rate, starts=res.starts,
-                                      vectors=res.vectors))
+                                      vectors=res.vectors, features=version))
             buffered += len(res.starts)
             if buffered >= limit or time.monotonic() - last_flush >= flush_seconds:
                 flush()

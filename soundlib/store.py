@@ -11,7 +11,8 @@ Layout of a collection (DESIGN.md, "The sound library in Chroma"):
 - record metadata: ``path`` (relative to ``root``), ``root``, ``category``, ``folder``, ``start`` (s), ``duration``
   (of the file, s), ``sha256``, ``mtime`` (s; Chroma may round it in the last bit), ``mtime_ns`` (exact),
   ``size``, ``sample_rate`` (of the file), ``window`` (index),
-  ``n_windows``, ``file_id`` and ``last`` (True on the window with the highest index).
+  ``n_windows``, ``file_id``, ``last`` (True on the window with the highest index) and ``features`` (the
+  model's ``audio_features_version`` that made the vector; absent on windows written before it existed = 1).
 
 A file is written as a whole: its old windows are deleted, then its windows are upserted in index order, so the
 window flagged ``last`` is written last. A file counts as present only when its ``last`` window exists; a file
@@ -142,6 +143,7 @@ class FileRecord(FileFacts):
 
     file_id: str
     n_windows: int
+    features: int = 1
 
     @classmethod
     def from_metadata(cls, m: dict[str, Any]) -> "FileRecord":
@@ -150,7 +152,7 @@ class FileRecord(FileFacts):
                    size=int(m.get("size", -1)), mtime=float(m.get("mtime", -1.0)),
                    mtime_ns=int(m.get("mtime_ns", -1)), sha256=str(m.get("sha256", "")),
                    duration=float(m.get("duration", 0.0)), sample_rate=int(m.get("sample_rate", 0)),
-                   n_windows=int(m.get("n_windows", 0)))
+                   n_windows=int(m.get("n_windows", 0)), features=int(m.get("features", 1)))
 
 
 @dataclass(frozen=True)
@@ -161,10 +163,12 @@ class FileVectors(FileFacts):
     Attributes:
         starts: window start times in seconds, length ``N``.
         vectors: ``(N, D)`` float32 embeddings (L2-normalised).
+        features: the model's ``audio_features_version`` that computed them.
     """
 
     starts: Sequence[float]
     vectors: np.ndarray
+    features: int = 1
 
     @property
     def file_id(self) -> str:
@@ -180,6 +184,7 @@ class FileVectors(FileFacts):
             "start": float(s), "duration": float(self.duration), "sha256": self.sha256,
             "mtime": float(self.mtime), "mtime_ns": int(self.mtime_ns), "size": int(self.size),
             "sample_rate": int(self.sample_rate), "window": i, "n_windows": n, "file_id": fid, "last": i == n - 1,
+            "features": int(self.features),
         } for i, s in enumerate(self.starts)]
         return ids, np.asarray(self.vectors, dtype=np.float32).reshape(n, -1), metas
 

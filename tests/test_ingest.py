@@ -114,6 +114,23 @@ def test_changed_files_are_replaced_as_a_whole(lib: Path, store, counted) -> Non
     assert {m["sha256"] for m in engine} == {new_sha}
 
 
+def test_windows_of_another_audio_features_version_are_re_embedded(lib: Path, store, counted) -> None:
+    loaded, calls = counted
+    ingest([lib], loaded, store)
+    assert {m["features"] for m in store.require().get(include=["metadatas"])["metadatas"]} == {1}
+    # a soundlib whose front end computes other features for the same checkpoint (e.g. a faster one): the
+    # collection must not mix the two kinds of vectors, so every file is embedded again, once
+    loaded.model.audio_features_version = 2
+    calls.clear()
+    report = ingest([lib], loaded, store)
+    assert (report.added, report.updated, report.unchanged) == (0, len(GOOD), 0)
+    assert report.windows == sum(calls) == TOTAL_WINDOWS == store.count()
+    assert {m["features"] for m in store.require().get(include=["metadatas"])["metadatas"]} == {2}
+    calls.clear()
+    report = ingest([lib], loaded, store)
+    assert (report.updated, report.unchanged, calls) == (0, len(GOOD), [])
+
+
 def test_prune_removes_only_vanished_files_under_the_given_folders(lib: Path, tmp_path: Path, store, counted) -> None:
     loaded, _ = counted
     other = tmp_path / "other"

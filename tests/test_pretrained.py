@@ -231,11 +231,15 @@ def test_audio_frontend_wraps_and_normalises() -> None:
     short = torch.from_numpy(_sound("chirp", 0)[: WINDOW // 3])
     tiled = short[torch.arange(WINDOW) % short.numel()]
     out_short, out_tiled = fe(short[None]), fe(tiled[None])
-    assert tuple(out_short.shape) == (1, 100, 96)
+    assert tuple(out_short.shape) == (1, 48, 96) == (1, backbones.AisfxSpec().frames, 96)
     assert torch.allclose(out_short, out_tiled)
     assert torch.allclose(fe(0.01 * tiled[None]), out_tiled, atol=1e-4)  # peak-normalised per window
     silent = fe(torch.zeros(1, WINDOW))
     assert torch.isfinite(silent).all() and float(silent.abs().max()) == 0.0
+    # 48 frames: the whole 1-s window (43.07 frames) and the start of its repetition, exactly the first 48 frames
+    # of the package's 100-frame block (features version 3), at less than half the backbone's compute
+    long = backbones.AisfxFrontend(SR, WINDOW, backbones.AisfxSpec(frames=100))(tiled[None])
+    assert tuple(long.shape) == (1, 100, 96) and torch.allclose(long[:, :48], out_tiled, atol=1e-5)
 
 
 def test_fft_resample_keeps_a_tone() -> None:
