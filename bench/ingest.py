@@ -19,8 +19,9 @@
    every 10th file) with the default model, once with the code of :data:`BASELINE_REF` (the commit before issue
    16's speed-ups, unpacked with ``git archive`` into ``bench/.cache``) and once with this tree, each as a fresh
    ``python -m cli ingest --json`` process into a fresh store, alternated (B N B N ...). windows/s = windows /
-   the ingest's own ``seconds`` (scan, decode, model, Chroma writes; not the imports); peak RSS of each process
-   (``wait4``); and how far the embeddings moved: cosine between the two stores' vectors of the same windows.
+   the ingest's own ``seconds`` (scan, decode, model, Chroma writes; not the imports); CPU time per window and
+   peak RSS of each process (``wait4``: CPU time moves less with the load of a shared machine than wall time);
+   and how far the embeddings moved: cosine between the two stores' vectors of the same windows.
 
 Run: ``.venv/bin/python bench/ingest.py [--quick] [--sounds DIR] [--rounds N] [--skip-synthetic]``
 -> ``bench/results/ingest.json``.
@@ -277,6 +278,7 @@ def cli_ingest(tree: Path, sounds: Path, db: Path) -> dict[str, Any]:
             raise RuntimeError(f"ingest with {tree} exited {code}: {err.read().decode(errors='replace')[-800:]}")
         report = json.loads(out.read())
     report["process_wall_s"] = wall
+    report["process_cpu_s"] = usage.ru_utime + usage.ru_stime
     report["peak_rss_mb"] = usage.ru_maxrss / 1024
     return report
 
@@ -321,13 +323,16 @@ def bench_real(res: Result, sounds: Path, every: int, rounds: int, ref: str) -> 
     old_rate, new_rate = median(rate["baseline"]), median(rate["new"])
     per_round = [n / o for n, o in zip(rate["new"], rate["baseline"])]
     rss = {k: max(x["peak_rss_mb"] for x in v) for k, v in runs.items()}
+    cpu = {k: median([x["process_cpu_s"] / x["windows"] * 1000 for x in v]) for k, v in runs.items()}
     n_files = runs["new"][-1]["added"]
     res.add("ingest real files, default model: this tree", new_rate, "windows/s",
             baseline=f"the same ingest with the code of {ref} (today's path)", baseline_value=old_rate,
             ratio=new_rate / old_rate, goal=f">= {GOAL_SPEEDUP}x", met=new_rate / old_rate >= GOAL_SPEEDUP,
             note=f"{runs['new'][-1]['windows']} windows of {n_files} files ({library}); medians of {rounds} "
                  f"alternated runs; per-round ratios " + ", ".join(f"{x:.2f}" for x in per_round) +
-                 f"; peak RSS {rss['new']:.0f} MB vs {rss['baseline']:.0f} MB; loads at start "
+                 f"; CPU time per window (whole process: imports, model load, ingest) {cpu['new']:.1f} ms vs "
+                 f"{cpu['baseline']:.1f} ms ({cpu['baseline'] / cpu['new']:.2f}x less); peak RSS {rss['new']:.0f} MB "
+                 f"vs {rss['baseline']:.0f} MB; loads at start "
                  + ", ".join(f"{x['loadavg_start'][0]:.1f}" for k in ("baseline", "new") for x in runs[k]))
     res.add("embeddings of the same windows, this tree vs today's", float(np.mean(cos)), "cosine",
             note=f"{len(common_ids)} windows; p10 {np.percentile(cos, 10):.4f}, min {np.min(cos):.4f} "

@@ -97,7 +97,8 @@ def _expected_windows(rec: FileRecord, cfg: Any, max_windows: int) -> int:
 
 def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_windows: int | None = None,
            prune: bool = False, progress: ProgressFn | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-           stop: threading.Event | None = None, flush_seconds: float = FLUSH_SECONDS) -> IngestReport:
+           stop: threading.Event | None = None, flush_seconds: float = FLUSH_SECONDS,
+           workers: int | None = None) -> IngestReport:
     """Bring the store up to date with the audio files under ``folders`` (rules in the module docstring).
 
     Args:
@@ -111,6 +112,7 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
         stop: when set (e.g. Ctrl-C), finish the batch in flight, write what is complete and return.
         flush_seconds: write the files embedded so far at least this often (seconds of work a crash can lose),
             besides whenever :attr:`SoundStore.max_batch_size` windows are waiting.
+        workers: model workers (:func:`soundlib.embedding.embed_windows_batched`; default one per torch thread).
 
     Returns:
         An :class:`IngestReport`.
@@ -122,12 +124,12 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
     """
     with store.writing("ingest"):
         return _ingest_locked(list(folders), loaded_model, store, max_windows, prune, progress, batch_size, stop,
-                              flush_seconds)
+                              flush_seconds, workers)
 
 
 def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max_windows: int | None,
                    prune: bool, progress: ProgressFn | None, batch_size: int, stop: threading.Event | None,
-                   flush_seconds: float) -> IngestReport:
+                   flush_seconds: float, workers: int | None) -> IngestReport:
     """:func:`ingest`'s work, with the store's writer lock held."""
     t0 = time.perf_counter()
     cfg = loaded_model.model.config.audio
@@ -208,7 +210,7 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
     stale: set[str] = set()
     try:
         for res in embed_windows_batched(loaded_model.model, todo, batch_size=batch_size, progress=progress,
-                                         max_windows=cap, total=len(todo), stop=stop):
+                                         max_windows=cap, total=len(todo), stop=stop, workers=workers):
             sf = res.sound
             fid = file_key(sf.root, sf.rel)
             if isinstance(res, FailedFile):

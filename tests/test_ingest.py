@@ -131,6 +131,38 @@ def test_windows_of_another_audio_features_version_are_re_embedded(lib: Path, st
     assert (report.updated, report.unchanged, calls) == (0, len(GOOD), [])
 
 
+def test_model_workers_give_the_same_vectors_in_the_same_order(lib: Path, tmp_path: Path, tiny_model) -> None:
+    import numpy as np
+    import torch
+
+    from soundlib.embedding import embed_windows_batched
+    from soundlib.scan import plan_roots, scan
+
+    files = sorted(scan(plan_roots([str(lib)])), key=lambda f: f.rel)
+    seen_threads: list[int] = []
+    real = tiny_model.model.embed_audio
+
+    def embed_audio(waves, *a, **k):
+        seen_threads.append(torch.get_num_threads())
+        return real(waves, *a, **k)
+
+    tiny_model.model.embed_audio = embed_audio
+    before = torch.get_num_threads()
+    one = list(embed_windows_batched(tiny_model.model, files, batch_size=4, workers=1))
+    assert set(seen_threads) == {before}
+    seen_threads.clear()
+    three = list(embed_windows_batched(tiny_model.model, files, batch_size=4, workers=3))
+    assert set(seen_threads) == {1} and len(seen_threads) >= 3  # each call on one torch thread
+    assert torch.get_num_threads() == before  # restored
+    assert [r.sound.rel for r in one] == [r.sound.rel for r in three] == [f.rel for f in files]
+    for a, b in zip(one, three):
+        assert type(a) is type(b)
+        if hasattr(a, "vectors"):
+            assert a.starts == b.starts
+            np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
+    assert sum(len(r.starts) for r in three if hasattr(r, "starts")) == TOTAL_WINDOWS
+
+
 def test_prune_removes_only_vanished_files_under_the_given_folders(lib: Path, tmp_path: Path, store, counted) -> None:
     loaded, _ = counted
     other = tmp_path / "other"
