@@ -170,41 +170,33 @@ def test_taps_do_not_change_the_packages_computation() -> None:
     assert [tuple(t.shape[1:]) for t in a.taps] == [(128, 25, 24), (256, 12, 12), (512, 12, 12)]
 
 
-def test_folded_backbone_computes_the_same_function() -> None:
+@pytest.mark.parametrize("which", ["effnet", "aisfx"])
+def test_folded_backbones_compute_the_same_function(which: str) -> None:
     torch.manual_seed(2)
-    x = torch.randn(2, 3, 224, 224)
+    if which == "effnet":
+        taps, x, original = backbones.EffNetTaps, torch.randn(2, 3, 224, 224), backbones.effnet_lite0()._bn0
+        folded_net, fast_net = backbones.effnet_lite0_folded(torch.float32), backbones.effnet_lite0_bf16()
+    else:
+        taps, x, original = backbones.AisfxTaps, torch.rand(3, 100, 96), backbones.aisfx_net().conv_block1.bn1
+        folded_net, fast_net = backbones.aisfx_net_folded(torch.float32), backbones.aisfx_net_bf16()
     with torch.inference_mode():
-        ref = backbones.EffNetTaps()(x)
-        folded = backbones.EffNetTaps(net=backbones.effnet_lite0_folded(torch.float32))(x)
-        fast = backbones.EffNetTaps(net=backbones.effnet_lite0_bf16())(x.to(torch.bfloat16))
-    net = backbones.effnet_lite0_folded(torch.float32)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
-    assert all(isinstance(m, torch.nn.BatchNorm2d) for m in [backbones.effnet_lite0()._bn0])  # original untouched
-    for a, b in zip(folded.taps + [folded.global_, folded.logits], ref.taps + [ref.global_, ref.logits]):
-        assert torch.allclose(a, b, atol=1e-3, rtol=1e-3)
-    rel = (fast.global_ - ref.global_).norm(dim=1) / ref.global_.norm(dim=1)
-    assert fast.global_.dtype == torch.float32 and float(rel.max()) < 0.1  # bfloat16 rounding only
-    assert fast.logits.argmax(1).tolist() == ref.logits.argmax(1).tolist()
-
-
-def test_folded_aisfx_computes_the_same_function() -> None:
-    torch.manual_seed(3)
-    spec = torch.rand(3, 100, 96)
-    with torch.inference_mode():
-        ref = backbones.AisfxTaps()(spec)
-        folded = backbones.AisfxTaps(net=backbones.aisfx_net_folded(torch.float32))(spec)
-        fast = backbones.AisfxTaps(net=backbones.aisfx_net_bf16())(spec.to(torch.bfloat16))
-    net = backbones.aisfx_net_folded(torch.float32)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
-    assert isinstance(backbones.aisfx_net().conv_block1.bn1, torch.nn.BatchNorm2d)  # original untouched
-    # every convolution runs channels-last (the first one's 1-channel input alone would leave the layout contiguous)
-    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in net.modules()
-               if isinstance(m, torch.nn.Conv2d))
-    assert all(t.is_contiguous(memory_format=torch.channels_last) for t in fast.taps)
-    for a, b in zip(folded.taps + [folded.global_], ref.taps + [ref.global_]):
+        ref = taps()(x)
+        folded = taps(net=folded_net)(x)
+        fast = taps(net=fast_net)(x.to(torch.bfloat16))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded_net.modules())
+    assert isinstance(original, torch.nn.BatchNorm2d)  # the package's network is untouched
+    extra = [(folded.logits, ref.logits)] if which == "effnet" else []
+    for a, b in list(zip(folded.taps + [folded.global_], ref.taps + [ref.global_])) + extra:
         assert torch.allclose(a, b, atol=1e-3, rtol=1e-3)
     rel = (fast.global_.float() - ref.global_).norm(dim=1) / ref.global_.norm(dim=1)
     assert float(rel.max()) < 0.1  # bfloat16 rounding only
+    if which == "effnet":
+        assert fast.global_.dtype == torch.float32
+        assert fast.logits.argmax(1).tolist() == ref.logits.argmax(1).tolist()
+    else:  # every convolution runs channels-last (the first one's 1-channel input alone would not choose it)
+        assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in folded_net.modules()
+                   if isinstance(m, torch.nn.Conv2d))
+        assert all(t.is_contiguous(memory_format=torch.channels_last) for t in fast.taps)
 
 
 def test_backbones_load_once_when_several_threads_ask_at_once() -> None:
