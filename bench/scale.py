@@ -370,6 +370,7 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--windows", type=int, default=0, help="library size (default 1,000,000; --quick 50,000)")
     p.add_argument("--configs", default="default", help=f"HNSW creation settings, comma-separated: {list(CONFIGS)}")
+    p.add_argument("--server-configs", default="", help="creation settings for the server (default: --configs)")
     p.add_argument("--ef", default="", help="ef_search values, comma-separated (default 100,200,400,800,1600)")
     p.add_argument("--skip-server", action="store_true", help="only the embedded store")
     p.add_argument("--skip-embedded", action="store_true", help="only the server")
@@ -387,9 +388,10 @@ def main() -> None:
                                               "k": 10, "vectors": "synthetic clustered unit vectors (bench/query.py)"})
     lib_dir = library_files(work, n_windows)
     res.details["exact_batch_ms_per_query"] = exact_wants(lib_dir, n_queries)
+    server_configs = [c.strip() for c in (args.server_configs or args.configs).split(",") if c.strip()]
     kinds = [k for k, skip in (("embedded", args.skip_embedded), ("server", args.skip_server)) if not skip]
     for kind in kinds:
-        for config in configs:
+        for config in (server_configs if kind == "server" else configs):
             bench_target(res, kind, config, work, lib_dir, n_windows, breadths, n_queries, n_latency)
     res.finish()
 
