@@ -488,9 +488,10 @@ def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out,
     from soundlib.clikit import fail, print_json, rich_progress, stdout_console
     from soundlib.media import media_kind
     from soundlib.models import load_model
-    from soundlib.recommend import recommend
+    from soundlib.recommend import classify_inputs, recommend
     from soundlib.store import open_store
 
+    classify_inputs(inputs)  # a missing or unknown input fails here, before chromadb and torch are imported
     _check_export(export_dir, clip)
     if explain_out and (len(inputs) != 1 or media_kind(inputs[0]) != "image"):
         fail("--explain takes exactly one picture")

@@ -14,13 +14,26 @@
 3. Front end: ``soundlib.audio.log_mel_batch`` on the decoded windows vs plain per-clip
    ``librosa.feature.melspectrogram`` + log with the same parameters (and the largest difference between the two).
 
-Run: ``.venv/bin/python bench/ingest.py [--quick]`` -> ``bench/results/ingest.json``.
+4. Real files, **today's code against this tree in the same run**: ``soundlib ingest`` of a real sound library
+   (default ``/work/work/media2/sfx``, the 1,632-file Debian sfx-extra set; ``--sounds DIR``; ``--quick`` takes
+   every 10th file) with the default model, once with the code of :data:`BASELINE_REF` (the commit before issue
+   16's speed-ups, unpacked with ``git archive`` into ``bench/.cache``) and once with this tree, each as a fresh
+   ``python -m cli ingest --json`` process into a fresh store, alternated (B N B N ...). windows/s = windows /
+   the ingest's own ``seconds`` (scan, decode, model, Chroma writes; not the imports); CPU time per window and
+   peak RSS of each process (``wait4``: CPU time moves less with the load of a shared machine than wall time);
+   and how far the embeddings moved: cosine between the two stores' vectors of the same windows.
+
+Run: ``.venv/bin/python bench/ingest.py [--quick] [--sounds DIR] [--rounds N] [--skip-synthetic]``
+-> ``bench/results/ingest.json``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,13 +41,18 @@ from typing import Any
 
 import numpy as np
 
-from common import CACHE_DIR, FAST_M5, PRETRAINED, Result, median, model_label, parser, saved_model
+from common import CACHE_DIR, FAST_M5, PRETRAINED, ROOT, Result, median, model_label, parser, saved_model
 
 GOAL_RATIO = 0.5
 RATES = (8000, 22050, 44100, 48000)
 FORMATS = (("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("ogg", "OGG", "VORBIS"),
            ("mp3", "MP3", "MPEG_LAYER_III"))
 KINDS = ("tones", "noise", "chirps")
+#: "Today's path": the commit before issue 16's ingest speed-ups (its ``soundlib ingest`` runs beside this tree's).
+BASELINE_REF = "141d40e"
+#: Real sound library of the comparison (Debian sfx-extra packages, fetched by get-debian-sfx-extra.sh).
+REAL_SOUNDS = Path("/work/work/media2/sfx")
+GOAL_SPEEDUP = 2.5
 
 
 def synth(kind: str, seconds: float, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -214,11 +232,138 @@ def bench_frontend(res: Result, windows: np.ndarray, n_ours: int, n_librosa: int
                                "librosa_s": t_lib, "max_abs_diff": diff}
 
 
+def baseline_tree(ref: str) -> Path:
+    """The source tree of commit ``ref`` (``git archive``), unpacked once under ``bench/.cache``."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", ref], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    tree = CACHE_DIR / f"baseline-{commit}"
+    if not (tree / ".complete").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        tree.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        (tree / ".complete").write_text(commit)
+    return tree
+
+
+def real_library(source: Path, every: int) -> Path:
+    """``source`` itself, or (``every`` > 1) a mirror of every ``every``-th of its files as symbolic links."""
+    if every <= 1:
+        return source
+    mirror = CACHE_DIR / f"real-{source.name}-every{every}"
+    if not (mirror / ".complete").exists():
+        shutil.rmtree(mirror, ignore_errors=True)
+        files = sorted(p for p in source.rglob("*") if p.is_file())[::every]
+        for f in files:
+            link = mirror / f.relative_to(source)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(f)
+        (mirror / ".complete").write_text(str(len(files)))
+    return mirror
+
+
+def cli_ingest(tree: Path, sounds: Path, db: Path) -> dict[str, Any]:
+    """``python -m cli ingest SOUNDS --db DB --json`` run with the code in ``tree``: its JSON report plus the
+    process's wall time and peak RSS (MB, from ``wait4``)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "ingest", str(sounds), "--db", str(db), "--json"],
+                                cwd=tree, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if code not in (0, 1):  # 1: some files skipped (the sfx-extra library has two empty WAVs)
+            raise RuntimeError(f"ingest with {tree} exited {code}: {err.read().decode(errors='replace')[-800:]}")
+        report = json.loads(out.read())
+    report["process_wall_s"] = wall
+    report["process_cpu_s"] = usage.ru_utime + usage.ru_stime
+    report["peak_rss_mb"] = usage.ru_maxrss / 1024
+    return report
+
+
+def store_vectors(db: Path) -> dict[str, np.ndarray]:
+    """Every record of the store's default collection: id -> embedding."""
+    from soundlib.store import open_store
+
+    out: dict[str, np.ndarray] = {}
+    with open_store(db=db) as store:
+        for ids, vecs, _ in store.iter_records():
+            out.update(zip(ids, vecs))
+    return out
+
+
+def bench_real(res: Result, sounds: Path, every: int, rounds: int, ref: str) -> None:
+    """Today's ingest (``ref``) against this tree's on real files, alternated in one run (B N B N ...)."""
+    old_tree = baseline_tree(ref)
+    library = real_library(sounds, every)
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "new": []}
+    keep = Path(tempfile.mkdtemp(prefix="bench-ingest-real-"))
+    try:
+        for r in range(rounds):
+            for label, tree in (("baseline", old_tree), ("new", ROOT)):
+                db = keep / f"{label}-{r}"
+                load = os.getloadavg()
+                rep = cli_ingest(tree, library, db)
+                rep["loadavg_start"] = [round(x, 2) for x in load]
+                runs[label].append(rep)
+                print(f"  {label}: {rep['windows']} windows in {rep['seconds']:.1f} s = "
+                      f"{rep['windows'] / rep['seconds']:.1f} windows/s (load {load[0]:.1f})", flush=True)
+                if r < rounds - 1:
+                    shutil.rmtree(db)
+        old_v, new_v = store_vectors(keep / f"baseline-{rounds - 1}"), store_vectors(keep / f"new-{rounds - 1}")
+    finally:
+        shutil.rmtree(keep, ignore_errors=True)
+    common_ids = sorted(old_v.keys() & new_v.keys())
+    a = np.stack([old_v[i] for i in common_ids])
+    b = np.stack([new_v[i] for i in common_ids])
+    cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    rate = {k: [x["windows"] / x["seconds"] for x in v] for k, v in runs.items()}
+    old_rate, new_rate = median(rate["baseline"]), median(rate["new"])
+    per_round = [n / o for n, o in zip(rate["new"], rate["baseline"])]
+    rss = {k: max(x["peak_rss_mb"] for x in v) for k, v in runs.items()}
+    cpu = {k: median([x["process_cpu_s"] / x["windows"] * 1000 for x in v]) for k, v in runs.items()}
+    n_files = runs["new"][-1]["added"]
+    res.add("ingest real files, default model: this tree", new_rate, "windows/s",
+            baseline=f"the same ingest with the code of {ref} (today's path)", baseline_value=old_rate,
+            ratio=new_rate / old_rate, goal=f">= {GOAL_SPEEDUP}x", met=new_rate / old_rate >= GOAL_SPEEDUP,
+            note=f"{runs['new'][-1]['windows']} windows of {n_files} files ({library}); medians of {rounds} "
+                 f"alternated runs; per-round ratios " + ", ".join(f"{x:.2f}" for x in per_round) +
+                 f"; CPU time per window (whole process: imports, model load, ingest) {cpu['new']:.1f} ms vs "
+                 f"{cpu['baseline']:.1f} ms ({cpu['baseline'] / cpu['new']:.2f}x less); peak RSS {rss['new']:.0f} MB "
+                 f"vs {rss['baseline']:.0f} MB; loads at start "
+                 + ", ".join(f"{x['loadavg_start'][0]:.1f}" for k in ("baseline", "new") for x in runs[k]))
+    res.add("embeddings of the same windows, this tree vs today's", float(np.mean(cos)), "cosine",
+            note=f"{len(common_ids)} windows; p10 {np.percentile(cos, 10):.4f}, min {np.min(cos):.4f} "
+                 f"(1.0: unchanged)")
+    res.details["real"] = {"sounds": str(sounds), "every": every, "baseline_ref": ref, "runs": runs,
+                           "cosine": {"mean": float(np.mean(cos)), "p10": float(np.percentile(cos, 10)),
+                                      "p1": float(np.percentile(cos, 1)), "min": float(np.min(cos)),
+                                      "windows": len(common_ids)}}
+
+
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--sounds", type=Path, default=REAL_SOUNDS, help=f"real sound library (default {REAL_SOUNDS})")
+    p.add_argument("--rounds", type=int, default=0, help="alternated baseline/new ingests (default 2; --quick 1)")
+    p.add_argument("--baseline-ref", default=BASELINE_REF, help=f"commit of today's path (default {BASELINE_REF})")
+    p.add_argument("--skip-synthetic", action="store_true", help="only the real-file comparison")
+    p.add_argument("--skip-real", action="store_true", help="only the generated-library measurements")
+    args = p.parse_args()
     n_files, max_seconds = (12, 20.0) if args.quick else (48, 60.0)
     res = Result("ingest", args.quick, params={"files": n_files, "max_seconds": max_seconds, "min_seconds": 0.3,
                                                "rates": RATES, "formats": [f[0] for f in FORMATS]})
+    if not args.skip_real:
+        if args.sounds.is_dir():
+            bench_real(res, args.sounds, 10 if args.quick else 1, args.rounds or (1 if args.quick else 2),
+                       args.baseline_ref)
+        else:
+            print(f"no real sound library at {args.sounds}: skipping the real-file comparison (--sounds DIR)")
+    if args.skip_synthetic:
+        res.finish()
+        return
     root = CACHE_DIR / f"ingest-library-{n_files}-{max_seconds:g}"
     files = make_library(root, n_files, max_seconds)
     res.details["library"] = {"files": len(files), "seconds": round(sum(f["seconds"] for f in files), 1),

@@ -43,6 +43,7 @@ from encoders.backbones import (
     AisfxFrontend,
     AisfxSpec,
     AisfxTaps,
+    aisfx_net_bf16,
     EffNetSpec,
     EffNetTaps,
     Layout,
@@ -65,7 +66,10 @@ from encoders.twotower import TwoTower
 #: The family name this module registers under (see :mod:`encoders.registry`).
 FAMILY = "pretrained"
 #: Bump when the features a spec produces change (part of :attr:`PretrainedAVModel.features_key`).
-FEATURES_VERSION = 3  # 2: bf16 image features from the BN-folded backbone; 3: pictures read at 256, crop only
+FEATURES_VERSION = 4  # 2: bf16 image features from the BN-folded backbone; 3: pictures read at 256, crop only;
+#                       4: sound windows wrap-padded to 48 frames instead of 100 (AisfxSpec.frames)
+#: Bump when the audio features change (stored on every window of a collection: ingest re-embeds older windows).
+AUDIO_FEATURES_VERSION = 2  # 2: windows wrap-padded to 48 frames instead of 100 (features version 4)
 
 
 @dataclass(frozen=True)
@@ -156,16 +160,19 @@ class PretrainedAVModel(TwoTower, nn.Module):
         projector / correlation: as in :class:`encoders.model.AVModel`.
         audio_mean, audio_std: buffers kept for the checkpoint format; the heads normalise their inputs themselves,
             so :meth:`set_audio_stats` is a no-op and :attr:`needs_audio_stats` is ``False``.
-        inference_bf16: run the backbones (and heads) under bfloat16 autocast with channels-last inputs in
-            :meth:`image_features`, :meth:`audio_features` and the ``embed_*`` helpers. Default: on when the CPU
-            supports bf16 (:func:`bf16_supported`): it halves the CPU time of both backbones and changes nothing
-            that matters (``bench/README.md``). ``False`` gives exact fp32.
+        inference_bf16: run the backbones in bfloat16 (BatchNorm folded, channels-last:
+            :func:`~encoders.backbones.effnet_lite0_bf16`, :func:`~encoders.backbones.aisfx_net_bf16`) in
+            :meth:`image_features` and :meth:`audio_features`, and the heads under bfloat16 autocast in the
+            ``embed_*`` helpers. Default: on when the CPU
+            supports bf16 (:func:`bf16_supported`): measured here it halves the CPU time of both backbones and
+            changes nothing that matters (``bench/README.md``). ``False`` gives exact fp32.
 
     Raises:
         ConfigError: ``config.image_size`` is not the backbone's 224.
     """
 
     needs_audio_stats = False
+    audio_features_version = AUDIO_FEATURES_VERSION
 
     def __init__(self, config: ModelConfig, spec: PretrainedSpec | None = None) -> None:
         super().__init__()
@@ -263,7 +270,7 @@ class PretrainedAVModel(TwoTower, nn.Module):
         Args:
             waves: ``(B, samples)`` float at ``config.audio.sample_rate`` (rows of another length are wrap-padded or
                 cut to one window).
-            fast: bf16 autocast (default :attr:`inference_bf16`).
+            fast: the bfloat16 backbone (default :attr:`inference_bf16`).
 
         Returns:
             ``(B, audio_layout.size)`` float32 (22,016 by default), deterministic, no autograd history.
@@ -274,14 +281,14 @@ class PretrainedAVModel(TwoTower, nn.Module):
         waves = torch.as_tensor(waves)
         if waves.dim() == 1:
             waves = waves.unsqueeze(0)
-        taps = AisfxTaps(spec=self.spec.audio)
+        bf16 = self.inference_bf16 if fast is None else fast
+        taps = AisfxTaps(net=aisfx_net_bf16() if bf16 else None, spec=self.spec.audio)
         layout = audio_layout(self.spec)
         outs = []
         with torch.inference_mode():
             for chunk in self._batches(waves):
                 x = self._frontend(chunk.float().cpu())
-                with self._autocast(fast):
-                    outs.append(pack(taps(x), layout))
+                outs.append(pack(taps(x.to(torch.bfloat16) if bf16 else x), layout))
             feats = torch.cat(outs) if outs else torch.zeros(0, layout.size)
         return feats.clone()  # a normal tensor (usable in autograd), not an inference tensor
 
@@ -303,7 +310,7 @@ class PretrainedAVModel(TwoTower, nn.Module):
         Args:
             images: ``(B, 3, H, W)`` float RGB in [0, 1], any size: short side scaled to 256 (skipped when it is
                 256 already, as for pictures read at :attr:`picture_size`), centre-cropped to 224.
-            fast: bf16 autocast (default :attr:`inference_bf16`).
+            fast: the bfloat16 backbone (default :attr:`inference_bf16`).
 
         Returns:
             ``(B, image_layout.size)`` float32 (24,408 by default), deterministic, no autograd history.

@@ -22,6 +22,11 @@ from encoders.projectors import CorrelationHead, make_projector, pair_distance
 class TwoTower:
     """The part of an image tower + audio tower model that does not depend on the towers (see the module)."""
 
+    #: Version of what :meth:`embed_audio` computes from a window besides the checkpoint's weights (the frozen
+    #: front end and backbone). Stored on every window of a collection; ``soundlib ingest`` re-embeds windows
+    #: made by another version. Families bump their own.
+    audio_features_version: int = 1
+
     def _init_shared(self, config: Any) -> None:
         """After the towers: the projector (contrastive losses) or the correlation head (BCE losses), and the
         ``audio_mean`` / ``audio_std`` buffers (log-mel band statistics) that every checkpoint carries."""

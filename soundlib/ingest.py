@@ -5,8 +5,9 @@ For each audio file under the given folders (see :mod:`soundlib.scan`), compared
 - **added**: not in the store (or only half-written by an interrupted run) -> embedded and written;
 - **unchanged**: same size and mtime (ns) -> nothing is decoded or embedded. Same size, new mtime, same sha256 ->
   only the stored ``mtime``/``mtime_ns`` are refreshed (still *unchanged*: the sound did not change);
-- **updated**: content changed (size or sha256 differ), or the window layout changed (e.g. another
-  ``--max-windows``) -> re-embedded; its old windows are replaced as a whole;
+- **updated**: content changed (size or sha256 differ), the window layout changed (e.g. another
+  ``--max-windows``), or its windows were embedded by another version of the model's audio features
+  (``audio_features_version``, e.g. a faster front end) -> re-embedded; its old windows are replaced as a whole;
 - **skipped**: cannot be decoded (reason from :mod:`soundlib.audio`); windows stored for an earlier version of
   that file are deleted, so the library never recommends a file that no longer plays;
 - **removed** (``prune=True``): in the store under the given folders but gone from disk;
@@ -130,7 +131,7 @@ def _expected_windows(rec: FileRecord, cfg: Any, max_windows: int) -> int:
 def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_windows: int | None = None,
            prune: bool = False, progress: ProgressFn | None = None, batch_size: int = INFERENCE_BATCH,
            stop: threading.Event | None = None, flush_seconds: float = FLUSH_SECONDS,
-           category_from: str | None = None, metadata: bool = True) -> IngestReport:
+           category_from: str | None = None, metadata: bool = True, workers: int | None = None) -> IngestReport:
     """Bring the store up to date with the audio files under ``folders`` (rules in the module docstring).
 
     Args:
@@ -148,6 +149,7 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
             collection was last ingested with, else ``auto``. Files stored under another rule are relabelled.
         metadata: read embedded tags and measure loudness (``False``: faster, files stay undescribed until an
             ingest with metadata).
+        workers: model workers (:func:`soundlib.embedding.embed_windows_batched`; default one per torch thread).
 
     Returns:
         An :class:`IngestReport`.
@@ -161,15 +163,17 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
         check_rule(category_from)
     with store.writing("ingest"):
         return _ingest_locked(list(folders), loaded_model, store, max_windows, prune, progress, batch_size, stop,
-                              flush_seconds, category_from, metadata)
+                              flush_seconds, category_from, metadata, workers)
 
 
 def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max_windows: int | None,
                    prune: bool, progress: ProgressFn | None, batch_size: int, stop: threading.Event | None,
-                   flush_seconds: float, category_from: str | None, metadata: bool) -> IngestReport:
+                   flush_seconds: float, category_from: str | None, metadata: bool,
+                   workers: int | None) -> IngestReport:
     """:func:`ingest`'s work, with the store's writer lock held."""
     t0 = time.perf_counter()
     cfg = loaded_model.model.config.audio
+    version = int(getattr(loaded_model.model, "audio_features_version", 1))
     cap = cfg.max_windows if max_windows is None else int(max_windows)
     report = IngestReport()
     plan_roots(folders)  # every argument must exist before the store is touched
@@ -221,11 +225,11 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
                 replace.add(fid)
             todo.append(sf)
             continue
-        same_layout = _expected_windows(rec, cfg, cap) == rec.n_windows
-        if same_layout and rec.size == sf.size and rec.mtime_ns == sf.mtime_ns:
+        current = _expected_windows(rec, cfg, cap) == rec.n_windows and rec.features == version  # same vectors
+        if current and rec.size == sf.size and rec.mtime_ns == sf.mtime_ns:
             unchanged(sf, rec)
             continue
-        if same_layout and rec.size == sf.size:
+        if current and rec.size == sf.size:
             try:
                 sha = file_sha256(sf.path)
             except OSError as e:
@@ -256,7 +260,8 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
     stale: set[str] = set()
     try:
         for res in embed_windows_batched(loaded_model.model, todo, batch_size=batch_size, progress=progress,
-                                         max_windows=cap, total=len(todo), stop=stop, metadata=metadata):
+                                         max_windows=cap, total=len(todo), stop=stop, metadata=metadata,
+                                         workers=workers):
             sf = res.sound
             fid = file_key(sf.root, sf.rel)
             if isinstance(res, FailedFile):
@@ -269,7 +274,7 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
                 report.warnings.append((sf.path, res.warning))
             buffer.append(FileVectors(root=sf.root, rel=sf.rel, folder=sf.folder, size=sf.size, mtime=sf.mtime,
                                       mtime_ns=sf.mtime_ns, sha256=res.sha256, duration=res.duration,
-                                      sample_rate=res.sample_rate, starts=res.starts, vectors=res.vectors,
+                                      sample_rate=res.sample_rate, starts=res.starts, vectors=res.vectors, features=version,
                                       meta=META_VERSION if metadata else 0,
                                       **labels(sf.rel, sf.root, rule, res.info)))
             buffered += len(res.starts)

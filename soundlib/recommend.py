@@ -25,16 +25,15 @@ Filters
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from soundlib.embedding import embed_windows
+from soundlib.embedding import embed_windows, torch_threads
 from soundlib.errors import AudioError, ImageError, SoundlibError, VideoError
 from soundlib.config import DEFAULT_K, INFERENCE_BATCH
 from soundlib.progress import ProgressFn
@@ -135,22 +134,6 @@ def classify_inputs(inputs: Iterable[str | os.PathLike]) -> list[tuple[str, str]
             raise SoundlibError(f"not an image, video or sound file (extension '{p.suffix or 'none'}')", str(p))
         out.append((str(p), kind))
     return out
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (``None``: leave the setting alone), then restore it."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n is None or n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def embed_pictures(model: Any, pictures: Sequence[Any]) -> np.ndarray:

@@ -12,7 +12,9 @@ Layout of a collection:
   (of the file, s), ``sha256``, ``mtime`` (s; Chroma may round it in the last bit), ``mtime_ns`` (exact),
   ``size``, ``sample_rate`` (of the file), ``window`` (index),
   ``n_windows``, ``file_id`` and ``last`` (True on the window with the highest index), ``category_from`` (the
-  rule that made ``category``, :mod:`soundlib.categories`) and ``meta`` (version of the file facts below);
+  rule that made ``category``, :mod:`soundlib.categories`), ``meta`` (version of the file facts below) and
+  ``features`` (the model's ``audio_features_version`` that made the vector; absent on windows written before it
+  existed = 1);
 - on window 0 only, what describes the file (:data:`FILE_INFO_KEYS`): embedded tags (``title``, ``description``,
   ``keywords``, ``comment``, ``artist``, ``library``, ``cat_id``; :mod:`soundlib.tags`), UCS name blocks
   (``ucs_fx_name``, ``ucs_creator``, ``ucs_source``), ``channels``, ``peak_dbfs``, ``loudness_lufs``. Search results
@@ -185,6 +187,7 @@ class FileRecord(FileFacts):
 
     file_id: str
     n_windows: int
+    features: int = 1
 
     @classmethod
     def from_metadata(cls, m: dict[str, Any]) -> "FileRecord":
@@ -195,7 +198,7 @@ class FileRecord(FileFacts):
                    duration=float(m.get("duration", 0.0)), sample_rate=int(m.get("sample_rate", 0)),
                    n_windows=int(m.get("n_windows", 0)), category_from=str(m.get("category_from", "")),
                    meta=int(m.get("meta", 0)), levels=tuple(m.get("levels") or ()), words=tuple(m.get("words") or ()),
-                   info={k: m[k] for k in FILE_INFO_KEYS if k in m})
+                   info={k: m[k] for k in FILE_INFO_KEYS if k in m}, features=int(m.get("features", 1)))
 
 
 @dataclass(frozen=True)
@@ -206,10 +209,12 @@ class FileVectors(FileFacts):
     Attributes:
         starts: window start times in seconds, length ``N``.
         vectors: ``(N, D)`` float32 embeddings (L2-normalised).
+        features: the model's ``audio_features_version`` that computed them.
     """
 
     starts: Sequence[float]
     vectors: np.ndarray
+    features: int = 1
 
     @property
     def file_id(self) -> str:
@@ -225,7 +230,7 @@ class FileVectors(FileFacts):
             "start": float(s), "duration": float(self.duration), "sha256": self.sha256,
             "mtime": float(self.mtime), "mtime_ns": int(self.mtime_ns), "size": int(self.size),
             "sample_rate": int(self.sample_rate), "window": i, "n_windows": n, "file_id": fid, "last": i == n - 1,
-            "category_from": self.category_from, "meta": int(self.meta),
+            "category_from": self.category_from, "meta": int(self.meta), "features": int(self.features),
         } for i, s in enumerate(self.starts)]
         if metas:
             metas[0].update(info_metadata(self.info))

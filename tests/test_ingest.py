@@ -116,6 +116,55 @@ def test_changed_files_are_replaced_as_a_whole(lib: Path, store, counted) -> Non
     assert {m["sha256"] for m in engine} == {new_sha}
 
 
+def test_windows_of_another_audio_features_version_are_re_embedded(lib: Path, store, counted) -> None:
+    loaded, calls = counted
+    ingest([lib], loaded, store)
+    assert {m["features"] for m in store.require().get(include=["metadatas"])["metadatas"]} == {1}
+    # a soundlib whose front end computes other features for the same checkpoint (e.g. a faster one): the
+    # collection must not mix the two kinds of vectors, so every file is embedded again, once
+    loaded.model.audio_features_version = 2
+    calls.clear()
+    report = ingest([lib], loaded, store)
+    assert (report.added, report.updated, report.unchanged) == (0, len(GOOD), 0)
+    assert report.windows == sum(calls) == TOTAL_WINDOWS == store.count()
+    assert {m["features"] for m in store.require().get(include=["metadatas"])["metadatas"]} == {2}
+    calls.clear()
+    report = ingest([lib], loaded, store)
+    assert (report.updated, report.unchanged, calls) == (0, len(GOOD), [])
+
+
+def test_model_workers_give_the_same_vectors_in_the_same_order(lib: Path, tmp_path: Path, tiny_model) -> None:
+    import numpy as np
+    import torch
+
+    from soundlib.embedding import embed_windows_batched
+    from soundlib.scan import plan_roots, scan
+
+    files = sorted(scan(plan_roots([str(lib)])), key=lambda f: f.rel)
+    seen_threads: list[int] = []
+    real = tiny_model.model.embed_audio
+
+    def embed_audio(waves, *a, **k):
+        seen_threads.append(torch.get_num_threads())
+        return real(waves, *a, **k)
+
+    tiny_model.model.embed_audio = embed_audio
+    before = torch.get_num_threads()
+    one = list(embed_windows_batched(tiny_model.model, files, batch_size=4, workers=1))
+    assert set(seen_threads) == {before}
+    seen_threads.clear()
+    three = list(embed_windows_batched(tiny_model.model, files, batch_size=4, workers=3))
+    assert set(seen_threads) == {1} and len(seen_threads) >= 3  # each call on one torch thread
+    assert torch.get_num_threads() == before  # restored
+    assert [r.sound.rel for r in one] == [r.sound.rel for r in three] == [f.rel for f in files]
+    for a, b in zip(one, three):
+        assert type(a) is type(b)
+        if hasattr(a, "vectors"):
+            assert a.starts == b.starts
+            np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
+    assert sum(len(r.starts) for r in three if hasattr(r, "starts")) == TOTAL_WINDOWS
+
+
 def test_prune_removes_only_vanished_files_under_the_given_folders(lib: Path, tmp_path: Path, store, counted) -> None:
     loaded, _ = counted
     other = tmp_path / "other"

@@ -170,21 +170,58 @@ def test_taps_do_not_change_the_packages_computation() -> None:
     assert [tuple(t.shape[1:]) for t in a.taps] == [(128, 25, 24), (256, 12, 12), (512, 12, 12)]
 
 
-def test_folded_backbone_computes_the_same_function() -> None:
+@pytest.mark.parametrize("which", ["effnet", "aisfx"])
+def test_folded_backbones_compute_the_same_function(which: str) -> None:
     torch.manual_seed(2)
-    x = torch.randn(2, 3, 224, 224)
+    if which == "effnet":
+        taps, x, original = backbones.EffNetTaps, torch.randn(2, 3, 224, 224), backbones.effnet_lite0()._bn0
+        folded_net, fast_net = backbones.effnet_lite0_folded(torch.float32), backbones.effnet_lite0_bf16()
+    else:
+        taps, x, original = backbones.AisfxTaps, torch.rand(3, 100, 96), backbones.aisfx_net().conv_block1.bn1
+        folded_net, fast_net = backbones.aisfx_net_folded(torch.float32), backbones.aisfx_net_bf16()
     with torch.inference_mode():
-        ref = backbones.EffNetTaps()(x)
-        folded = backbones.EffNetTaps(net=backbones.effnet_lite0_folded(torch.float32))(x)
-        fast = backbones.EffNetTaps(net=backbones.effnet_lite0_bf16())(x.to(torch.bfloat16))
-    net = backbones.effnet_lite0_folded(torch.float32)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
-    assert all(isinstance(m, torch.nn.BatchNorm2d) for m in [backbones.effnet_lite0()._bn0])  # original untouched
-    for a, b in zip(folded.taps + [folded.global_, folded.logits], ref.taps + [ref.global_, ref.logits]):
+        ref = taps()(x)
+        folded = taps(net=folded_net)(x)
+        fast = taps(net=fast_net)(x.to(torch.bfloat16))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded_net.modules())
+    assert isinstance(original, torch.nn.BatchNorm2d)  # the package's network is untouched
+    extra = [(folded.logits, ref.logits)] if which == "effnet" else []
+    for a, b in list(zip(folded.taps + [folded.global_], ref.taps + [ref.global_])) + extra:
         assert torch.allclose(a, b, atol=1e-3, rtol=1e-3)
-    rel = (fast.global_ - ref.global_).norm(dim=1) / ref.global_.norm(dim=1)
-    assert fast.global_.dtype == torch.float32 and float(rel.max()) < 0.1  # bfloat16 rounding only
-    assert fast.logits.argmax(1).tolist() == ref.logits.argmax(1).tolist()
+    rel = (fast.global_.float() - ref.global_).norm(dim=1) / ref.global_.norm(dim=1)
+    assert float(rel.max()) < 0.1  # bfloat16 rounding only
+    if which == "effnet":
+        assert fast.global_.dtype == torch.float32
+        assert fast.logits.argmax(1).tolist() == ref.logits.argmax(1).tolist()
+    else:  # every convolution runs channels-last (the first one's 1-channel input alone would not choose it)
+        assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in folded_net.modules()
+                   if isinstance(m, torch.nn.Conv2d))
+        assert all(t.is_contiguous(memory_format=torch.channels_last) for t in fast.taps)
+
+
+def test_backbones_load_once_when_several_threads_ask_at_once() -> None:
+    """ingest's model workers ask for the backbone from several threads; the first load must still happen once."""
+    import threading
+
+    backbones.aisfx_net.cache_clear()
+    backbones.aisfx_net_folded.cache_clear()
+    start = threading.Barrier(4)
+    got: list[object] = []
+
+    def load() -> None:
+        start.wait()
+        try:
+            got.append(backbones.aisfx_net_bf16())
+        except Exception as e:  # noqa: BLE001 - recorded and asserted on below
+            got.append(e)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 4 and all(g is got[0] for g in got), got
+    assert isinstance(got[0], torch.nn.Module)
 
 
 def test_audio_frontend_matches_the_aisfx_librosa_spectrogram(tmp_path: Path) -> None:
@@ -211,11 +248,15 @@ def test_audio_frontend_wraps_and_normalises() -> None:
     short = torch.from_numpy(_sound("chirp", 0)[: WINDOW // 3])
     tiled = short[torch.arange(WINDOW) % short.numel()]
     out_short, out_tiled = fe(short[None]), fe(tiled[None])
-    assert tuple(out_short.shape) == (1, 100, 96)
+    assert tuple(out_short.shape) == (1, 48, 96) == (1, backbones.AisfxSpec().frames, 96)
     assert torch.allclose(out_short, out_tiled)
     assert torch.allclose(fe(0.01 * tiled[None]), out_tiled, atol=1e-4)  # peak-normalised per window
     silent = fe(torch.zeros(1, WINDOW))
     assert torch.isfinite(silent).all() and float(silent.abs().max()) == 0.0
+    # 48 frames: the whole 1-s window (43.07 frames) and the start of its repetition, exactly the first 48 frames
+    # of the package's 100-frame block (features version 3), at less than half the backbone's compute
+    long = backbones.AisfxFrontend(SR, WINDOW, backbones.AisfxSpec(frames=100))(tiled[None])
+    assert tuple(long.shape) == (1, 100, 96) and torch.allclose(long[:, :48], out_tiled, atol=1e-5)
 
 
 def test_fft_resample_keeps_a_tone() -> None:

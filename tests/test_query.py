@@ -179,3 +179,20 @@ def test_one_picture_is_embedded_on_one_thread_and_a_batch_on_all(world, monkeyp
         assert seen == [(1, 1), (3, 2)] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_bad_query_input_fails_before_torch_and_chromadb_are_imported(tmp_path: Path) -> None:
+    """Cold start: the inputs are checked first, so a typo costs a fraction of a second, not the heavy imports."""
+    import subprocess
+    import sys
+
+    (tmp_path / "notes.txt").write_text("not a picture")
+    code = ("import sys, cli\n"
+            "try:\n    cli.main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+            "print(code, 'torch' in sys.modules, 'chromadb' in sys.modules, 'librosa' in sys.modules)")
+    root = Path(__file__).resolve().parents[1]
+    for arg, reason in ((tmp_path / "missing.jpg", "file not found"), (tmp_path / "notes.txt", "not an image")):
+        proc = subprocess.run([sys.executable, "-c", code, "query", str(arg), "--db", str(tmp_path / "db")],
+                              cwd=root, capture_output=True, text=True, timeout=120)
+        assert proc.stdout.split() == ["2", "False", "False", "False"], (proc.stdout, proc.stderr)
+        assert reason in proc.stderr and str(arg) in proc.stderr
