@@ -830,6 +830,9 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
                    f"[default: {lib.DEFAULT_FILE_SCORE}].")
 @click.option("--max-windows", type=click.IntRange(min=1), default=None,
               help="Windows embedded per whole file (default: the audio config's cap).")
+@click.option("--candidates", "candidates", type=click.Path(), default=None, metavar="SOUNDS.csv",
+              help="More candidates: a CSV with an audio column and an optional category column (paths relative "
+                   "to it) whose sound files are ranked with the list's clips (chance counts them too).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the recommendations per frame as JSON (knn, knn_dist, labels, ground truth; "
                    "with several models, one such object per model name).")
@@ -842,18 +845,20 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
 @json_option
 @debug_option
 @handle_errors
-def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, out, correlation, val_list, seed,
-             db, chroma_url, collection, as_json, debug):
+def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candidates, out, correlation, val_list,
+             seed, db, chroma_url, collection, as_json, debug):
     """Top-k sample- and category-level accuracy (and chance, MRR) on a pair list.
 
     Each row's frame is a query; its own clip (sample) and category are the ground truth; the candidates are
-    the list's distinct (audio, start) clips. Exit 1 if some rows were skipped, 2 if none could be scored.
+    the list's distinct (audio, start) clips, plus the sounds of --candidates. Exit 1 if some rows (or
+    candidates) were skipped, 2 if none could be scored.
 
     \b
     Examples:
       soundlib eval data/test.csv -k 1,5,10
       soundlib eval data/test.csv --model runs/m5/best.pt --model runs/m7/best.pt --json
       soundlib eval data/test.csv --correlation --val data/val.csv
+      soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv
     """
     import json
     import sys
@@ -874,8 +879,8 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, out, 
     err = stderr_console()
     with rich_progress(enabled=sys.stderr.isatty()) as progress:
         if correlation:
-            if library or out:
-                fail("--correlation does not take --library or --out")
+            if library or out or candidates:
+                fail("--correlation does not take --library, --candidates or --out")
             from soundlib.evaluation.correlation import evaluate_correlation
 
             report = evaluate_correlation(list_path, list(model_specs), val_path=val_list, seed=seed,
@@ -886,7 +891,8 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, out, 
 
             report = evaluate_list(list_path, list(model_specs), k_list,
                                       file_score=file_score, max_windows=max_windows,
-                                      library=library, db=db, url=chroma_url, progress=progress)
+                                      library=library, db=db, url=chroma_url, progress=progress,
+                                      candidates=candidates)
     from soundlib.clikit import print_skipped
 
     for p in report.problems:
