@@ -8,7 +8,8 @@ from __future__ import annotations
 import click
 
 from soundlib import config as lib
-from soundlib.clikit import (debug_option, export_options, handle_errors, json_option, model_option, store_options)
+from soundlib.clikit import (debug_option, export_options, handle_errors, json_option, model_option, store_options,
+                             training_options)
 from soundlib.serve.config import ServeConfig
 from train import defaults as tr
 
@@ -29,6 +30,7 @@ def main() -> None:
       soundlib query frame.jpg -k 10
       soundlib serve --open
       soundlib eval data/test.csv
+      soundlib loso --sounds ./sfx --images ./photos --out runs/loso
     """
 
 
@@ -99,37 +101,12 @@ def prepare(videos, out, fps, split_text, labels, seed, frame_size, as_json, deb
               help="Model configuration name (m1-baseline-linear-bce ... m7-attention-linear-ntxent, "
                    "pt-effnet-aisfx-infonce).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
-@click.option("--epochs", default=tr.DEFAULT_EPOCHS, show_default=True, type=int, help="Last epoch to run.")
-@click.option("--batch", default=None, type=int, help="Pairs per step (default: the model's, 128 or 32).")
-@click.option("--lr", default=None, type=float, help="Initial learning rate (default: the model's, 0.01).")
-@click.option("--temperature", default=None, type=float,
-              help="Temperature of InfoNCE / NT-Xent (default: the model's, 0.5).")
-@click.option("--weight-decay", default=tr.DEFAULT_WEIGHT_DECAY, show_default=True, type=click.FloatRange(min=0),
-              help="SGD weight decay (the paper's).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same settings).")
-@click.option("--width", default=None, type=float,
-              help="Channel multiplier of both streams (paper models; default 1.0; 0.125-0.25 trains in minutes "
-                   "on a CPU).")
-@click.option("--image-size", default=None, type=int,
-              help="Side of the input image (paper models; default 224; the pretrained family is fixed at 224).")
-@click.option("--windows", default=tr.DEFAULT_WINDOWS, show_default=True, type=click.IntRange(min=1),
-              help="Whole-file rows (empty start): cache this many of the file's loudest 1-s windows and draw one "
-                   "per epoch.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of weights, shuffles and negatives.")
-@click.option("--patience", default=tr.DEFAULT_PATIENCE, show_default=True, type=int,
-              help="Stop after this many epochs without a better val top-10.")
-@click.option("--workers", default=tr.DEFAULT_WORKERS, show_default=True, type=int, help="Frame-decoding worker processes.")
-@click.option("--threads", default=0, show_default=True, type=int,
-              help="Torch CPU threads (0 = all cores; 1 is much faster when other jobs share the CPU).")
-@click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False),
-              help="Feature cache folder (log-mels, backbone features; default: <out>/../.cache).")
-@click.option("--precision", default=tr.DEFAULT_PRECISION, show_default=True, type=click.Choice(tr.PRECISIONS),
-              help="bf16 autocast (faster on CPU) or fp32.")
+@training_options
 @json_option
 @debug_option
 @handle_errors
-def train(train_lists, val_lists, model_name, out, epochs, batch, lr, temperature, weight_decay, resume, width,
-          image_size, windows, seed, patience, workers, threads, cache_dir, precision, as_json, debug):
+def train(train_lists, val_lists, model_name, out, resume, training, as_json, debug):
     """Train a model on pair lists (several TRAIN_LISTS are pooled); keeps best.pt (by the top-10 sample accuracy
     over all val rows, each ranked among its own list's samples), last.pt and metrics.csv.
 
@@ -155,11 +132,8 @@ def train(train_lists, val_lists, model_name, out, epochs, batch, lr, temperatur
             raise ListError("no --val given and no val.csv next to the train list", str(train_lists[0]))
         val_lists = (str(guess),)
     with rich_progress(enabled=not as_json) as progress:
-        report = train_model(list(train_lists), list(val_lists), model_name, out, epochs=epochs, batch=batch,
-                             lr=lr, resume=resume, width=width, image_size=image_size, seed=seed,
-                             patience=patience, workers=workers, threads=threads, cache_dir=cache_dir,
-                             precision=precision, windows=windows, temperature=temperature,
-                             weight_decay=weight_decay, progress=progress)
+        report = train_model(list(train_lists), list(val_lists), model_name, out, resume=resume, progress=progress,
+                             **training.values)
     if as_json:
         print_json(report.to_dict())
         return
@@ -326,6 +300,85 @@ def _data_report(report, remarks, table, summary, as_json, width=None):
     con.print(table(report))
     if summary(report):
         con.print(summary(report), highlight=False, soft_wrap=True)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--sounds", "sound_roots", multiple=True, required=True, type=click.Path(), metavar="DIR",
+              help="Sound folder; each folder directly under it is a source (a package); repeat for several.")
+@click.option("--images", "image_roots", multiple=True, required=True, type=click.Path(), metavar="DIR",
+              help="Picture folder: one source when it holds pictures directly or in class folders, else each "
+                   "folder under it is one; repeat for several.")
+@click.option("--gcompris", "gcompris_dir", default=None, type=click.Path(file_okay=False), metavar="DEST",
+              help="GCompris's lists (tools/get-gcompris.sh DEST): the source 'gcompris', a training source of the "
+                   "folds that do not hold it out.")
+@click.option("--folds", "folds_csv", default=str(tr.DEFAULT_FOLDS), show_default="data/loso/folds.csv",
+              type=click.Path(dir_okay=False), help="Fold table (CSV: fold, pictures, sounds, note).")
+@click.option("--fold", "fold_names", multiple=True, metavar="NAME",
+              help="Run only this fold of the table; repeat for several (default: every fold).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: <fold>/ lists and <fold>/<model>/ runs (resumable).")
+@click.option("--model", "models", multiple=True, default=tr.DEFAULT_LOSO_MODELS, show_default=True,
+              metavar="NAME", help="Model configuration to train in every fold, with its recipe "
+                                   "(train.defaults.RECIPES); repeat to compare models side by side.")
+@click.option("--map", "map_csv", default=str(tr.DEFAULT_MAP), show_default="data/catalog/category_map.csv",
+              type=click.Path(dir_okay=False), help="Category map of the catalog pairs.")
+@click.option("-k", "ks", default=",".join(map(str, lib.DEFAULT_KS)), show_default=True, metavar="K[,K...]",
+              help="Cut-offs.")
+@training_options
+@json_option
+@debug_option
+@handle_errors
+def loso(sound_roots, image_roots, gcompris_dir, folds_csv, fold_names, out, models, map_csv, ks, training, as_json,
+         debug):
+    """Leave-one-source-out evaluation: for each fold, train on every source but the fold's and test on its
+    held-out pictures and sounds; one table per model (folds, mean, chance).
+
+    Each model trains with its recipe (train.defaults.RECIPES: the default model's recipe of
+    tools/train_default.sh, the paper's m5 and m1 at width 0.25, 96 px, 4 epochs); a training option given here
+    overrides it for every model. The catalog's own validation split (training sources only) picks the
+    checkpoint. A second run with the same --out reuses the lists, continues interrupted runs and does not
+    redo finished ones. Exit 1 if some fold or run failed.
+
+    \b
+    Examples:
+      soundlib loso --sounds media/sfx --sounds media2/sfx --images imagenet-samples --images cifar10-train \\
+        --images media/images --images media2/images --gcompris gcompris --out runs/loso --threads 1
+      soundlib loso ... --out runs/loso --model pt-effnet-aisfx-infonce --model m5-attention-linear-infonce \\
+        --model m1-baseline-linear-bce --fold scratch --json
+    """
+    import sys
+
+    from soundlib.cli_tables import loso_comparison, loso_remarks, loso_table
+    from soundlib.clikit import EXIT_PARTIAL, fail, print_json, rich_progress, stderr_console, stdout_console
+    from soundlib.metrics import parse_ks
+    from train.loso import LosoMedia, read_folds, recipe, run_loso, select_folds
+
+    try:
+        k_list = parse_ks(ks)
+    except ValueError as e:
+        fail(f"-k: {e}")
+    folds = select_folds(read_folds(folds_csv), fold_names)
+    media = LosoMedia.of(sound_roots, image_roots, gcompris_dir)
+    recipes = [recipe(m, training.given_values(), defaults=training.values) for m in dict.fromkeys(models)]
+    with rich_progress(enabled=not as_json) as progress:
+        report = run_loso(folds, media, out, recipes, map_csv=map_csv, ks=k_list, progress=progress)
+    err = stderr_console()
+    for line in loso_remarks(report):
+        err.print(line, highlight=False, soft_wrap=True)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        con = stdout_console()
+        if not con.is_terminal:  # a file or a pipe: wide enough for the figures
+            from rich.console import Console
+
+            con = Console(soft_wrap=False, width=150)
+        for r in report.recipes:
+            con.print(loso_table(report, r.model))
+        if len(report.recipes) > 1:
+            con.print(loso_comparison(report))
+    if report.failed:
+        sys.exit(EXIT_PARTIAL)
 
 
 # --- the sound library (issue: library) --------------------------------------------------------------------------

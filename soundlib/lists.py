@@ -12,6 +12,9 @@ sample     no        sample label (default: ``"<audio>@<start>"``, or ``"<audio>
 category   no        category label
 video      no        video id (keeps train/test splits apart by video)
 =========  ========  ====================================================================
+
+A *candidates list* (``soundlib eval --candidates``, :func:`read_candidates`) is the same kind of CSV with an
+``audio`` column and an optional ``category``: more sound files to rank (whole files) besides a list's own clips.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def read_list(path: str | Path, check_files: bool = True) -> PairList:
     rows: list[PairRow] = []
     errors: list[ListError] = []
     seen: set[tuple] = set()
-    for i, rec in _records(path, REQUIRED):
+    for i, rec in read_records(path, REQUIRED):
         try:
             row = _parse_row(rec, base, i, str(path), check_files)
         except ListError as e:
@@ -103,12 +106,14 @@ def read_list(path: str | Path, check_files: bool = True) -> PairList:
     return PairList(path=path, rows=rows, errors=errors)
 
 
-def _records(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """``(line, {column: stripped value})`` of every non-blank data line of a CSV file with a header.
+def read_records(path: str | Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """``(line, {column: stripped value})`` of every non-blank data line of a CSV file with a header (the header is
+    line 1; a UTF-8 BOM is allowed).
 
     Raises:
         ListError: the file is missing, a folder, unreadable, empty, or lacks a ``required`` column.
     """
+    path = Path(path)
     if not path.exists():
         raise ListError("list file not found", str(path))
     if path.is_dir():
@@ -172,7 +177,7 @@ def read_candidates(path: str | Path, check_files: bool = True) -> CandidateList
     rows: list[Candidate] = []
     errors: list[ListError] = []
     seen: set[Path] = set()
-    for i, rec in _records(path, ("audio",)):
+    for i, rec in read_records(path, ("audio",)):
         if not rec.get("audio"):
             errors.append(ListError("empty 'audio'", str(path), i))
             continue

@@ -580,7 +580,7 @@ def build_catalog(
     check_files: bool = True,
     audio_config: AudioConfig | None = None,
     progress: ProgressFn | None = None,
-    keep: Callable[[MediaFile], bool] | None = None,
+    keep: Callable[[MediaFile, str], bool] | None = None,
     extra: Sequence[LabelledFile] = (),
 ) -> CatalogReport:
     """Build ``out_dir/catalog_train.csv`` and ``out_dir/catalog_val.csv`` from a category map.
@@ -607,8 +607,9 @@ def build_catalog(
         audio_config: window length and sample rate for ``windows > 1`` (default ``AudioConfig()``).
         progress: progress callback (tasks ``"scan"``, ``"check sounds"``, ``"check images"``,
             ``"choose windows"``).
-        keep: only the scanned files for which it is true are used (e.g. every source but the held-out ones of
-            a leave-one-source-out fold, :mod:`train.loso`); ``None``: all.
+        keep: ``keep(file, modality)`` (``"sound"``/``"image"``): only the scanned files for which it is true are
+            used (e.g. every source but the held-out ones of a leave-one-source-out fold, :mod:`train.loso`);
+            ``None``: all.
         extra: files with a known concept, added to that concept's row after the map's patterns (a concept the
             map does not name becomes a row of its own, after the map's rows); checked like the others.
 
@@ -641,7 +642,7 @@ def build_catalog(
     sounds = scan_media(sound_roots, "audio")
     images = scan_media(image_roots, "image")
     if keep is not None:
-        sounds, images = [f for f in sounds if keep(f)], [f for f in images if keep(f)]
+        sounds, images = [f for f in sounds if keep(f, "sound")], [f for f in images if keep(f, "image")]
     report.scanned_sounds, report.scanned_images = len(sounds), len(images)
     progress("scan", 1, 1, sounds=len(sounds), images=len(images))
     durations: dict[Path, float] = {}
