@@ -414,10 +414,23 @@ class LosoMedia:
                 "gcompris": str(self.gcompris.dest) if self.gcompris else None}
 
 
+class _Record:
+    """A dataclass kept as JSON (``fold.json``, ``result.json``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict."""
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        """The record from :meth:`to_dict`'s dict (unknown keys ignored)."""
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})  # type: ignore[attr-defined]
+
+
 # --- a fold's lists ----------------------------------------------------------------------------------------------
 
 @dataclass
-class FoldLists:
+class FoldLists(_Record):
     """The lists of one fold (:func:`build_fold`), as ``fold.json`` keeps them.
 
     Attributes:
@@ -448,13 +461,6 @@ class FoldLists:
     held_out_files: dict[str, int] = field(default_factory=dict)
     skipped: list[list[str]] = field(default_factory=list)
     spec: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FoldLists":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -655,7 +661,7 @@ def recipe(model: str, options: dict[str, Any] | None = None, defaults: dict[str
 
 
 @dataclass
-class FoldResult:
+class FoldResult(_Record):
     """One model's figures on one fold.
 
     Attributes:
@@ -686,13 +692,6 @@ class FoldResult:
     skipped: int = 0
     run_dir: str = ""
     options: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FoldResult":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass
