@@ -49,6 +49,7 @@ TRAIN=("$CATALOG/catalog_train.csv" "$REAL/train.csv")
 VAL=(--val "$CATALOG/catalog_val.csv" --val "$REAL/val.csv")
 
 echo "== 4/6 train the default model (frozen backbones' features are cached once, then heads train)"
+# the recipes here (default model, m5, m1) are train.defaults.RECIPES, which `soundlib loso` trains with: change both
 if [ ! -f "$RUNS/default/best.pt" ]; then
   "$SOUNDLIB" train "${TRAIN[@]}" "${VAL[@]}" --model pt-effnet-aisfx-infonce --out "$RUNS/default" \
     --lr 0.01 --temperature 0.1 --batch 128 --epochs 40 --patience 10 --windows 3 --seed 1 \

@@ -62,16 +62,16 @@ from typing import Any, Sequence
 from encoders.atomic import atomic_write
 from soundlib.config import DEFAULT_KS
 from soundlib.errors import ListError, SoundlibError
-from soundlib.lists import read_candidates, read_list, read_records, write_list
+from soundlib.lists import read_list, read_records, write_list
 from soundlib.media import media_kind
 from soundlib.progress import ProgressFn, null_progress
-from train.catalog import (TRAIN_LIST, VAL_LIST, CatalogReport, LabelledFile, MediaFile, build_catalog, match_files,
-                           read_category_map, scan_media)
+from train.catalog import (CatalogReport, LabelledFile, MediaFile, build_catalog, match_files, read_category_map,
+                           scan_media)
 from train.defaults import DEFAULT_LOSO_QUERIES_PER_CONCEPT, DEFAULT_MAP, RECIPES
 
-__all__ = ["GCOMPRIS_SOURCE", "FoldTableError", "LosoOutputError", "Fold", "read_folds", "select_folds", "SourceRoot", "sound_root",
-           "picture_root", "file_source", "GcomprisSet", "read_gcompris_set", "LosoMedia", "FoldLists",
-           "build_fold", "Recipe", "recipe", "FoldResult", "LosoReport", "run_loso"]
+__all__ = ["GCOMPRIS_SOURCE", "FoldTableError", "LosoOutputError", "Fold", "read_folds", "select_folds",
+           "SourceRoot", "sound_root", "picture_root", "file_source", "GcomprisSet", "read_gcompris_set", "LosoMedia",
+           "FoldLists", "build_fold", "Recipe", "recipe", "FoldResult", "LosoReport", "run_loso"]
 
 #: The source name of GCompris's files.
 GCOMPRIS_SOURCE = "gcompris"
