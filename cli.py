@@ -8,8 +8,8 @@ from __future__ import annotations
 import click
 
 from soundlib import config as lib
-from soundlib.clikit import (debug_option, export_options, handle_errors, json_option, model_option, store_options,
-                             training_options)
+from soundlib.clikit import (debug_option, export_options, handle_errors, json_option, model_option,
+                             norm_stats_option, reference_options, store_options, training_options)
 from soundlib.serve.config import ServeConfig
 from train import defaults as tr
 
@@ -47,18 +47,30 @@ def main() -> None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split.")
 @click.option("--frame-size", default=tr.DEFAULT_FRAME_SIZE, show_default=True, type=int,
               help="Save frames with their shorter side scaled down to this (0 = as decoded).")
+@click.option("--layout", type=click.Choice(tr.LAYOUTS), default=tr.LAYOUTS[0], show_default=True,
+              help="soundlib: frames/, audio/, train/val/test.csv. reference: the paper's reference-code layout "
+                   "(10-s clips <video>_<second>: frames_1fps/, audio/, lists/vggsound_*.txt, vid2aud_*.json, "
+                   "labels2vid.json, vggsound_train_mean_var.npy, and the same lists as CSV).")
+@click.option("--clip-seconds", default=None, type=click.IntRange(min=1),
+              help=f"Clip length of the reference layout [default: {tr.DEFAULT_CLIP_SECONDS}].")
 @json_option
 @debug_option
 @handle_errors
-def prepare(videos, out, fps, split_text, labels, seed, frame_size, as_json, debug):
+def prepare(videos, out, fps, split_text, labels, seed, frame_size, layout, clip_seconds, as_json, debug):
     """Extract 1-fps frames, 48 kHz audio and train/val/test pair lists (split by video) from VIDEOS.
 
     VIDEOS are files or folders (searched recursively). Videos without an audio track are skipped and reported;
     videos prepared by an earlier run into the same --out are not decoded again. Exit code 1 if any was skipped.
 
+    With --layout reference, each video is cut into clips named <video>_<second> and written as the paper's
+    reference code reads them; a clip's label is its video's --labels entry, else the video's subfolder name,
+    else "unlabelled".
+
     \b
-    Example:
+    Examples:
       soundlib prepare ./videos --out data/ --labels labels.csv
+      soundlib prepare ./videos --out vgg/ --layout reference
+      soundlib eval vgg/lists/vggsound_test.txt --model runs/m5    # frames_1fps/ and audio/ found next to lists/
     """
     import sys
     from pathlib import Path
@@ -69,15 +81,17 @@ def prepare(videos, out, fps, split_text, labels, seed, frame_size, as_json, deb
     split = parse_split(split_text)
     with rich_progress(enabled=not as_json) as progress:
         report = prepare_videos(videos, out, fps=fps, split=split, labels=labels, seed=seed,
-                                frame_size=frame_size or None, progress=progress)
+                                frame_size=frame_size or None, progress=progress, layout=layout,
+                                clip_seconds=clip_seconds)
     if as_json:
         print_json(report.to_dict())
     else:
         from rich.table import Table
 
-        table = Table(title=f"prepare -> {report.out}")
-        for col in ("video", "status", "split", "seconds", "pairs", "category / reason"):
-            table.add_column(col, justify="right" if col in ("seconds", "pairs") else "left")
+        reference = report.layout == "reference"
+        table = Table(title=f"prepare -> {report.out}" + (" (reference layout)" if reference else ""))
+        for col in ("video", "status", "split", "seconds", "clips" if reference else "pairs", "category / reason"):
+            table.add_column(col, justify="right" if col in ("seconds", "pairs", "clips") else "left")
         for v in report.videos:
             table.add_row(Path(v.path).name, v.status, v.split or "", f"{v.seconds:.1f}", str(v.pairs),
                           v.reason or v.category or "")
@@ -96,19 +110,23 @@ def prepare(videos, out, fps, split_text, labels, seed, frame_size, as_json, deb
 @click.argument("train_lists", nargs=-1, required=True, type=click.Path())
 @click.option("--val", "val_lists", type=click.Path(), multiple=True,
               help="Validation list; repeat for several, each scored on its own (default: val.csv next to the "
-                   "first train list).")
+                   "first train list, or <name>_val.txt for <name>_train.txt).")
 @click.option("--model", "model_name", default=tr.DEFAULT_MODEL, show_default=True,
               help="Model configuration name (m1-baseline-linear-bce ... m7-attention-linear-ntxent, "
                    "pt-effnet-aisfx-infonce).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same settings).")
+@reference_options
 @training_options
 @json_option
 @debug_option
 @handle_errors
-def train(train_lists, val_lists, model_name, out, resume, training, as_json, debug):
+def train(train_lists, val_lists, model_name, out, resume, frames_root, audio_root, training, as_json, debug):
     """Train a model on pair lists (several TRAIN_LISTS are pooled); keeps best.pt (by the top-10 sample accuracy
     over all val rows, each ranked among its own list's samples), last.pt and metrics.csv.
+
+    A list may also be in the paper's reference-code format (<video id>_<second>|<label> lines, see `soundlib eval
+    --help`).
 
     \b
     Examples:
@@ -116,6 +134,8 @@ def train(train_lists, val_lists, model_name, out, resume, training, as_json, de
         --width 0.25 --image-size 128 --epochs 10
       soundlib train catalog/catalog_train.csv real/train.csv --val catalog/catalog_val.csv \\
         --val real/val.csv --model pt-effnet-aisfx-infonce --out runs/default --epochs 60
+      soundlib train vgg/lists/vggsound_train.txt --val vgg/lists/vggsound_val.txt --frames-root vgg/frames_1fps \\
+        --audio-root vgg/audio --norm-stats vgg/lists/vggsound_train_mean_var.npy --out runs/vgg-m5
     """
     from pathlib import Path
 
@@ -127,13 +147,20 @@ def train(train_lists, val_lists, model_name, out, resume, training, as_json, de
         if not Path(path).is_file():
             raise ListError("list file not found", str(path))
     if not val_lists:
-        guess = Path(train_lists[0]).with_name("val.csv")
-        if not guess.is_file():
-            raise ListError("no --val given and no val.csv next to the train list", str(train_lists[0]))
+        first = Path(train_lists[0])
+        guesses = [first.with_name("val.csv")]
+        if first.stem.endswith("_train"):  # the reference layout: vggsound_train.txt -> vggsound_val.txt
+            guesses.insert(0, first.with_name(first.stem[:-len("train")] + "val" + first.suffix))
+        guess = next((g for g in guesses if g.is_file()), None)
+        if guess is None:
+            raise ListError(f"no --val given and no {' or '.join(g.name for g in guesses)} next to the train list",
+                            str(train_lists[0]))
         val_lists = (str(guess),)
+    from soundlib.clikit import reference_roots
+
     with rich_progress(enabled=not as_json) as progress:
         report = train_model(list(train_lists), list(val_lists), model_name, out, resume=resume, progress=progress,
-                             **training.values)
+                             roots=reference_roots(frames_root, audio_root), **training.values)
     if as_json:
         print_json(report.to_dict())
         return
@@ -893,18 +920,30 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
               help="Run the correlation task instead: balanced correlated/uncorrelated pairs from the list.")
 @click.option("--val", "val_list", type=click.Path(), default=None,
               help="Validation list to fit the distance threshold of --correlation for models without a BCE head.")
+@click.option("--pairs", "pairs_json", type=click.Path(dir_okay=False), default=None, metavar="VID2AUD.json",
+              help="With --correlation: take the pairs from the reference code's vid2aud_<split>.json (a positive "
+                   "from pos_aud and a negative from neg_aud per clip id) instead of building them.")
+@click.option("--val-pairs", "val_pairs_json", type=click.Path(dir_okay=False), default=None,
+              metavar="VID2AUD.json", help="The same for the --val list.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the negatives of --correlation.")
+@reference_options
+@norm_stats_option
 @store_options
 @json_option
 @debug_option
 @handle_errors
 def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candidates, out, correlation, val_list,
-             seed, db, chroma_url, collection, as_json, debug):
+             pairs_json, val_pairs_json, seed, frames_root, audio_root, norm_stats, db, chroma_url, collection,
+             as_json, debug):
     """Top-k sample- and category-level accuracy (and chance, MRR) on a pair list.
 
     Each row's frame is a query; its own clip (sample) and category are the ground truth; the candidates are
     the list's distinct (audio, start) clips, plus the sounds of --candidates. Exit 1 if some rows (or
     candidates) were skipped, 2 if none could be scored.
+
+    The list is CSV, or the paper's reference-code format (one <video id>_<second>|<label> per line, no header):
+    its frame is frames_1fps/<id>/image_005.jpg (image_001.jpg when there is none), its clip the 1-s window of
+    <audio root>/<id>.<ext> at that frame's second.
 
     \b
     Examples:
@@ -912,6 +951,10 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
       soundlib eval data/test.csv --model runs/m5/best.pt --model runs/m7/best.pt --json
       soundlib eval data/test.csv --correlation --val data/val.csv
       soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv
+      soundlib eval vgg/lists/vggsound_test.txt --frames-root vgg/frames_1fps --audio-root vgg/audio \\
+        --model runs/m5 --norm-stats vgg/lists/vggsound_train_mean_var.npy
+      soundlib eval vgg/lists/vggsound_test.txt --correlation --pairs vgg/lists/vid2aud_test.json \\
+        --val vgg/lists/vggsound_val.txt --val-pairs vgg/lists/vid2aud_val.json --model runs/m5
     """
     import json
     import sys
@@ -929,6 +972,11 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
     if library and collection and library != collection:
         fail("--library and --collection name different collections; give one")
     library = library or collection
+    if (pairs_json or val_pairs_json) and not correlation:
+        fail("--pairs and --val-pairs go with --correlation")
+    from soundlib.clikit import reference_roots
+
+    roots = reference_roots(frames_root, audio_root)
     err = stderr_console()
     with rich_progress(enabled=sys.stderr.isatty()) as progress:
         if correlation:
@@ -937,15 +985,16 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
             from soundlib.evaluation.correlation import evaluate_correlation
 
             report = evaluate_correlation(list_path, list(model_specs), val_path=val_list, seed=seed,
-                                             file_score=file_score,
-                                             max_windows=max_windows, progress=progress)
+                                          file_score=file_score, max_windows=max_windows, progress=progress,
+                                          roots=roots, norm_stats=norm_stats, pairs_json=pairs_json,
+                                          val_pairs_json=val_pairs_json)
         else:
             from soundlib.evaluation.retrieval import evaluate_list
 
             report = evaluate_list(list_path, list(model_specs), k_list,
-                                      file_score=file_score, max_windows=max_windows,
-                                      library=library, db=db, url=chroma_url, progress=progress,
-                                      candidates=candidates)
+                                   file_score=file_score, max_windows=max_windows,
+                                   library=library, db=db, url=chroma_url, progress=progress,
+                                   roots=roots, norm_stats=norm_stats, candidates=candidates)
     from soundlib.clikit import print_skipped
 
     for p in report.problems:

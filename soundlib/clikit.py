@@ -68,6 +68,33 @@ def export_options(f: Callable) -> Callable:
     return f
 
 
+def reference_options(f: Callable) -> Callable:
+    """--frames-root DIR and --audio-root DIR: where a reference-format list's frames and audio are
+    (:mod:`soundlib.reference_lists`); ``reference_roots(frames_root, audio_root)`` turns them into its roots."""
+    f = click.option("--audio-root", default=None, metavar="DIR", type=click.Path(file_okay=False),
+                     help="Reference-format lists (<id>_<second>|<label>): the folder of <id>.<ext> audio files "
+                          "(default: audio/ next to the list's folder).")(f)
+    f = click.option("--frames-root", default=None, metavar="DIR", type=click.Path(file_okay=False),
+                     help="Reference-format lists: the folder of <id>/image_005.jpg frames (default: frames_1fps/ "
+                          "next to the list's folder).")(f)
+    return f
+
+
+def reference_roots(frames_root: str | None, audio_root: str | None) -> Any:
+    """The :class:`soundlib.reference_lists.ReferenceRoots` of :func:`reference_options`' values."""
+    from soundlib.reference_lists import ReferenceRoots
+
+    return ReferenceRoots.of(frames_root, audio_root)
+
+
+def norm_stats_option(f: Callable) -> Callable:
+    """--norm-stats FILE.npy: the reference code's per-band log-mel mean and variance (paper models only)."""
+    return click.option("--norm-stats", default=None, metavar="FILE.npy", type=click.Path(dir_okay=False),
+                        help="Per-band log-mel mean (row 0) and variance (row 1), shape (2, 64), e.g. the reference "
+                             "code's lists/vggsound_train_mean_var.npy: the paper models normalise audio with it "
+                             "instead of their own statistics.")(f)
+
+
 def model_option(f: Callable) -> Callable:
     return click.option("--model", "model_spec", default=None, metavar="CKPT", envvar=MODEL_ENV,
                         help="Model checkpoint (default: the bundled model).")(f)
@@ -126,7 +153,7 @@ def training_options(f: Callable) -> Callable:
                      help="bf16 autocast (faster on CPU) or fp32."),
     ]
     names = ["epochs", "batch", "lr", "temperature", "weight_decay", "width", "image_size", "windows", "seed",
-             "patience", "workers", "threads", "cache_dir", "precision"]
+             "patience", "workers", "threads", "cache_dir", "precision", "norm_stats"]
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -138,6 +165,7 @@ def training_options(f: Callable) -> Callable:
                           if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT))
         return f(*args, training=TrainingOptions(values, given), **kwargs)
 
+    wrapper = norm_stats_option(wrapper)
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper

@@ -1,6 +1,8 @@
 """Pair lists: the CSV interface between ``prepare``, ``train`` and ``eval``.
 
-A list is CSV with a header, whatever its extension. Columns (paths relative to the list file's folder):
+A list is CSV with a header, whatever its extension, or the paper's reference-code format (``<video id>_<second>|
+<label>`` lines, no header; read by :mod:`soundlib.reference_lists`). CSV columns (paths relative to the list
+file's folder):
 
 =========  ========  ====================================================================
 column     required  meaning
@@ -23,9 +25,13 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from encoders.atomic import atomic_write
 from soundlib.errors import ListError
+
+if TYPE_CHECKING:
+    from soundlib.reference_lists import ReferenceRoots
 
 COLUMNS: tuple[str, ...] = ("frame", "audio", "start", "sample", "category", "video")
 REQUIRED: tuple[str, ...] = ("frame", "audio")
@@ -72,12 +78,17 @@ def default_sample(audio_rel: str, start: float | None) -> str:
     return audio_rel if start is None else f"{audio_rel}@{start:g}"
 
 
-def read_list(path: str | Path, check_files: bool = True) -> PairList:
-    """Read a pair list.
+def read_list(path: str | Path, check_files: bool = True, roots: "ReferenceRoots | None" = None) -> PairList:
+    """Read a pair list: CSV, or the reference code's ``<video id>_<second>|<label>`` lines.
+
+    A file whose first line is no CSV header and holds ``|`` is read by
+    :func:`soundlib.reference_lists.read_reference_list` (frames and audio found under ``roots``; its frame and
+    audio files are always looked up, whatever ``check_files``).
 
     Args:
-        path: the CSV file (any extension).
-        check_files: report rows whose frame or audio file does not exist (as skipped rows).
+        path: the list file (any extension).
+        check_files: report CSV rows whose frame or audio file does not exist (as skipped rows).
+        roots: where a reference-format list's frames and audio are (ignored for CSV lists).
 
     Returns:
         A :class:`PairList`; rows that are malformed (bad number, empty required field, missing file) are left out
@@ -87,11 +98,16 @@ def read_list(path: str | Path, check_files: bool = True) -> PairList:
         ListError: the file is missing, unreadable, empty, or lacks a required column.
     """
     path = Path(path)
+    lines = _read_lines(path)
+    from soundlib.reference_lists import is_reference_text, read_reference_list
+
+    if is_reference_text(lines):
+        return read_reference_list(path, lines, roots)
     base = path.parent
     rows: list[PairRow] = []
     errors: list[ListError] = []
     seen: set[tuple] = set()
-    for i, rec in read_records(path, REQUIRED):
+    for i, rec in _csv_records(path, lines, REQUIRED):
         try:
             row = _parse_row(rec, base, i, str(path), check_files)
         except ListError as e:
@@ -114,6 +130,15 @@ def read_records(path: str | Path, required: tuple[str, ...]) -> list[tuple[int,
         ListError: the file is missing, a folder, unreadable, empty, or lacks a ``required`` column.
     """
     path = Path(path)
+    return _csv_records(path, _read_lines(path), required)
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The text lines of a list file (a UTF-8 BOM is allowed).
+
+    Raises:
+        ListError: the file is missing, a folder, unreadable or empty.
+    """
     if not path.exists():
         raise ListError("list file not found", str(path))
     if path.is_dir():
@@ -127,6 +152,15 @@ def read_records(path: str | Path, required: tuple[str, ...]) -> list[tuple[int,
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise ListError("empty list (no header line)", str(path))
+    return lines
+
+
+def _csv_records(path: Path, lines: list[str], required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """``(line, {column: stripped value})`` of the non-blank data lines of a CSV text with a header.
+
+    Raises:
+        ListError: a ``required`` column is missing.
+    """
     reader = csv.DictReader(lines)
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in required if c not in header]

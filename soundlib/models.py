@@ -64,18 +64,25 @@ def resolve_model_path(spec: str | os.PathLike | None) -> Path:
     return path
 
 
-def load_model(spec: str | os.PathLike | None = None) -> LoadedModel:
+def load_model(spec: str | os.PathLike | None = None, norm_stats: str | os.PathLike | None = None) -> LoadedModel:
     """Load the model for inference (eval mode, CPU).
 
     Args:
         spec: checkpoint path, a run folder holding ``best.pt``, or ``None`` for the default.
+        norm_stats: a mean/variance ``.npy`` (the reference code's ``vggsound_train_mean_var.npy``) replacing the
+            checkpoint's log-mel band statistics (paper models only; see :mod:`soundlib.norm_stats`).
 
     Raises:
         CheckpointError: missing, foreign, truncated or mismatched checkpoint.
+        SoundlibError: ``norm_stats`` refused (bad file, or a model that does not use band statistics).
     """
     from encoders.checkpoint import load_checkpoint
 
     path = resolve_model_path(spec)
     model, info = load_checkpoint(path)
+    if norm_stats is not None:
+        from soundlib.norm_stats import apply_norm_stats
+
+        apply_norm_stats(model, info.name, norm_stats)
     model.eval()
     return LoadedModel(model=model, info=info)

@@ -72,12 +72,13 @@ class PairData:
         return bool(len(self.categories) >= 2 and (self.clip_category >= 0).all())
 
 
-def load_pairs(list_path: str | os.PathLike | Sequence[str | os.PathLike]) -> PairData:
+def load_pairs(list_path: str | os.PathLike | Sequence[str | os.PathLike], roots: Any = None) -> PairData:
     """Read a pair list (or several, concatenated in order) and index its frames and clips.
 
     Rows of several lists are pooled: a frame file or an ``(audio, start)`` clip used by two lists is one frame or
     clip. Rows with an empty ``start`` are whole-file clips (``start`` ``None``; see :mod:`train.features` for the
-    windows they train on).
+    windows they train on). A list may also be in the reference code's format (``roots``: where its frames and
+    audio are, a :class:`soundlib.reference_lists.ReferenceRoots`; see :func:`soundlib.lists.read_list`).
 
     Raises:
         ListError: a list is missing/malformed or no list has a usable row.
@@ -90,7 +91,7 @@ def load_pairs(list_path: str | os.PathLike | Sequence[str | os.PathLike]) -> Pa
     rows = []
     errors: list[ListError] = []
     for p in paths:
-        pl = read_list(p)
+        pl = read_list(p, roots=roots)
         if not pl.rows:
             why = f" ({len(pl.errors)} bad rows, first: {pl.errors[0]})" if pl.errors else ""
             raise ListError(f"no usable rows{why}", str(p))

@@ -17,6 +17,11 @@ DEFAULT_FPS = 1.0
 DEFAULT_SPLIT: tuple[float, float, float] = (0.8, 0.1, 0.1)
 #: Frames are saved with their shorter side scaled down to this (``None`` / 0: as decoded).
 DEFAULT_FRAME_SIZE = 256
+#: Output layouts of prepare: ours, and the paper's reference code's (train/prepare_reference.py); the first is
+#: the default.
+LAYOUTS: tuple[str, ...] = ("soundlib", "reference")
+#: Clip length of the reference layout in seconds (VGG-Sound's clips are 10 s).
+DEFAULT_CLIP_SECONDS = 10
 
 # --- catalog (category map -> catalog pair lists) ----------------------------------------------------------------
 #: The category map shipped in the repo (present in a source checkout).

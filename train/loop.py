@@ -130,6 +130,8 @@ def train_model(
     temperature: float | None = None,
     weight_decay: float = DEFAULT_WEIGHT_DECAY,
     progress: ProgressFn | None = None,
+    roots: Any = None,
+    norm_stats: str | os.PathLike | None = None,
 ) -> TrainReport:
     """Train one of the registered models on pair lists, validating every epoch.
 
@@ -162,6 +164,11 @@ def train_model(
         weight_decay: SGD weight decay (the paper: 1e-4).
         progress: ``progress(task, done, total, **info)`` for ``"audio ..."``, ``"images ..."``, ``"frames"``,
             ``"steps"``, ``"epochs"``.
+        roots: where reference-format lists' frames and audio are (a
+            :class:`soundlib.reference_lists.ReferenceRoots`; ``None``: next to the lists).
+        norm_stats: a mean/variance ``.npy`` (the reference code's ``vggsound_train_mean_var.npy``) used as the
+            model's log-mel band statistics instead of computing them on the train clips (paper models only;
+            :mod:`soundlib.norm_stats`).
 
     Returns:
         A :class:`TrainReport`.
@@ -181,13 +188,19 @@ def train_model(
         torch.set_num_threads(int(threads))
     check_options(precision, epochs, patience, windows, weight_decay)
     config = model_config(model_name, width, image_size, temperature)
+    stats = None
+    if norm_stats is not None:  # read before any work: a bad file is refused at once
+        from soundlib.norm_stats import check_accepts_norm_stats, read_norm_stats
+
+        check_accepts_norm_stats(model_name, config)
+        stats = read_norm_stats(norm_stats, int(config.audio.n_mels))
     batch = int(batch or config.batch_size)
     lr = float(lr or config.lr)
     if batch < 2:
         raise SoundlibError("batch must be >= 2")
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    train, vals = load_lists(train_list, val_list)
+    train, vals = load_lists(train_list, val_list, roots)
     contrastive = bool(config.contrastive)
 
     # setup: the model, its cached inputs, the settings a resume must match
@@ -205,7 +218,8 @@ def train_model(
                 "batch": batch, "lr": lr, "seed": int(seed), "precision": precision,
                 "train_sha256": prov.train["sha256"], "val_sha256": prov.val_sha256, "epochs": int(epochs),
                 "patience": int(patience), "plateau_patience": int(plateau_patience), "windows": int(windows),
-                "temperature": float(config.temperature), "weight_decay": float(weight_decay)}
+                "temperature": float(config.temperature), "weight_decay": float(weight_decay),
+                "norm_stats": str(norm_stats) if norm_stats is not None else None}
 
     # state: a fresh run, or the interrupted one restored
     if precision == "bf16" and not inputs.pretrained:
@@ -219,7 +233,9 @@ def train_model(
         resumed_from = run.epoch
     else:
         run = RunState()
-        if getattr(model, "needs_audio_stats", True):
+        if stats is not None:
+            model.set_audio_stats(*stats)
+        elif getattr(model, "needs_audio_stats", True):
             from soundlib.audio import band_stats
 
             mean, std = band_stats(train_feats)

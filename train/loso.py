@@ -641,8 +641,10 @@ class Recipe:
     options: dict[str, Any] = field(default_factory=dict)
 
     def result_options(self) -> dict[str, Any]:
-        """The options that change what the run learns (all but :data:`RUNTIME_OPTIONS`), JSON-able."""
-        return {k: _jsonable(v) for k, v in sorted(self.options.items()) if k not in RUNTIME_OPTIONS}
+        """The options that change what the run learns, JSON-able: all but :data:`RUNTIME_OPTIONS` and those left
+        at ``None`` (the model's default; so a finished run stays comparable when a new option is added)."""
+        return {k: _jsonable(v) for k, v in sorted(self.options.items())
+                if k not in RUNTIME_OPTIONS and v is not None}
 
 
 def _jsonable(v: Any) -> Any:
@@ -879,7 +881,8 @@ def _run_one(fold: Fold, lists: FoldLists, rec: Recipe, run_dir: Path, out: Path
             done = FoldResult.from_dict(json.loads(result_path.read_text(encoding="utf-8")))
         except (ValueError, TypeError) as e:
             raise SoundlibError(f"unreadable ({e}); remove it to evaluate again", str(result_path)) from None
-        if done.options != wanted or done.topk.keys() != {str(k) for k in ks}:
+        stored = {k: v for k, v in done.options.items() if v is not None}
+        if stored != wanted or done.topk.keys() != {str(k) for k in ks}:
             raise LosoOutputError(f"holds a run of {rec.model} with other options or cut-offs; use another --out",
                                 str(run_dir))
         return done, True

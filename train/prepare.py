@@ -23,13 +23,13 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from encoders.atomic import atomic_write
 from encoders.config import AudioConfig
 from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn, null_progress
-from train.defaults import DEFAULT_FPS, DEFAULT_FRAME_SIZE, DEFAULT_SPLIT
+from train.defaults import DEFAULT_CLIP_SECONDS, DEFAULT_FPS, DEFAULT_FRAME_SIZE, DEFAULT_SPLIT, LAYOUTS
 
 #: Split names, in the order of the ``split`` fractions.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -70,7 +70,11 @@ class VideoResult:
 
 @dataclass
 class PrepareReport:
-    """Result of :func:`prepare_videos`: one :class:`VideoResult` per input video and the lists written."""
+    """Result of :func:`prepare_videos`: one :class:`VideoResult` per input video and the lists written.
+
+    ``layout`` is ``"soundlib"`` or ``"reference"`` (:mod:`train.prepare_reference`: ``lists`` are its ``.txt``
+    lists, ``files`` the other files it wrote under ``lists/``; a video's ``pairs`` are its clips).
+    """
 
     out: str
     fps: float
@@ -78,6 +82,8 @@ class PrepareReport:
     lists: dict[str, str] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     unlabeled: list[str] = field(default_factory=list)
+    layout: str = "soundlib"
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def usable(self) -> list[VideoResult]:
@@ -102,6 +108,7 @@ class PrepareReport:
             "cached": sum(v.status == "cached" for v in self.videos),
             "skipped": len(self.skipped), "seconds": round(self.seconds, 3), "pairs": self.pairs,
             "lists": self.lists, "rows": self.rows, "unlabeled": self.unlabeled,
+            "layout": self.layout, "files": self.files,
             "items": [asdict(v) for v in self.videos],
         }
 
@@ -217,32 +224,46 @@ def pair_starts(frame_times: Sequence[float], audio_seconds: float, window: floa
     return starts
 
 
-def _prepare_one(video: Path, vid: str, out: Path, fps: float, acfg: AudioConfig,
-                 frame_size: int | None) -> dict[str, Any]:
-    """Decode one video into frames + wav; returns the marker dict. Raises SoundlibError for unusable videos."""
+def usable_track(video: Path, sample_rate: int) -> Any:
+    """A video's sound track, checked: mono float32 ``(samples,)`` at ``sample_rate``, trimmed to the track's length.
+
+    Raises:
+        VideoError: no video stream, no audio track, an empty or silent track, or an undecodable one.
+    """
     import numpy as np
-    import soundfile as sf
 
     from soundlib.audio import SILENCE_PEAK
     from soundlib.errors import VideoError
-    from soundlib.images import save_jpeg, video_frames, video_info
+    from soundlib.images import video_info
 
     info = video_info(video)
     if not info.has_video:
         raise VideoError("no video stream", video)
     if not info.has_audio:
         raise VideoError("no audio track", video)
-
-    wave, track_seconds = decode_track(video, acfg.sample_rate)
+    wave, track_seconds = decode_track(video, sample_rate)
     limit = track_seconds or (info.duration if info.duration and math.isfinite(info.duration) else 0.0)
     if limit > 0:
-        exact = int(round(float(limit) * acfg.sample_rate))
+        exact = int(round(float(limit) * sample_rate))
         if 0 < exact < wave.shape[0]:
             wave = wave[:exact]  # AAC and friends decode a few samples long
     if wave.size == 0:
         raise VideoError("empty audio track", video)
     if float(np.max(np.abs(wave))) < SILENCE_PEAK:
         raise VideoError("silent audio track", video)
+    return wave
+
+
+def _prepare_one(video: Path, vid: str, out: Path, fps: float, acfg: AudioConfig,
+                 frame_size: int | None) -> dict[str, Any]:
+    """Decode one video into frames + wav; returns the marker dict. Raises SoundlibError for unusable videos."""
+    import numpy as np
+    import soundfile as sf
+
+    from soundlib.errors import VideoError
+    from soundlib.images import save_jpeg, video_frames
+
+    wave = usable_track(video, acfg.sample_rate)
     audio_seconds = wave.shape[0] / acfg.sample_rate
 
     frame_dir = out / "frames" / vid
@@ -348,6 +369,53 @@ def _read_marker(path: Path, fps: float) -> dict[str, Any] | None:
     return m
 
 
+def run_videos(files: Sequence[Path], out: Path, report: PrepareReport, key: Callable[[Path], str],
+               cached: Callable[[Path, str], dict[str, Any] | None], make: Callable[[Path, str], dict[str, Any]],
+               n_pairs: Callable[[dict[str, Any]], int], progress: ProgressFn
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, VideoResult]]:
+    """Prepare each video once: ``make(video, key)`` decodes it and returns its marker, written last to
+    ``out/done/<video_id>.json``; a video whose marker ``cached(marker path, key)`` accepts is not decoded again.
+
+    Every video gets a :class:`VideoResult` in ``report.videos`` (unusable ones ``"skipped"`` with the reason).
+
+    Returns:
+        ``({key: marker}, {key: result})`` of the usable videos and of all of them.
+
+    Raises:
+        SoundlibError: no video is usable.
+    """
+    markers: dict[str, dict[str, Any]] = {}
+    results: dict[str, VideoResult] = {}
+    progress("prepare", 0, len(files))
+    for n, video in enumerate(files, start=1):
+        k = key(video)
+        marker_path = out / "done" / f"{video_id(video)}.json"
+        res = VideoResult(path=str(video), video_id=k, status="prepared")
+        m = cached(marker_path, k)
+        if m is not None:
+            res.status = "cached"
+        else:
+            try:
+                m = make(video, k)
+            except SoundlibError as e:
+                res.status, res.reason = "skipped", e.reason
+            except (OSError, ValueError, RuntimeError) as e:  # decoder errors not wrapped by the front end
+                res.status, res.reason = "skipped", f"cannot decode ({type(e).__name__}: {e})"
+            else:
+                with atomic_write(marker_path) as tmp:  # written last: the video is complete
+                    tmp.write_text(json.dumps(m, indent=1), encoding="utf-8")
+        if m is not None and res.status != "skipped":
+            markers[k] = m
+            res.seconds, res.frames, res.pairs = float(m["seconds"]), int(m["frames"]), n_pairs(m)
+        report.videos.append(res)
+        results[k] = res
+        progress("prepare", n, len(files), video=video.name)
+    if not markers:
+        reasons = "; ".join(f"{Path(v.path).name}: {v.reason}" for v in report.skipped[:3])
+        raise SoundlibError(f"no usable video ({reasons})")
+    return markers, results
+
+
 # --- split ----------------------------------------------------------------------------------------------------
 
 def split_videos(sizes: dict[str, int], fractions: Sequence[float], seed: int = 0) -> dict[str, str]:
@@ -425,6 +493,8 @@ def prepare_videos(
     seed: int = 0,
     frame_size: int | None = DEFAULT_FRAME_SIZE,
     progress: ProgressFn | None = None,
+    layout: str = LAYOUTS[0],
+    clip_seconds: int | None = None,
 ) -> PrepareReport:
     """Turn videos into frames, audio and pair lists split by video.
 
@@ -437,6 +507,9 @@ def prepare_videos(
         seed: seed of the video split.
         frame_size: frames are saved with their shorter side scaled down to this many pixels (``None``: as decoded).
         progress: called as ``progress("prepare", done, total, video=name)``.
+        layout: ``"soundlib"`` (above) or ``"reference"``: the paper's reference-code layout of 10-s clips
+            (:mod:`train.prepare_reference`; 1 fps only).
+        clip_seconds: clip length of the reference layout (default 10 s).
 
     Returns:
         A :class:`PrepareReport`. Unusable videos (no audio track, no frames, undecodable) are skipped and reported;
@@ -449,6 +522,18 @@ def prepare_videos(
         raise SoundlibError(f"bad fps {fps!r}: must be > 0")
     if len(tuple(split)) != 3:
         raise SoundlibError("split needs three fractions (train, val, test)")
+    if layout not in LAYOUTS:
+        raise SoundlibError(f"unknown layout {layout!r} (use {' or '.join(LAYOUTS)})")
+    if layout == "reference":
+        from train.prepare_reference import prepare_reference
+
+        if abs(float(fps) - 1.0) > 1e-9:
+            raise SoundlibError(f"the reference layout is 1 fps (frames_1fps); got fps {fps:g}")
+        return prepare_reference(videos, out, split, labels=labels, seed=seed, frame_size=frame_size,
+                                 clip_seconds=DEFAULT_CLIP_SECONDS if clip_seconds is None else clip_seconds,
+                                 progress=progress)
+    if clip_seconds is not None:
+        raise SoundlibError("clip seconds apply to the reference layout only")
     progress = progress or null_progress
     out = Path(out).expanduser().resolve()
     label_map = labels if isinstance(labels, dict) else (read_labels(labels) if labels else None)
@@ -462,40 +547,16 @@ def prepare_videos(
     out.mkdir(parents=True, exist_ok=True)
     (out / "done").mkdir(exist_ok=True)
 
-    markers: dict[str, dict[str, Any]] = {}
-    results: dict[str, VideoResult] = {}
-    progress("prepare", 0, len(files))
-    for n, video in enumerate(files, start=1):
-        vid = video_id(video)
-        marker_path = out / "done" / f"{vid}.json"
-        res = VideoResult(path=str(video), video_id=vid, status="prepared")
-        m = _read_marker(marker_path, float(fps))
-        if m is not None:
-            res.status = "cached"
-        else:
-            try:
-                m = _prepare_one(video, vid, out, float(fps), acfg, frame_size)
-            except SoundlibError as e:
-                res.status, res.reason = "skipped", e.reason
-            except (OSError, ValueError, RuntimeError) as e:  # decoder errors not wrapped by the front end
-                res.status, res.reason = "skipped", f"cannot decode ({type(e).__name__}: {e})"
-            else:
-                with atomic_write(marker_path) as tmp:  # written last: the video is complete
-                    tmp.write_text(json.dumps(m, indent=1), encoding="utf-8")
-        if m is not None and res.status != "skipped":
-            markers[vid] = m
-            res.seconds, res.frames, res.pairs = float(m["seconds"]), int(m["frames"]), len(m["starts"])
-            if label_map is not None:
-                res.category = _label_for(video, vid, label_map)
+    markers, results = run_videos(
+        files, out, report, video_id, lambda marker, vid: _read_marker(marker, float(fps)),
+        lambda video, vid: _prepare_one(video, vid, out, float(fps), acfg, frame_size),
+        lambda m: len(m["starts"]), progress)
+    if label_map is not None:
+        for vid, res in results.items():
+            if res.status != "skipped":
+                res.category = _label_for(Path(res.path), vid, label_map)
                 if res.category is None:
-                    report.unlabeled.append(video.name)
-        report.videos.append(res)
-        results[vid] = res
-        progress("prepare", n, len(files), video=video.name)
-
-    if not markers:
-        reasons = "; ".join(f"{Path(v.path).name}: {v.reason}" for v in report.skipped[:3])
-        raise SoundlibError(f"no usable video ({reasons})")
+                    report.unlabeled.append(Path(res.path).name)
 
     assignment = split_videos({v: len(m["starts"]) for v, m in markers.items()}, split, seed)
     lists: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}

@@ -61,8 +61,9 @@ def _as_lists(x: Any) -> list[Any]:
     return [x] if isinstance(x, (str, os.PathLike)) else list(x)
 
 
-def load_lists(train_list: Any, val_list: Any) -> tuple[PairData, list[PairData]]:
-    """The pooled train list(s) and each validation list.
+def load_lists(train_list: Any, val_list: Any, roots: Any = None) -> tuple[PairData, list[PairData]]:
+    """The pooled train list(s) and each validation list (``roots``: where reference-format lists' frames and audio
+    are, see :func:`train.datasets.load_pairs`).
 
     Raises:
         SoundlibError: no validation list, a bad list (ListError), or fewer than two train samples.
@@ -70,8 +71,8 @@ def load_lists(train_list: Any, val_list: Any) -> tuple[PairData, list[PairData]
     train_paths, val_paths = _as_lists(train_list), _as_lists(val_list)
     if not val_paths:
         raise SoundlibError("needs at least one validation list")
-    train = load_pairs(train_paths)
-    vals = [load_pairs(p) for p in val_paths]
+    train = load_pairs(train_paths, roots)
+    vals = [load_pairs(p, roots) for p in val_paths]
     if len(train) < 2 or len(set(train.clip_sample)) < 2:
         raise SoundlibError("needs at least two rows with different samples to train", train.path)
     return train, vals

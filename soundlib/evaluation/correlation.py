@@ -1,11 +1,13 @@
 """The paper's correlation task (Table 1a): balanced correlated / uncorrelated pairs built from a list
-(:func:`make_pairs`), classified by the model's correlation head (BCE families) or by a distance threshold fitted
-on a validation list (:func:`fit_threshold`).
+(:func:`make_pairs`) or taken from the reference code's ``vid2aud_<split>.json`` (:func:`vid2aud_pairs`), classified
+by the model's correlation head (BCE families) or by a distance threshold fitted on a validation list
+(:func:`fit_threshold`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,10 @@ from soundlib.evaluation.inputs import (Embedded, ListData, Problem, check_file_
                                         model_labels)
 from soundlib.lists import read_list
 from soundlib.progress import ProgressFn, null_progress
+from soundlib.reference_lists import ReferenceRoots, Vid2Aud, read_vid2aud
 
-__all__ = ["make_pairs", "fit_threshold", "CorrelationResult", "CorrelationReport", "evaluate_correlation"]
+__all__ = ["make_pairs", "vid2aud_pairs", "fit_threshold", "CorrelationResult", "CorrelationReport",
+           "evaluate_correlation"]
 
 
 def make_pairs(samples: Sequence[str], categories: Sequence[str | None], videos: Sequence[str | None],
@@ -60,6 +64,43 @@ def make_pairs(samples: Sequence[str], categories: Sequence[str | None], videos:
         out.append((i, i, 1))
         out.append((i, int(partners[rng.integers(partners.size)]), 0))
     return out
+
+
+def vid2aud_pairs(table: Mapping[str, Vid2Aud], samples: Sequence[str], seed: int = 0
+                  ) -> tuple[list[tuple[int, int, int]], list[str]]:
+    """Balanced correlated / uncorrelated pairs from a ``vid2aud_<split>.json`` (:func:`read_vid2aud`).
+
+    For every clip id of ``table`` (in sorted order) that is the sample of a row, two pairs: its frame with the
+    clip of one of its ``pos_aud`` ids (label 1) and with one of its ``neg_aud`` ids (label 0), each drawn (seeded)
+    among the ids that are samples of rows. In the reference code's files ``pos_aud`` holds every clip of the split
+    with the same label, the clip itself included.
+
+    Args:
+        table: the json's entries by clip id.
+        samples: per row, its sample (a reference list's sample is its clip id).
+        seed: random seed.
+
+    Returns:
+        ``([(frame row, clip row, label)], clip ids left out)``: an id is left out when it is no row's sample or
+        has no positive or no negative among the rows.
+    """
+    rng = np.random.default_rng(seed)
+    row_of: dict[str, int] = {}
+    for i, s in enumerate(samples):
+        row_of.setdefault(s, i)
+    out: list[tuple[int, int, int]] = []
+    left_out: list[str] = []
+    for key in sorted(table):
+        entry = table[key]
+        pos = [row_of[x] for x in entry.pos_aud if x in row_of]
+        neg = [row_of[x] for x in entry.neg_aud if x in row_of]
+        if key not in row_of or not pos or not neg:
+            left_out.append(key)
+            continue
+        i = row_of[key]
+        out.append((i, pos[int(rng.integers(len(pos)))], 1))
+        out.append((i, neg[int(rng.integers(len(neg)))], 0))
+    return out, left_out
 
 
 def fit_threshold(distances: Sequence[float], labels: Sequence[int]) -> tuple[float, float]:
@@ -148,9 +189,21 @@ def _row_vectors(emb: Embedded, m: int, data: ListData, rows: Sequence[int]
     return qv, av
 
 
-def _pairs_for(data: ListData, rows: list[int], seed: int) -> list[tuple[int, int, int]]:
-    local = make_pairs([data.rows[i].sample for i in rows], [data.rows[i].category for i in rows],
-                       [data.rows[i].video for i in rows], [data.row_clip[i] for i in rows], seed)
+def _pairs_for(data: ListData, rows: list[int], seed: int, table: Mapping[str, Vid2Aud] | None = None,
+               problems: list[Problem] | None = None, table_path: str | os.PathLike | None = None
+               ) -> list[tuple[int, int, int]]:
+    """The pairs of ``rows``: from ``table`` (a vid2aud json; ids it names that are no scorable row go to
+    ``problems`` as one line) or built by :func:`make_pairs`."""
+    samples = [data.rows[i].sample for i in rows]
+    if table is not None:
+        local, left_out = vid2aud_pairs(table, samples, seed)
+        if left_out and problems is not None:
+            shown = ", ".join(left_out[:3]) + (", ..." if len(left_out) > 3 else "")
+            problems.append(Problem(None, f"{table_path}: {len(left_out)} of {len(table)} clip ids left out (not a "
+                                          f"scored row of the list, or no positive or negative among them: {shown})"))
+    else:
+        local = make_pairs(samples, [data.rows[i].category for i in rows], [data.rows[i].video for i in rows],
+                           [data.row_clip[i] for i in rows], seed)
     return [(rows[a], rows[b], y) for a, b, y in local]
 
 
@@ -163,33 +216,54 @@ def evaluate_correlation(
     file_score: str | None = None,
     max_windows: int | None = None,
     progress: ProgressFn | None = None,
+    roots: ReferenceRoots | None = None,
+    norm_stats: str | os.PathLike | None = None,
+    pairs_json: str | os.PathLike | None = None,
+    val_pairs_json: str | os.PathLike | None = None,
 ) -> CorrelationReport:
     """The paper's correlation task (Table 1a): accuracy on balanced correlated / uncorrelated pairs.
 
     Models with a correlation head (BCE, BCE + margin) classify with it (class 1 = correlated); the others call a
     pair correlated when its embedding distance is below a threshold fitted on ``val_path``'s pairs.
 
+    Args:
+        list_path, val_path: the test list and the list the threshold is fitted on (CSV or reference format).
+        model_specs: checkpoints (``None`` or empty = the default model).
+        seed: seed of the drawn pairs.
+        file_score, max_windows: how whole-file rows are scored (as in :func:`~soundlib.evaluation.retrieval.
+            evaluate_list`).
+        progress: progress callback.
+        roots: where reference-format lists' frames and audio are.
+        norm_stats: a mean/variance ``.npy`` replacing the paper models' log-mel statistics.
+        pairs_json, val_pairs_json: ``vid2aud_<split>.json`` files giving the pairs of ``list_path`` /
+            ``val_path`` (:func:`vid2aud_pairs`) instead of :func:`make_pairs`.
+
     Raises:
-        SoundlibError: a contrastive model without ``val_path``; no pairs can be built.
+        SoundlibError: a contrastive model without ``val_path``; no pairs can be built; a bad pairs file.
     """
     file_score = file_score or DEFAULT_FILE_SCORE
     check_file_score(file_score)
     progress = progress or null_progress
     max_windows = int(max_windows or AudioConfig().max_windows)
-    loaded = load_models(model_specs)
+    if val_pairs_json is not None and val_path is None:
+        raise SoundlibError("--val-pairs needs --val LIST")
+    table = read_vid2aud(pairs_json) if pairs_json is not None else None
+    val_table = read_vid2aud(val_pairs_json) if val_pairs_json is not None else None
+    loaded = load_models(model_specs, norm_stats)
     labels = model_labels([lm.name for _, lm in loaded], [spec or lm.info.path for spec, lm in loaded])
     need_val = [lab for lab, (_, lm) in zip(labels, loaded) if not _has_head(lm.model)]
     if need_val and val_path is None:
         raise SoundlibError(f"{', '.join(need_val)} has no correlation head: pass --val LIST to fit a distance "
                             "threshold on")
-    pairs_list = read_list(list_path)
+    pairs_list = read_list(list_path, roots=roots)
     data = ListData.from_pairs(pairs_list)
     problems = [Problem(e.line, e.reason) for e in pairs_list.errors]
-    val_data = ListData.from_pairs(read_list(val_path)) if (need_val and val_path is not None) else None
+    val_data = (ListData.from_pairs(read_list(val_path, roots=roots)) if (need_val and val_path is not None)
+                else None)
 
     emb = embed_list([lm.model for _, lm in loaded], labels, data, progress, max_windows)
     ok_rows = emb.scorable_rows(data, range(len(data.rows)), problems)
-    pairs = _pairs_for(data, ok_rows, seed)
+    pairs = _pairs_for(data, ok_rows, seed, table, problems, pairs_json)
     n_rows = len(data.rows) + len(pairs_list.errors)
     if not pairs:
         return CorrelationReport(str(list_path), 0, n_rows, [], problems, len(ok_rows))
@@ -206,7 +280,7 @@ def evaluate_correlation(
         vemb = embed_list([lm.model], [f"{label} (val)"], val_data, progress, max_windows)
         vrows = [i for i in range(len(val_data.rows)) if not vemb.row_error(val_data, i)]
         vq, va = _row_vectors(vemb, 0, val_data, vrows)
-        vpairs = _pairs_for(val_data, vrows, seed)
+        vpairs = _pairs_for(val_data, vrows, seed, val_table, None, val_pairs_json)
         if not vpairs:
             raise SoundlibError("no correlated/uncorrelated pairs can be built from it", str(val_path))
         vd = -_pair_scores(lm.model, vpairs, vq, va, False, file_score)

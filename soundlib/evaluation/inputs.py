@@ -347,9 +347,11 @@ def check_file_score(file_score: str) -> None:
         raise SoundlibError(f"unknown file score {file_score!r} (use {' or '.join(FILE_SCORES)})")
 
 
-def load_models(model_specs: Sequence[str | None]) -> list[tuple[str, Any]]:
-    """``[(spec as given or "", LoadedModel)]`` for each checkpoint (the default model when none is given)."""
+def load_models(model_specs: Sequence[str | None], norm_stats: str | os.PathLike | None = None
+                ) -> list[tuple[str, Any]]:
+    """``[(spec as given or "", LoadedModel)]`` for each checkpoint (the default model when none is given), each with
+    ``norm_stats`` (a mean/variance ``.npy``, :mod:`soundlib.norm_stats`) replacing its band statistics if given."""
     from soundlib.models import load_model
 
     specs = list(model_specs) or [None]
-    return [(str(spec) if spec else "", load_model(spec)) for spec in specs]
+    return [(str(spec) if spec else "", load_model(spec, norm_stats)) for spec in specs]

@@ -39,6 +39,7 @@ from soundlib.evaluation.inputs import (Clip, ListData, Problem, check_file_scor
 from soundlib.evaluation.scoring import RetrievalScores, score_vectors
 from soundlib.lists import read_list
 from soundlib.progress import ProgressFn, null_progress
+from soundlib.reference_lists import ReferenceRoots
 
 __all__ = ["ModelResult", "EvalReport", "evaluate_list", "chroma_ranking"]
 
@@ -106,12 +107,14 @@ def evaluate_list(
     db: str | None = None,
     url: str | None = None,
     progress: ProgressFn | None = None,
+    roots: ReferenceRoots | None = None,
+    norm_stats: str | os.PathLike | None = None,
     candidates: str | Path | None = None,
 ) -> EvalReport:
     """Evaluate one or several models on a pair list (same rows, same candidates for all of them).
 
     Args:
-        list_path: the pair list (CSV; paths relative to its folder).
+        list_path: the pair list (CSV, paths relative to its folder; or the reference code's format).
         model_specs: checkpoints (``None`` or empty = the default model).
         ks: cut-offs.
         file_score: how a whole-file row's windows are combined: ``"best"`` (min distance) or ``"mean"``
@@ -120,6 +123,9 @@ def evaluate_list(
         library: evaluate against this ingested collection instead of the list's own clips.
         db, url: where that collection lives (see :func:`soundlib.store.open_store`).
         progress: progress callback.
+        roots: where a reference-format list's frames and audio are (:mod:`soundlib.reference_lists`).
+        norm_stats: a mean/variance ``.npy`` replacing the paper models' log-mel statistics
+            (:mod:`soundlib.norm_stats`); not with ``library`` (its sounds were embedded with the checkpoint's).
         candidates: a candidates list (CSV: ``audio``, optional ``category``; paths relative to it) whose sound
             files join the list's clips as whole-file candidates (a file the list already uses is not added
             twice); a candidate that cannot be read is skipped and reported in ``problems``.
@@ -134,6 +140,9 @@ def evaluate_list(
     if library is not None and file_score not in (None, "best"):
         raise SoundlibError("--library ranks files by their best window (as `soundlib query` does); "
                             "--file-score mean applies to lists only")
+    if library is not None and norm_stats is not None:
+        raise SoundlibError("--norm-stats cannot be used with --library: its sounds were embedded with the "
+                            "checkpoint's own statistics")
     if library is not None and candidates is not None:
         raise SoundlibError("--candidates adds sounds to a list's own clips; with --library the collection's files "
                             "are the candidates")
@@ -142,11 +151,11 @@ def evaluate_list(
     ks = M.parse_ks(list(ks))
     progress = progress or null_progress
     max_windows = int(max_windows or AudioConfig().max_windows)
-    pairs = read_list(list_path)
+    pairs = read_list(list_path, roots=roots)
     problems = [Problem(e.line, e.reason) for e in pairs.errors]
     data = ListData.from_pairs(pairs)
     extra = _add_candidates(data, candidates, problems) if candidates is not None else []
-    loaded = load_models(model_specs)
+    loaded = load_models(model_specs, norm_stats)
     labels = model_labels([lm.name for _, lm in loaded], [spec or lm.info.path for spec, lm in loaded])
     n_rows = len(data.rows) + len(pairs.errors)
     if library is not None:
