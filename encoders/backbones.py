@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -191,30 +191,87 @@ def _numpy_safe_globals() -> list:
 
 
 @functools.lru_cache(maxsize=1)
-def aisfx_net() -> nn.Module:
-    """aisfx's embedding network (``EmbeddingNet('max', 3, 1, 64)``), loaded once per process (eval mode, frozen).
-
-    The checkpoint is read with ``torch.load(weights_only=True)``, allowing only numpy scalars and dtypes.
-
-    Raises:
-        CheckpointError: the package is not installed or its checkpoint does not load.
-    """
+def _aisfx_checkpoint() -> tuple[dict[str, Tensor], dict[str, Any], str]:
+    """aisfx's checkpoint: ``(weights, datasets, path)`` read once per process with ``torch.load(weights_only=True)``
+    (numpy scalars and dtypes allowed, nothing else)."""
     try:
         from aisfx.inference import get_path_modelWeights
-        from aisfx.models.cnn2d import EmbeddingNet
     except ImportError as exc:
         raise _missing("aisfx", "pip install --no-deps aisfx==0.1.2") from exc
     path = get_path_modelWeights()
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
-            weights, _datasets = torch.load(path, map_location="cpu", weights_only=True)
-        prefix = "embedding_net."
-        state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
-        net = EmbeddingNet("max", 3, 1, 64)
-        net.load_state_dict(state, strict=True)
+            weights, datasets = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(f"aisfx weights do not load: {exc}".splitlines()[0], path) from exc
+    return weights, datasets, path
+
+
+@functools.lru_cache(maxsize=1)
+def aisfx_net() -> nn.Module:
+    """aisfx's embedding network (``EmbeddingNet('max', 3, 1, 64)``), loaded once per process (eval mode, frozen).
+
+    Raises:
+        CheckpointError: the package is not installed or its checkpoint does not load.
+    """
+    try:
+        from aisfx.models.cnn2d import EmbeddingNet
+    except ImportError as exc:
+        raise _missing("aisfx", "pip install --no-deps aisfx==0.1.2") from exc
+    weights, _datasets, path = _aisfx_checkpoint()
+    prefix = "embedding_net."
+    state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    net = EmbeddingNet("max", 3, 1, 64)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"aisfx weights do not load: {exc}".splitlines()[0], path) from exc
     return _freeze(net)
+
+
+#: Outputs of aisfx's 9 dataset classifier heads, in checkpoint order (prosfx 78, soundlyTrain 79, ucsMixed 69,
+#: soundstormBalanced 81, productionelementsBalanced 10, cartoonexpressBalanced 27, hpxdigitalBalanced 3,
+#: series6000Balanced 23, series9000Balanced 8). The class names are not shipped; the outputs work as features.
+AISFX_HEAD_OUTPUTS = 378
+
+
+class AisfxHeads(nn.Module):
+    """aisfx's 9 sound-effects-library classifiers (each Linear 512-256-ReLU-128-ReLU-n) over its 512-d embedding:
+    ``(B, 512) -> (B, 378)`` log-probabilities, each head's block log-softmaxed. Frozen; held outside any model's
+    ``state_dict`` (:func:`aisfx_heads`)."""
+
+    def __init__(self, weights: dict[str, Tensor], n_heads: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList()
+        for h in range(n_heads):
+            w = [weights[f"fc.{h}.{i}.weight"] for i in (0, 2, 4)]
+            b = [weights[f"fc.{h}.{i}.bias"] for i in (0, 2, 4)]
+            layers = [nn.Linear(x.shape[1], x.shape[0]) for x in w]
+            for layer, wi, bi in zip(layers, w, b):
+                layer.weight.data.copy_(wi.float())
+                layer.bias.data.copy_(bi.float())
+            self.heads.append(nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2]))
+
+    def forward(self, embedding: Tensor) -> Tensor:
+        x = embedding.float()
+        return torch.cat([F.log_softmax(head(x), dim=1) for head in self.heads], dim=1)
+
+
+@functools.lru_cache(maxsize=1)
+def aisfx_heads() -> AisfxHeads:
+    """aisfx's dataset classifier heads (:class:`AisfxHeads`), loaded once per process from the package checkpoint.
+
+    Raises:
+        CheckpointError: the package is not installed, or its checkpoint lacks the heads.
+    """
+    weights, datasets, path = _aisfx_checkpoint()
+    try:
+        heads = AisfxHeads(weights, len(datasets))
+    except KeyError as exc:
+        raise CheckpointError(f"aisfx checkpoint has no classifier head weight {exc}", path) from exc
+    if sum(h[-1].out_features for h in heads.heads) != AISFX_HEAD_OUTPUTS:
+        raise CheckpointError("aisfx checkpoint heads do not give 378 outputs", path)
+    return _freeze(heads)
 
 
 def _freeze(net: nn.Module) -> nn.Module:

@@ -84,6 +84,11 @@ class ModelConfig:
             (local . global, the alternative the paper mentions; with ``"add"`` the softmax cancels the global term).
         family: which builder in :data:`encoders.registry.FAMILIES` makes the ``nn.Module`` (``"paper"`` = the
             paper's from-scratch :class:`encoders.model.AVModel`; pretrained families register their own).
+        bridge_weight: pretrained family only: the share ``w`` of the concept bridge in the retrieval score
+            (:mod:`encoders.bridge`); the embedding is ``[sqrt(1 - w) * heads, sqrt(w) * concepts]``, so its dot
+            product is ``(1 - w) * heads cosine + w * concept cosine``. ``0`` = no bridge.
+        concepts: the bridge's concept names (its embedding columns), filled by training from the concept table
+            and the training lists' categories; empty without a bridge.
     """
 
     name: str
@@ -105,6 +110,8 @@ class ModelConfig:
     lr: float = 0.01
     audio: AudioConfig = field(default_factory=AudioConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
+    bridge_weight: float = 0.0
+    concepts: tuple[str, ...] = ()
 
     @property
     def contrastive(self) -> bool:
@@ -124,7 +131,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         d = dict(d)
-        for key in ("visual_channels", "audio_channels", "visual_taps", "audio_taps"):
+        for key in ("visual_channels", "audio_channels", "visual_taps", "audio_taps", "concepts"):
             if key in d:
                 d[key] = tuple(d[key])
         if isinstance(d.get("audio"), dict):

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from encoders.attention import AttentionPool
 from encoders.backbones import (
     AISFX_BLOCK_CHANNELS,
+    AISFX_HEAD_OUTPUTS,
     EFFNET_BLOCK_CHANNELS,
     AisfxFrontend,
     AisfxSpec,
@@ -49,11 +50,13 @@ from encoders.backbones import (
     effnet_load_size,
     effnet_lite0,
     effnet_lite0_bf16,
+    aisfx_heads,
     imagenet_labels,
     layout_for,
     pack,
     unpack,
 )
+from encoders.bridge import ConceptBridge, blend
 from encoders.config import ModelConfig
 from encoders.errors import ConfigError
 from encoders.hashing import config_key
@@ -175,6 +178,9 @@ class PretrainedAVModel(TwoTower, nn.Module):
         self.visual = PretrainedEncoder(image_layout(self.spec), self.spec.head_dim, d, compat, self.spec.dropout)
         self.audio = PretrainedEncoder(audio_layout(self.spec), self.spec.head_dim, d, compat, self.spec.dropout)
         self._init_shared(config)
+        # the concept bridge (encoders/bridge.py): active with a weight and at least one concept column
+        self.bridge = ConceptBridge(len(config.concepts), AisfxSpec().global_channels + AISFX_HEAD_OUTPUTS) \
+            if config.bridge_weight > 0 and config.concepts else None
         self.inference_bf16 = bf16_supported()
         self.__dict__["_frontend"] = None  # AisfxFrontend, built on first use (imports librosa); not a child
 
@@ -203,6 +209,41 @@ class PretrainedAVModel(TwoTower, nn.Module):
         draft scale down to a 224 short side (then scaled up to 256 at most 1.14x; the v2 path read at 224 and
         scaled up to 256 every picture)."""
         return int(self.spec.image.size)
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of the retrieval embedding: the heads' ``config.embed_dim``, plus one column per concept with the
+        bridge."""
+        return int(self.config.embed_dim) + (self.bridge.n_concepts if self.bridge is not None else 0)
+
+    # -- the concept bridge -----------------------------------------------------------------------------------
+    def heads_part(self, emb: Tensor) -> Tensor:
+        """The heads' unit embedding inside a (possibly bridged) embedding ``(B, embed_dim) -> (B, D)``."""
+        if self.bridge is None:
+            return emb
+        return emb[:, :self.config.embed_dim] / (1.0 - self.config.bridge_weight) ** 0.5
+
+    def sound_classifier_input(self, feats: Tensor) -> Tensor:
+        """Packed audio features ``(B, audio_layout.size)`` -> ``(B, 890)``: aisfx's 512-d embedding and its 9
+        library classifiers' 378 log-probabilities (what the bridge's sound classifier reads)."""
+        _, g = unpack(torch.as_tensor(feats).float(), audio_layout(self.spec))
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+            return torch.cat([g, aisfx_heads()(g)], dim=1)
+
+    def image_concepts(self, feats: Tensor) -> Tensor:
+        """Packed image features -> ``(B, C)`` concept probabilities of the bridge (ImageNet softmax summed)."""
+        _, g = unpack(torch.as_tensor(feats).float(), image_layout(self.spec))
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):  # fp32 even inside the bf16 inference
+            return self.bridge.image_probs(effnet_lite0()._fc(g))
+
+    def sound_concepts(self, feats: Tensor) -> Tensor:
+        """Packed audio features -> ``(B, C)`` concept probabilities of the bridge's sound classifier."""
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+            return self.bridge.sound_probs(self.sound_classifier_input(feats))
+
+    def pair_loss(self, v: Tensor, a: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The configured loss on the heads' part of the embeddings (the bridge is fitted apart, not trained)."""
+        return super().pair_loss(self.heads_part(v), self.heads_part(a), labels)
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _batches(self, x: Tensor):
@@ -245,9 +286,15 @@ class PretrainedAVModel(TwoTower, nn.Module):
         return feats.clone()  # a normal tensor (usable in autograd), not an inference tensor
 
     def encode_audio(self, feats: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """Packed audio features ``(B, audio_layout.size)`` -> ``(B, D)`` float32 unit vectors (+ attention maps
-        ``[(B, time, freq)]`` per tap)."""
-        return self.audio(torch.as_tensor(feats), return_attention=return_attention)
+        """Packed audio features ``(B, audio_layout.size)`` -> ``(B, embed_dim)`` float32 unit vectors (+ attention
+        maps ``[(B, time, freq)]`` per tap); with the bridge, the heads' vector blended with the sound's concepts."""
+        feats = torch.as_tensor(feats)
+        out = self.audio(feats, return_attention=return_attention)
+        if self.bridge is None:
+            return out
+        emb, atts = out if return_attention else (out, None)
+        emb = blend(emb.float(), self.sound_concepts(feats), self.config.bridge_weight)
+        return (emb, atts) if return_attention else emb
 
     # -- images -----------------------------------------------------------------------------------------------
     def image_features(self, images: Tensor, fast: bool | None = None) -> Tensor:
@@ -276,9 +323,15 @@ class PretrainedAVModel(TwoTower, nn.Module):
         return feats.clone()
 
     def encode_image(self, feats: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """Packed image features ``(B, image_layout.size)`` -> ``(B, D)`` float32 unit vectors (+ attention maps
-        ``[(B, 7, 7)]`` per tap)."""
-        return self.visual(torch.as_tensor(feats), return_attention=return_attention)
+        """Packed image features ``(B, image_layout.size)`` -> ``(B, embed_dim)`` float32 unit vectors (+ attention
+        maps ``[(B, 7, 7)]`` per tap); with the bridge, the heads' vector blended with the picture's concepts."""
+        feats = torch.as_tensor(feats)
+        out = self.visual(feats, return_attention=return_attention)
+        if self.bridge is None:
+            return out
+        emb, atts = out if return_attention else (out, None)
+        emb = blend(emb.float(), self.image_concepts(feats), self.config.bridge_weight)
+        return (emb, atts) if return_attention else emb
 
     # -- inference helpers ------------------------------------------------------------------------------------
     @torch.no_grad()

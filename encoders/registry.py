@@ -79,6 +79,11 @@ for _name, _attention, _projector, _loss, _batch in (
 register_model(dataclasses.replace(
     _PAPER, name="pt-effnet-aisfx-infonce", family="pretrained", attention=True, compatibility="dot",
     projector="linear", loss="infonce", batch_size=128, lr=0.01))
+# The same heads plus the concept bridge (issue 12; encoders/bridge.py): what EfficientNet's ImageNet classifier
+# knows about a picture, summed into concepts, against a sound -> concept classifier fitted on the training sounds.
+# The weight 0.7 and the temperature 0.1 were chosen on leave-one-source-out folds (soundlib/models/README.md).
+register_model(dataclasses.replace(
+    MODELS["pt-effnet-aisfx-infonce"], name="pt-effnet-aisfx-bridge", temperature=0.1, bridge_weight=0.7))
 
 
 def model_names() -> tuple[str, ...]:
@@ -89,7 +94,7 @@ def model_names() -> tuple[str, ...]:
 #: The paper's seven configurations (Table 1b), in order; :func:`model_names` lists every registered name.
 MODEL_NAMES: tuple[str, ...] = tuple(n for n, c in MODELS.items() if c.family == "paper")
 
-_TUPLE_FIELDS = ("visual_channels", "audio_channels", "visual_taps", "audio_taps")
+_TUPLE_FIELDS = ("visual_channels", "audio_channels", "visual_taps", "audio_taps", "concepts")
 
 
 def validate_config(config: ModelConfig) -> ModelConfig:
@@ -121,6 +126,12 @@ def validate_config(config: ModelConfig) -> ModelConfig:
         raise bad(f"margin must be >= 0, got {config.margin}")
     if not config.lr > 0:
         raise bad(f"lr must be > 0, got {config.lr}")
+    if not 0.0 <= config.bridge_weight < 1.0:
+        raise bad(f"bridge_weight must be in [0, 1), got {config.bridge_weight}")
+    if config.bridge_weight > 0 and config.family == "paper":
+        raise bad("a concept bridge needs the pretrained family's ImageNet classifier (family 'pretrained')")
+    if len(set(c.lower() for c in config.concepts)) != len(config.concepts):
+        raise bad("concept names must be distinct")
     for chans, taps, kind in ((config.visual_channels, config.visual_taps, "visual"),
                               (config.audio_channels, config.audio_taps, "audio")):
         if not chans or any(not isinstance(c, int) or c < 1 for c in chans):

@@ -161,6 +161,8 @@ def _one_hot_scores(model: Any, picture: "torch.Tensor", sound: np.ndarray) -> n
     import torch
 
     emb = position_embeddings(model, model.image_features(picture.float()))
+    if getattr(model, "bridge", None) is not None and sound.shape[0] == model.embed_dim:
+        sound = model.heads_part(torch.from_numpy(np.asarray(sound, np.float32))[None])[0].numpy()
     if sound.shape[0] != emb.shape[-1]:
         raise SoundlibError(f"sound embedding has {sound.shape[0]} values, the model's have {emb.shape[-1]}")
     s = torch.from_numpy(sound / max(float(np.linalg.norm(sound)), 1e-12))

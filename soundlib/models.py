@@ -34,7 +34,7 @@ class LoadedModel:
 
     @property
     def dim(self) -> int:
-        return int(self.info.config.embed_dim)
+        return int(self.model.embed_dim)
 
 
 def resolve_model_path(spec: str | os.PathLike | None) -> Path:

@@ -271,3 +271,87 @@ def test_cli_trains_several_lists_and_refuses_image_size(data: dict[str, Path], 
     assert info.config.temperature == 0.2
     bad = runner.invoke(main, args[:-1] + ["--image-size", "96"])
     assert bad.exit_code == 2 and "leave --width and --image-size out" in bad.output
+
+
+# --- the concept bridge (encoders/bridge.py, train/bridge.py) ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bridge_run(run, data: dict[str, Path]):
+    """The catalog lists trained with the bridged configuration (the backbone features are cached by ``run``)."""
+    from train.loop import train_model
+
+    _, base = run
+    return train_model([data["cat_train"], data["vid_train"]], [data["cat_val"]], "pt-effnet-aisfx-bridge",
+                       base / "bridge", epochs=1, batch=6, windows=2, cache_dir=base / "cache", threads=1)
+
+
+def test_bridge_run_fits_its_sound_classifier_and_round_trips(bridge_run, data: dict[str, Path]) -> None:
+    from encoders.checkpoint import load_checkpoint
+    from soundlib.concepts import load_concepts
+    from train.features import LogMelCache, clip_windows
+
+    table = load_concepts()
+    model, info = load_checkpoint(bridge_run.best_path)
+    model.eval()
+    # columns: the concept table's, then the train categories it lacks (the tones' "high", "low", "mid")
+    assert model.config.concepts == tuple(table.names) + ("high", "low", "mid")
+    assert model.embed_dim == model.config.embed_dim + len(table.names) + 3
+    assert torch.equal(model.bridge.class_concept, torch.tensor(np.array(table.class_concept), dtype=torch.int64))
+    assert not any(n.startswith("bridge.") for n, _ in model.named_parameters())  # buffers: never trained
+    # the fitted classifier tells the three tones apart on the train windows (pitch: 220, 880, 3520 Hz)
+    pairs = load_pairs(data["cat_train"])
+    cache = LogMelCache(Path(bridge_run.out_dir).parent / "cache", model.audio_features, model.config.audio,
+                        extra_key=model.features_key)
+    windows = clip_windows(cache, pairs.clips, 2)
+    probs = model.sound_concepts(torch.from_numpy(windows.features))
+    want = [model.config.concepts.index(pairs.categories[c]) for c in pairs.clip_category[windows.window_clip]]
+    assert (probs.argmax(1).numpy() == np.array(want)).mean() == 1.0
+    # the embedding is the blend; the loss sees the heads' part only
+    feats = torch.from_numpy(windows.features[:4])
+    emb = model.encode_audio(feats)
+    heads = model.audio(feats)
+    w = model.config.bridge_weight
+    assert torch.allclose(emb.norm(dim=1), torch.ones(4), atol=1e-5)
+    assert torch.allclose(model.heads_part(emb), heads, atol=1e-5)
+    assert torch.allclose(emb[:, heads.shape[1]:] / w ** 0.5, torch.nn.functional.normalize(probs[:4], dim=1),
+                          atol=1e-5)
+
+
+def test_bridge_image_side_sums_the_imagenet_softmax_into_concepts() -> None:
+    from encoders.bridge import ConceptBridge, blend
+
+    bridge = ConceptBridge(3, 5)
+    cc = torch.full((1000,), -1, dtype=torch.int64)
+    cc[[0, 1]], cc[7] = 0, 2
+    bridge.set_classes(cc)
+    logits = torch.zeros(2, 1000)
+    logits[0, 0], logits[1, 7] = 10.0, 10.0
+    p = torch.softmax(logits, dim=1)
+    got = bridge.image_probs(logits)
+    assert torch.allclose(got[:, 0], p[:, 0] + p[:, 1]) and torch.allclose(got[:, 2], p[:, 7])
+    assert torch.equal(got[:, 1], torch.zeros(2))
+    with pytest.raises(ValueError):
+        bridge.set_classes(torch.full((1000,), 3))  # column out of range
+    # the blend's dot product is the weighted sum of the two cosines
+    v = torch.nn.functional.normalize(torch.randn(2, 8), dim=1)
+    a = torch.nn.functional.normalize(torch.randn(2, 8), dim=1)
+    c1, c2 = torch.rand(2, 3), torch.rand(2, 3)
+    bv, ba = blend(v, c1, 0.7), blend(a, c2, 0.7)
+    cos_c = (torch.nn.functional.normalize(c1, dim=1) * torch.nn.functional.normalize(c2, dim=1)).sum(1)
+    assert torch.allclose((bv * ba).sum(1), 0.3 * (v * a).sum(1) + 0.7 * cos_c, atol=1e-6)
+
+
+def test_softmax_regression_fits_separable_classes_and_refuses_one() -> None:
+    from soundlib.errors import SoundlibError
+    from train.bridge import bridge_concepts, fit_softmax_regression
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 6)) * 5
+    y = np.repeat([0, 2, 2, 2, 2], 20)  # class 1 absent, class 2 four times as frequent
+    x = centres[y] + rng.normal(size=(len(y), 6))
+    mean, std, w, b = fit_softmax_regression(torch.from_numpy(x).float(), y, 3)
+    pred = (((torch.from_numpy(x).float() - mean) / std) @ w + b).argmax(1).numpy()
+    assert (pred == y).mean() == 1.0
+    with pytest.raises(SoundlibError, match="at least two categories"):
+        fit_softmax_regression(torch.zeros(4, 2), np.zeros(4, dtype=np.int64), 3)
+    assert bridge_concepts(["Dog", "magic", " ", "Zebra"], ["cat", "dog"]) == ["cat", "dog", "Zebra", "magic"]

@@ -202,6 +202,15 @@ def train_model(
     out.mkdir(parents=True, exist_ok=True)
     train, vals = load_lists(train_list, val_list, roots)
     contrastive = bool(config.contrastive)
+    table = None
+    if config.bridge_weight > 0:  # the bridge's columns: the concept table's, then the other train categories
+        import dataclasses
+
+        from soundlib.concepts import load_concepts
+        from train.bridge import bridge_concepts
+
+        table = load_concepts()
+        config = dataclasses.replace(config, concepts=tuple(bridge_concepts(train.categories, table.names)))
 
     # setup: the model, its cached inputs, the settings a resume must match
     model = build_model(config, seed=seed)
@@ -209,6 +218,11 @@ def train_model(
     inputs = RunInputs(model, config, Path(cache_dir) if cache_dir else out.resolve().parent / ".cache", windows,
                        workers, preload_mb, progress)
     train_windows, train_feats = inputs.clips(train, "train")
+    if table is not None:
+        from train.bridge import fit_bridge
+
+        codes = train.clip_category[train_windows.window_clip]
+        fit_bridge(model, train_feats, [train.categories[c] if c >= 0 else None for c in codes], table.class_concept)
     val_inputs = [inputs.clips(v, f"val {i + 1}" if len(vals) > 1 else "val") for i, v in enumerate(vals)]
     train_frames = inputs.frames(train, "train")
     val_frames = [inputs.frames(v, f"val {i + 1}" if len(vals) > 1 else "val") for i, v in enumerate(vals)]

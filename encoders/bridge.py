@@ -1,0 +1,88 @@
+"""The concept bridge: what the frozen classifiers already know, as part of the retrieval embedding.
+
+A picture's concept probabilities come from EfficientNet-Lite0's ImageNet softmax summed over each concept's
+classes (``class_concept``: the concept index of each of the 1,000 classes, ``-1`` for none; the table is built
+from WordNet by ``tools/build_concepts.py`` and read by :mod:`soundlib.concepts`; the mass of classes in no concept
+is dropped). A sound's concept probabilities come from a linear classifier (softmax regression) over aisfx's 512-d
+embedding and the log-probabilities of its 9 sound-library classifiers (:class:`~encoders.backbones.AisfxHeads`),
+standardised; it is fitted on the training sounds' categories (``train/bridge.py``), never by gradient descent
+with the heads.
+
+Both are L2-normalised into the same ``C`` columns (concepts only sounds have, such as ``magic``, are columns the
+picture side leaves at 0), and the model's embedding becomes ``[sqrt(1 - w) * heads, sqrt(w) * concepts]`` (``w`` =
+``config.bridge_weight``): the dot product of a picture's and a sound's embeddings is ``(1 - w) * heads cosine +
+w * concept cosine``, so Chroma's L2 search ranks by the blend with nothing else changed. Every tensor here is a
+buffer (no parameters): the optimiser of the heads never touches it, and the checkpoint carries it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+#: ImageNet-1k classes of EfficientNet-Lite0's classifier.
+IMAGENET_CLASSES = 1000
+
+
+class ConceptBridge(nn.Module):
+    """Concept probabilities of pictures (from ImageNet logits) and sounds (from aisfx features) in ``C`` columns.
+
+    Args:
+        n_concepts: ``C``, the number of concept columns.
+        sound_features: size ``F`` of the sound classifier's input (512 + 378 for aisfx).
+
+    Buffers (filled by :meth:`set_classes` and :meth:`set_sound_classifier`; zeros until then):
+        class_concept: ``(1000,)`` int64 concept column of each ImageNet class, ``-1`` for none.
+        sound_mean, sound_std: ``(F,)`` standardisation of the classifier's input.
+        sound_weight, sound_bias: ``(F, C)`` and ``(C,)`` of the softmax regression.
+    """
+
+    def __init__(self, n_concepts: int, sound_features: int) -> None:
+        super().__init__()
+        self.n_concepts = int(n_concepts)
+        self.register_buffer("class_concept", torch.full((IMAGENET_CLASSES,), -1, dtype=torch.int64))
+        self.register_buffer("sound_mean", torch.zeros(sound_features))
+        self.register_buffer("sound_std", torch.ones(sound_features))
+        self.register_buffer("sound_weight", torch.zeros(sound_features, n_concepts))
+        self.register_buffer("sound_bias", torch.zeros(n_concepts))
+
+    def set_classes(self, class_concept: Tensor) -> None:
+        """Set the ImageNet class -> concept column map (``(1000,)`` ints in ``[-1, C)``).
+
+        Raises:
+            ValueError: wrong shape or a column out of range.
+        """
+        cc = torch.as_tensor(class_concept, dtype=torch.int64).flatten()
+        if cc.numel() != IMAGENET_CLASSES or int(cc.min()) < -1 or int(cc.max()) >= self.n_concepts:
+            raise ValueError(f"class_concept must be {IMAGENET_CLASSES} ints in [-1, {self.n_concepts})")
+        self.class_concept.copy_(cc)
+
+    def set_sound_classifier(self, mean: Tensor, std: Tensor, weight: Tensor, bias: Tensor) -> None:
+        """Set the fitted softmax regression (input standardisation, ``(F, C)`` weight, ``(C,)`` bias)."""
+        self.sound_mean.copy_(torch.as_tensor(mean).float())
+        self.sound_std.copy_(torch.as_tensor(std).float())
+        self.sound_weight.copy_(torch.as_tensor(weight).float())
+        self.sound_bias.copy_(torch.as_tensor(bias).float())
+
+    def image_probs(self, logits: Tensor) -> Tensor:
+        """``(B, 1000)`` ImageNet logits -> ``(B, C)`` concept probabilities (each row sums to the mass of the
+        classes that have a concept, at most 1)."""
+        p = torch.softmax(logits.float(), dim=1)
+        keep = self.class_concept >= 0
+        out = p.new_zeros(p.shape[0], self.n_concepts)
+        return out.index_add_(1, self.class_concept[keep], p[:, keep])
+
+    def sound_logits(self, x: Tensor) -> Tensor:
+        """``(B, F)`` raw classifier input -> ``(B, C)`` logits of the softmax regression."""
+        return ((x.float() - self.sound_mean) / self.sound_std) @ self.sound_weight + self.sound_bias
+
+    def sound_probs(self, x: Tensor) -> Tensor:
+        """``(B, F)`` raw classifier input -> ``(B, C)`` concept probabilities (rows sum to 1)."""
+        return torch.softmax(self.sound_logits(x), dim=1)
+
+
+def blend(heads: Tensor, concepts: Tensor, weight: float) -> Tensor:
+    """``[sqrt(1 - w) * heads, sqrt(w) * unit(concepts)]``: ``(B, D)`` unit heads + ``(B, C)`` probabilities ->
+    ``(B, D + C)``; a picture with no concept mass keeps a zero concept part."""
+    return torch.cat([heads * (1.0 - weight) ** 0.5, F.normalize(concepts.float(), dim=1) * weight ** 0.5], dim=1)

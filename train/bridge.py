@@ -1,0 +1,109 @@
+"""Fitting the concept bridge of a model (:mod:`encoders.bridge`) on the training lists.
+
+The bridge's columns are the concept table's concepts (:mod:`soundlib.concepts`, the picture side) followed by
+every other category the training sounds carry (concepts only sounds have, e.g. ``magic``; the picture side leaves
+them at 0). The sound classifier is a softmax regression over the frozen aisfx features of every training window
+(:meth:`~encoders.pretrained.PretrainedAVModel.sound_classifier_input`), classes weighted to count equally, with an
+L2 penalty (:data:`BRIDGE_WEIGHT_DECAY`, chosen on leave-one-source-out folds), fitted by L-BFGS. It is fitted once,
+before the heads train, so validation scores the bridged embedding the checkpoint will have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from soundlib.errors import SoundlibError
+
+#: L2 penalty of the sound classifier (per weight, against the mean class-weighted cross-entropy).
+BRIDGE_WEIGHT_DECAY = 0.03
+#: L-BFGS iterations of the sound classifier fit.
+BRIDGE_MAX_ITER = 100
+
+
+def bridge_concepts(categories: Sequence[str], table_names: Sequence[str]) -> list[str]:
+    """The bridge's columns: ``table_names`` in order, then the ``categories`` not among them (case-insensitive,
+    sorted, blank ones left out)."""
+    known = {n.lower() for n in table_names}
+    extra = sorted({c.strip() for c in categories if c.strip() and c.strip().lower() not in known})
+    return list(table_names) + extra
+
+
+def column_of(concepts: Sequence[str]) -> dict[str, int]:
+    """Lower-cased concept name -> bridge column."""
+    return {c.lower(): i for i, c in enumerate(concepts)}
+
+
+def fit_softmax_regression(x: Any, y: np.ndarray, n_classes: int, weight_decay: float = BRIDGE_WEIGHT_DECAY,
+                           max_iter: int = BRIDGE_MAX_ITER) -> tuple[Any, Any, Any, Any]:
+    """A class-balanced softmax regression on standardised inputs.
+
+    Args:
+        x: ``(N, F)`` float inputs.
+        y: ``(N,)`` int classes in ``[0, n_classes)``.
+        n_classes: ``C``.
+        weight_decay: L2 penalty on the weights.
+        max_iter: L-BFGS iterations.
+
+    Returns:
+        ``(mean (F,), std (F,), weight (F, C), bias (C,))`` float32 tensors.
+
+    Raises:
+        SoundlibError: fewer than two classes present.
+    """
+    import torch
+
+    x = torch.as_tensor(x).float()
+    yt = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    counts = np.bincount(np.asarray(y), minlength=n_classes).astype(np.float64)
+    if (counts > 0).sum() < 2:
+        raise SoundlibError("the concept bridge needs training sounds of at least two categories")
+    cw = np.where(counts > 0, 1.0 / np.maximum(counts, 1.0), 0.0)
+    cw = torch.from_numpy(cw / cw[counts > 0].mean()).float()
+    mean, std = x.mean(0), x.std(0) + 1e-5
+    xn = (x - mean) / std
+    w = torch.zeros(x.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=int(max_iter), history_size=20, line_search_fn="strong_wolfe")
+
+    def closure() -> Any:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xn @ w + b, yt, weight=cw) + weight_decay * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return mean, std, w.detach(), b.detach()
+
+
+def fit_bridge(model: Any, window_features: Any, window_categories: Sequence[str | None],
+               class_concept: np.ndarray, weight_decay: float = BRIDGE_WEIGHT_DECAY, batch: int = 512) -> int:
+    """Fit ``model.bridge`` (a pretrained-family model built with ``config.concepts``) in place.
+
+    Args:
+        model: the model; its ``config.concepts`` are the columns.
+        window_features: ``(W, F_packed)`` packed audio features of the training windows.
+        window_categories: each window's category (``None``: unlabelled, left out of the fit).
+        class_concept: ``(1000,)`` the concept table's column of each ImageNet class (``-1`` for none); the table's
+            concepts must be the first columns of ``config.concepts``.
+        weight_decay: L2 penalty of the sound classifier.
+        batch: windows per feature call.
+
+    Returns:
+        The number of windows the classifier was fitted on.
+    """
+    import torch
+
+    col = column_of(model.config.concepts)
+    keep = [i for i, c in enumerate(window_categories) if c is not None and c.strip().lower() in col]
+    y = np.array([col[window_categories[i].strip().lower()] for i in keep], dtype=np.int64)
+    feats = torch.as_tensor(window_features)
+    x = torch.cat([model.sound_classifier_input(feats[keep[i:i + batch]]) for i in range(0, len(keep), batch)]) \
+        if keep else torch.zeros(0, 1)
+    mean, std, w, b = fit_softmax_regression(x, y, len(model.config.concepts), weight_decay)
+    model.bridge.set_classes(torch.tensor(np.asarray(class_concept), dtype=torch.int64))
+    model.bridge.set_sound_classifier(mean, std, w, b)
+    return len(keep)
