@@ -9,7 +9,7 @@ import click
 
 from soundlib import config as lib
 from soundlib.clikit import (debug_option, export_options, handle_errors, json_option, model_option,
-                             norm_stats_option, reference_options, store_options)
+                             norm_stats_option, reference_options, store_options, training_options)
 from soundlib.serve.config import ServeConfig
 from train import defaults as tr
 
@@ -30,6 +30,7 @@ def main() -> None:
       soundlib query frame.jpg -k 10
       soundlib serve --open
       soundlib eval data/test.csv
+      soundlib loso --sounds ./sfx --images ./photos --out runs/loso
     """
 
 
@@ -114,40 +115,13 @@ def prepare(videos, out, fps, split_text, labels, seed, frame_size, layout, clip
               help="Model configuration name (m1-baseline-linear-bce ... m7-attention-linear-ntxent, "
                    "pt-effnet-aisfx-infonce).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
-@click.option("--epochs", default=tr.DEFAULT_EPOCHS, show_default=True, type=int, help="Last epoch to run.")
-@click.option("--batch", default=None, type=int, help="Pairs per step (default: the model's, 128 or 32).")
-@click.option("--lr", default=None, type=float, help="Initial learning rate (default: the model's, 0.01).")
-@click.option("--temperature", default=None, type=float,
-              help="Temperature of InfoNCE / NT-Xent (default: the model's, 0.5).")
-@click.option("--weight-decay", default=tr.DEFAULT_WEIGHT_DECAY, show_default=True, type=click.FloatRange(min=0),
-              help="SGD weight decay (the paper's).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same settings).")
-@click.option("--width", default=None, type=float,
-              help="Channel multiplier of both streams (paper models; default 1.0; 0.125-0.25 trains in minutes "
-                   "on a CPU).")
-@click.option("--image-size", default=None, type=int,
-              help="Side of the input image (paper models; default 224; the pretrained family is fixed at 224).")
-@click.option("--windows", default=tr.DEFAULT_WINDOWS, show_default=True, type=click.IntRange(min=1),
-              help="Whole-file rows (empty start): cache this many of the file's loudest 1-s windows and draw one "
-                   "per epoch.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of weights, shuffles and negatives.")
-@click.option("--patience", default=tr.DEFAULT_PATIENCE, show_default=True, type=int,
-              help="Stop after this many epochs without a better val top-10.")
-@click.option("--workers", default=tr.DEFAULT_WORKERS, show_default=True, type=int, help="Frame-decoding worker processes.")
-@click.option("--threads", default=0, show_default=True, type=int,
-              help="Torch CPU threads (0 = all cores; 1 is much faster when other jobs share the CPU).")
-@click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False),
-              help="Feature cache folder (log-mels, backbone features; default: <out>/../.cache).")
-@click.option("--precision", default=tr.DEFAULT_PRECISION, show_default=True, type=click.Choice(tr.PRECISIONS),
-              help="bf16 autocast (faster on CPU) or fp32.")
 @reference_options
-@norm_stats_option
+@training_options
 @json_option
 @debug_option
 @handle_errors
-def train(train_lists, val_lists, model_name, out, epochs, batch, lr, temperature, weight_decay, resume, width,
-          image_size, windows, seed, patience, workers, threads, cache_dir, precision, frames_root, audio_root,
-          norm_stats, as_json, debug):
+def train(train_lists, val_lists, model_name, out, resume, frames_root, audio_root, training, as_json, debug):
     """Train a model on pair lists (several TRAIN_LISTS are pooled); keeps best.pt (by the top-10 sample accuracy
     over all val rows, each ranked among its own list's samples), last.pt and metrics.csv.
 
@@ -185,12 +159,8 @@ def train(train_lists, val_lists, model_name, out, epochs, batch, lr, temperatur
     from soundlib.clikit import reference_roots
 
     with rich_progress(enabled=not as_json) as progress:
-        report = train_model(list(train_lists), list(val_lists), model_name, out, epochs=epochs, batch=batch,
-                             lr=lr, resume=resume, width=width, image_size=image_size, seed=seed,
-                             patience=patience, workers=workers, threads=threads, cache_dir=cache_dir,
-                             precision=precision, windows=windows, temperature=temperature,
-                             weight_decay=weight_decay, progress=progress,
-                             roots=reference_roots(frames_root, audio_root), norm_stats=norm_stats)
+        report = train_model(list(train_lists), list(val_lists), model_name, out, resume=resume, progress=progress,
+                             roots=reference_roots(frames_root, audio_root), **training.values)
     if as_json:
         print_json(report.to_dict())
         return
@@ -357,6 +327,85 @@ def _data_report(report, remarks, table, summary, as_json, width=None):
     con.print(table(report))
     if summary(report):
         con.print(summary(report), highlight=False, soft_wrap=True)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--sounds", "sound_roots", multiple=True, required=True, type=click.Path(), metavar="DIR",
+              help="Sound folder; each folder directly under it is a source (a package); repeat for several.")
+@click.option("--images", "image_roots", multiple=True, required=True, type=click.Path(), metavar="DIR",
+              help="Picture folder: one source when it holds pictures directly or in class folders, else each "
+                   "folder under it is one; repeat for several.")
+@click.option("--gcompris", "gcompris_dir", default=None, type=click.Path(file_okay=False), metavar="DEST",
+              help="GCompris's lists (tools/get-gcompris.sh DEST): the source 'gcompris', a training source of the "
+                   "folds that do not hold it out.")
+@click.option("--folds", "folds_csv", default=str(tr.DEFAULT_FOLDS), show_default="data/loso/folds.csv",
+              type=click.Path(dir_okay=False), help="Fold table (CSV: fold, pictures, sounds, note).")
+@click.option("--fold", "fold_names", multiple=True, metavar="NAME",
+              help="Run only this fold of the table; repeat for several (default: every fold).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: <fold>/ lists and <fold>/<model>/ runs (resumable).")
+@click.option("--model", "models", multiple=True, default=tr.DEFAULT_LOSO_MODELS, show_default=True,
+              metavar="NAME", help="Model configuration to train in every fold, with its recipe "
+                                   "(train.defaults.RECIPES); repeat to compare models side by side.")
+@click.option("--map", "map_csv", default=str(tr.DEFAULT_MAP), show_default="data/catalog/category_map.csv",
+              type=click.Path(dir_okay=False), help="Category map of the catalog pairs.")
+@click.option("-k", "ks", default=",".join(map(str, lib.DEFAULT_KS)), show_default=True, metavar="K[,K...]",
+              help="Cut-offs.")
+@training_options
+@json_option
+@debug_option
+@handle_errors
+def loso(sound_roots, image_roots, gcompris_dir, folds_csv, fold_names, out, models, map_csv, ks, training, as_json,
+         debug):
+    """Leave-one-source-out evaluation: for each fold, train on every source but the fold's and test on its
+    held-out pictures and sounds; one table per model (folds, mean, chance).
+
+    Each model trains with its recipe (train.defaults.RECIPES: the default model's recipe of
+    tools/train_default.sh, the paper's m5 and m1 at width 0.25, 96 px, 4 epochs); a training option given here
+    overrides it for every model. The catalog's own validation split (training sources only) picks the
+    checkpoint. A second run with the same --out reuses the lists, continues interrupted runs and does not
+    redo finished ones. Exit 1 if some fold or run failed.
+
+    \b
+    Examples:
+      soundlib loso --sounds media/sfx --sounds media2/sfx --images imagenet-samples --images cifar10-train \\
+        --images media/images --images media2/images --gcompris gcompris --out runs/loso --threads 1
+      soundlib loso ... --out runs/loso --model pt-effnet-aisfx-infonce --model m5-attention-linear-infonce \\
+        --model m1-baseline-linear-bce --fold scratch --json
+    """
+    import sys
+
+    from soundlib.cli_tables import loso_comparison, loso_remarks, loso_table
+    from soundlib.clikit import EXIT_PARTIAL, fail, print_json, rich_progress, stderr_console, stdout_console
+    from soundlib.metrics import parse_ks
+    from train.loso import LosoMedia, read_folds, recipe, run_loso, select_folds
+
+    try:
+        k_list = parse_ks(ks)
+    except ValueError as e:
+        fail(f"-k: {e}")
+    folds = select_folds(read_folds(folds_csv), fold_names)
+    media = LosoMedia.of(sound_roots, image_roots, gcompris_dir)
+    recipes = [recipe(m, training.given_values(), defaults=training.values) for m in dict.fromkeys(models)]
+    with rich_progress(enabled=not as_json) as progress:
+        report = run_loso(folds, media, out, recipes, map_csv=map_csv, ks=k_list, progress=progress)
+    err = stderr_console()
+    for line in loso_remarks(report):
+        err.print(line, highlight=False, soft_wrap=True)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        con = stdout_console()
+        if not con.is_terminal:  # a file or a pipe: wide enough for the figures
+            from rich.console import Console
+
+            con = Console(soft_wrap=False, width=150)
+        for r in report.recipes:
+            con.print(loso_table(report, r.model))
+        if len(report.recipes) > 1:
+            con.print(loso_comparison(report))
+    if report.failed:
+        sys.exit(EXIT_PARTIAL)
 
 
 # --- the sound library (issue: library) --------------------------------------------------------------------------
@@ -862,6 +911,9 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
                    f"[default: {lib.DEFAULT_FILE_SCORE}].")
 @click.option("--max-windows", type=click.IntRange(min=1), default=None,
               help="Windows embedded per whole file (default: the audio config's cap).")
+@click.option("--candidates", "candidates", type=click.Path(), default=None, metavar="SOUNDS.csv",
+              help="More candidates: a CSV with an audio column and an optional category column (paths relative "
+                   "to it) whose sound files are ranked with the list's clips (chance counts them too).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the recommendations per frame as JSON (knn, knn_dist, labels, ground truth; "
                    "with several models, one such object per model name).")
@@ -881,12 +933,14 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
 @json_option
 @debug_option
 @handle_errors
-def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, out, correlation, val_list, pairs_json,
-             val_pairs_json, seed, frames_root, audio_root, norm_stats, db, chroma_url, collection, as_json, debug):
+def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candidates, out, correlation, val_list,
+             pairs_json, val_pairs_json, seed, frames_root, audio_root, norm_stats, db, chroma_url, collection,
+             as_json, debug):
     """Top-k sample- and category-level accuracy (and chance, MRR) on a pair list.
 
     Each row's frame is a query; its own clip (sample) and category are the ground truth; the candidates are
-    the list's distinct (audio, start) clips. Exit 1 if some rows were skipped, 2 if none could be scored.
+    the list's distinct (audio, start) clips, plus the sounds of --candidates. Exit 1 if some rows (or
+    candidates) were skipped, 2 if none could be scored.
 
     The list is CSV, or the paper's reference-code format (one <video id>_<second>|<label> per line, no header):
     its frame is frames_1fps/<id>/image_005.jpg (image_001.jpg when there is none), its clip the 1-s window of
@@ -897,6 +951,7 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, out, 
       soundlib eval data/test.csv -k 1,5,10
       soundlib eval data/test.csv --model runs/m5/best.pt --model runs/m7/best.pt --json
       soundlib eval data/test.csv --correlation --val data/val.csv
+      soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv
       soundlib eval vgg/lists/vggsound_test.txt --frames-root vgg/frames_1fps --audio-root vgg/audio \\
         --model runs/m5 --norm-stats vgg/lists/vggsound_train_mean_var.npy
       soundlib eval vgg/lists/vggsound_test.txt --correlation --pairs vgg/lists/vid2aud_test.json \\
@@ -926,8 +981,8 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, out, 
     err = stderr_console()
     with rich_progress(enabled=sys.stderr.isatty()) as progress:
         if correlation:
-            if library or out:
-                fail("--correlation does not take --library or --out")
+            if library or out or candidates:
+                fail("--correlation does not take --library, --candidates or --out")
             from soundlib.evaluation.correlation import evaluate_correlation
 
             report = evaluate_correlation(list_path, list(model_specs), val_path=val_list, seed=seed,
@@ -940,7 +995,7 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, out, 
             report = evaluate_list(list_path, list(model_specs), k_list,
                                    file_score=file_score, max_windows=max_windows,
                                    library=library, db=db, url=chroma_url, progress=progress,
-                                   roots=roots, norm_stats=norm_stats)
+                                   roots=roots, norm_stats=norm_stats, candidates=candidates)
     from soundlib.clikit import print_skipped
 
     for p in report.problems:

@@ -15,10 +15,11 @@ if TYPE_CHECKING:
     from train.catalog import CatalogReport
     from train.concept_images import DrawingsReport
     from train.gcompris import GcomprisReport
+    from train.loso import LosoReport
 
 __all__ = ["retrieval_table", "correlation_table", "catalog_table", "catalog_summary", "catalog_remarks",
            "gcompris_table", "gcompris_summary", "gcompris_remarks",
-           "drawings_summary", "drawings_remarks"]
+           "drawings_summary", "drawings_remarks", "loso_table", "loso_comparison", "loso_remarks"]
 
 
 def _pct(x: float | None) -> str:
@@ -167,3 +168,83 @@ def drawings_remarks(report: DrawingsReport) -> list[str]:
 
     return [f"[yellow]skipped[/yellow] {escape(str(s['file']))}: {escape(str(s['reason']))}"
             for s in report.to_dict()["skipped"]]
+
+
+def _sc(d: dict[str, float | None] | None) -> str:
+    """A ``{"sample", "category"}`` pair as "sample / category" (percent)."""
+    return "-" if d is None else f"{_pct(d['sample'])} / {_pct(d['category'])}"
+
+
+def loso_table(report: LosoReport, model: str) -> Any:
+    """A Rich table of one model's LOSO figures: one row per fold, then the mean and the mean chance.
+
+    Cells are "sample % / category %"; each fold's chance at the largest k sits beside its figures.
+    """
+    from rich.table import Table
+
+    ks = [str(k) for k in report.ks]
+    kmax = ks[-1]
+    t = Table(title=f"{model}: leave-one-source-out (held-out pictures and sounds; sample % / category %)")
+    t.add_column("fold", no_wrap=True)
+    for c in ("queries", "candidates", *(f"top-{k}" for k in ks), "MRR", f"chance@{kmax}", "val top-10", "epoch"):
+        t.add_column(c, justify="right", no_wrap=True)
+    res = report.model_results(model)
+    for r in res:
+        t.add_row(r.fold, str(r.queries), str(r.candidates), *(_sc(r.topk[k]) for k in ks), f"{r.mrr:.3f}",
+                  _sc(r.chance[kmax]), _pct(r.val_top10), f"{r.best_epoch}/{r.epochs_run}")
+    failed = [f for f, m, _ in report.failed if m in (None, model)]
+    for f in failed:
+        t.add_row(f, "", "", *["[red]failed[/red]"] * len(ks), "", "", "", "")
+    mean = report.mean(model)
+    if mean is not None:
+        t.add_section()
+        t.add_row(f"[bold]mean ({mean['folds']} folds)[/bold]", f"{mean['queries']:.0f}", f"{mean['candidates']:.0f}",
+                  *(f"[bold]{_sc(mean['topk'][k])}[/bold]" for k in ks), f"{mean['mrr']:.3f}",
+                  _sc(mean["chance"][kmax]), "", "")
+        t.add_row("chance", "", "", *(_sc(mean["chance"][k]) for k in ks), "", "", "", "", style="dim")
+    return t
+
+
+def loso_comparison(report: LosoReport) -> Any:
+    """A Rich table of the models side by side: top-k (largest k) per fold and the mean, with chance."""
+    from rich.table import Table
+
+    kmax = str(report.ks[-1])
+    t = Table(title=f"top-{kmax} sample % / category % per fold, models side by side")
+    t.add_column("fold", no_wrap=True)
+    for r in report.recipes:
+        t.add_column(r.model, justify="right", no_wrap=True)
+    t.add_column(f"chance@{kmax}", justify="right", no_wrap=True)
+    for f in report.folds:
+        cells, chance = [], None
+        for r in report.recipes:
+            got = [x for x in report.model_results(r.model) if x.fold == f.fold]
+            cells.append(_sc(got[0].topk[kmax]) if got else "-")
+            chance = chance or (got[0].chance[kmax] if got else None)
+        t.add_row(f.fold, *cells, _sc(chance), )
+    t.add_section()
+    means = [report.mean(r.model) for r in report.recipes]
+    chance = next((m["chance"][kmax] for m in means if m is not None), None)
+    t.add_row("[bold]mean[/bold]", *(f"[bold]{_sc(m['topk'][kmax])}[/bold]" if m else "-" for m in means),
+              _sc(chance))
+    return t
+
+
+def loso_remarks(report: LosoReport) -> list[str]:
+    """Lines for stderr (Rich markup): the sources found, each fold's test, what was reused and what failed."""
+    from rich.markup import escape
+
+    lines = []
+    for modality, label in (("image", "picture"), ("sound", "sound")):
+        got = report.sources.get(modality, {})
+        lines.append(f"{label} sources: " + escape(", ".join(f"{s} ({n})" for s, n in got.items())))
+    for f in report.folds:
+        lines.append(escape(f"fold {f.fold}: held out pictures {'; '.join(f.pictures)} / sounds {'; '.join(f.sounds)}"
+                            f" ({f.held_out_files.get('image', 0)} pictures, {f.held_out_files.get('sound', 0)} "
+                            f"sounds); train {f.train_pairs} / val {f.val_pairs} pairs; test {f.queries} queries in "
+                            f"{len(f.test_concepts)} concepts, {f.candidates_count} candidates"))
+    if report.reused:
+        lines.append(f"{report.reused} result(s) read back from {escape(report.out_dir)} (not redone)")
+    for fold, model, why in report.failed:
+        lines.append(f"[red]failed[/red] {escape(fold)}{' / ' + escape(model) if model else ''}: {escape(why)}")
+    return lines

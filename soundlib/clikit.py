@@ -17,6 +17,7 @@ import click
 
 from soundlib.config import CHROMA_URL_ENV, MODEL_ENV, TOKEN_ENV, StoreConfig
 from soundlib.errors import SoundlibError
+from train import defaults as tr
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -97,6 +98,77 @@ def norm_stats_option(f: Callable) -> Callable:
 def model_option(f: Callable) -> Callable:
     return click.option("--model", "model_spec", default=None, metavar="CKPT", envvar=MODEL_ENV,
                         help="Model checkpoint (default: the bundled model).")(f)
+
+
+class TrainingOptions:
+    """The training options of a command (:func:`training_options`): ``train.loop.train_model`` keyword arguments.
+
+    Attributes:
+        values: every option's value (the default when not given).
+        given: the names of the options given on the command line (or by an environment variable).
+    """
+
+    def __init__(self, values: dict[str, Any], given: frozenset[str]) -> None:
+        self.values, self.given = values, given
+
+    def given_values(self) -> dict[str, Any]:
+        """Only the options given (what overrides a recipe)."""
+        return {k: v for k, v in self.values.items() if k in self.given}
+
+
+def training_options(f: Callable) -> Callable:
+    """The options of `soundlib train` that say how a model is trained, shared by every command that trains.
+
+    Each option's destination is the ``train.loop.train_model`` keyword it sets; the command receives them all as
+    one argument, ``training`` (:class:`TrainingOptions`). A new training option added here reaches `soundlib
+    train` and `soundlib loso` alike.
+    """
+    options = [
+        click.option("--epochs", default=tr.DEFAULT_EPOCHS, show_default=True, type=int, help="Last epoch to run."),
+        click.option("--batch", default=None, type=int, help="Pairs per step (default: the model's, 128 or 32)."),
+        click.option("--lr", default=None, type=float, help="Initial learning rate (default: the model's, 0.01)."),
+        click.option("--temperature", default=None, type=float,
+                     help="Temperature of InfoNCE / NT-Xent (default: the model's, 0.5)."),
+        click.option("--weight-decay", default=tr.DEFAULT_WEIGHT_DECAY, show_default=True,
+                     type=click.FloatRange(min=0), help="SGD weight decay (the paper's)."),
+        click.option("--width", default=None, type=float,
+                     help="Channel multiplier of both streams (paper models; default 1.0; 0.125-0.25 trains in "
+                          "minutes on a CPU)."),
+        click.option("--image-size", default=None, type=int,
+                     help="Side of the input image (paper models; default 224; the pretrained family is fixed at "
+                          "224)."),
+        click.option("--windows", default=tr.DEFAULT_WINDOWS, show_default=True, type=click.IntRange(min=1),
+                     help="Whole-file rows (empty start): cache this many of the file's loudest 1-s windows and "
+                          "draw one per epoch."),
+        click.option("--seed", default=0, show_default=True, type=int, help="Seed of weights, shuffles and negatives."),
+        click.option("--patience", default=tr.DEFAULT_PATIENCE, show_default=True, type=int,
+                     help="Stop after this many epochs without a better val top-10."),
+        click.option("--workers", default=tr.DEFAULT_WORKERS, show_default=True, type=int,
+                     help="Frame-decoding worker processes."),
+        click.option("--threads", default=0, show_default=True, type=int,
+                     help="Torch CPU threads (0 = all cores; 1 is much faster when other jobs share the CPU)."),
+        click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False),
+                     help="Feature cache folder (log-mels, backbone features; default: <out>/../.cache)."),
+        click.option("--precision", default=tr.DEFAULT_PRECISION, show_default=True, type=click.Choice(tr.PRECISIONS),
+                     help="bf16 autocast (faster on CPU) or fp32."),
+    ]
+    names = ["epochs", "batch", "lr", "temperature", "weight_decay", "width", "image_size", "windows", "seed",
+             "patience", "workers", "threads", "cache_dir", "precision", "norm_stats"]
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from click.core import ParameterSource
+
+        ctx = click.get_current_context()
+        values = {n: kwargs.pop(n) for n in names}
+        given = frozenset(n for n in names
+                          if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT))
+        return f(*args, training=TrainingOptions(values, given), **kwargs)
+
+    wrapper = norm_stats_option(wrapper)
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 def print_json(doc: Any) -> None:

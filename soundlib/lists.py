@@ -14,6 +14,9 @@ sample     no        sample label (default: ``"<audio>@<start>"``, or ``"<audio>
 category   no        category label
 video      no        video id (keeps train/test splits apart by video)
 =========  ========  ====================================================================
+
+A *candidates list* (``soundlib eval --candidates``, :func:`read_candidates`) is the same kind of CSV with an
+``audio`` column and an optional ``category``: more sound files to rank (whole files) besides a list's own clips.
 """
 
 from __future__ import annotations
@@ -95,6 +98,47 @@ def read_list(path: str | Path, check_files: bool = True, roots: "ReferenceRoots
         ListError: the file is missing, unreadable, empty, or lacks a required column.
     """
     path = Path(path)
+    lines = _read_lines(path)
+    from soundlib.reference_lists import is_reference_text, read_reference_list
+
+    if is_reference_text(lines):
+        return read_reference_list(path, lines, roots)
+    base = path.parent
+    rows: list[PairRow] = []
+    errors: list[ListError] = []
+    seen: set[tuple] = set()
+    for i, rec in _csv_records(path, lines, REQUIRED):
+        try:
+            row = _parse_row(rec, base, i, str(path), check_files)
+        except ListError as e:
+            errors.append(e)
+            continue
+        key = (row.frame, row.audio, row.start, row.sample, row.category, row.video)
+        if key in seen:
+            errors.append(ListError("duplicate row (kept the first)", str(path), i))
+            continue
+        seen.add(key)
+        rows.append(row)
+    return PairList(path=path, rows=rows, errors=errors)
+
+
+def read_records(path: str | Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """``(line, {column: stripped value})`` of every non-blank data line of a CSV file with a header (the header is
+    line 1; a UTF-8 BOM is allowed).
+
+    Raises:
+        ListError: the file is missing, a folder, unreadable, empty, or lacks a ``required`` column.
+    """
+    path = Path(path)
+    return _csv_records(path, _read_lines(path), required)
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The text lines of a list file (a UTF-8 BOM is allowed).
+
+    Raises:
+        ListError: the file is missing, a folder, unreadable or empty.
+    """
     if not path.exists():
         raise ListError("list file not found", str(path))
     if path.is_dir():
@@ -108,36 +152,78 @@ def read_list(path: str | Path, check_files: bool = True, roots: "ReferenceRoots
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise ListError("empty list (no header line)", str(path))
-    from soundlib.reference_lists import is_reference_text, read_reference_list
+    return lines
 
-    if is_reference_text(lines):
-        return read_reference_list(path, lines, roots)
+
+def _csv_records(path: Path, lines: list[str], required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """``(line, {column: stripped value})`` of the non-blank data lines of a CSV text with a header.
+
+    Raises:
+        ListError: a ``required`` column is missing.
+    """
     reader = csv.DictReader(lines)
     header = [h.strip() for h in (reader.fieldnames or [])]
-    missing = [c for c in REQUIRED if c not in header]
+    missing = [c for c in required if c not in header]
     if missing:
         raise ListError(f"missing column(s) {', '.join(missing)} (header: {','.join(header)})", str(path))
     reader.fieldnames = header
-    base = path.parent
-    rows: list[PairRow] = []
-    errors: list[ListError] = []
-    seen: set[tuple] = set()
+    out = []
     for i, raw in enumerate(reader, start=2):
         rec = {k: (v or "").strip() for k, v in raw.items() if k is not None}
-        if not any(rec.values()):
+        if any(rec.values()):
+            out.append((i, rec))
+    return out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sound of a candidates list: an extra whole-file candidate of ``soundlib eval --candidates``."""
+
+    audio: Path
+    category: str | None
+    line: int
+
+
+@dataclass
+class CandidateList:
+    """A parsed candidates list: the good rows, and one :class:`ListError` per row that was skipped."""
+
+    path: Path
+    rows: list[Candidate]
+    errors: list[ListError]
+
+
+def read_candidates(path: str | Path, check_files: bool = True) -> CandidateList:
+    """Read a candidates list: CSV with an ``audio`` column and an optional ``category`` (paths relative to it).
+
+    Args:
+        path: the CSV file.
+        check_files: report rows whose audio file does not exist (as skipped rows).
+
+    Returns:
+        A :class:`CandidateList`; a row with an empty or missing audio file is in ``errors`` with its line, a file
+        listed twice is kept once.
+
+    Raises:
+        ListError: the file is missing, unreadable, empty, or has no ``audio`` column.
+    """
+    path = Path(path)
+    rows: list[Candidate] = []
+    errors: list[ListError] = []
+    seen: set[Path] = set()
+    for i, rec in read_records(path, ("audio",)):
+        if not rec.get("audio"):
+            errors.append(ListError("empty 'audio'", str(path), i))
             continue
-        try:
-            row = _parse_row(rec, base, i, str(path), check_files)
-        except ListError as e:
-            errors.append(e)
+        audio = (path.parent / rec["audio"]).resolve()
+        if check_files and not audio.is_file():
+            errors.append(ListError(f"audio file not found: {rec['audio']}", str(path), i))
             continue
-        key = (row.frame, row.audio, row.start, row.sample, row.category, row.video)
-        if key in seen:
-            errors.append(ListError("duplicate row (kept the first)", str(path), i))
+        if audio in seen:
             continue
-        seen.add(key)
-        rows.append(row)
-    return PairList(path=path, rows=rows, errors=errors)
+        seen.add(audio)
+        rows.append(Candidate(audio, rec.get("category") or None, i))
+    return CandidateList(path, rows, errors)
 
 
 def _parse_row(rec: dict[str, str], base: Path, line: int, list_path: str, check_files: bool) -> PairRow:

@@ -439,3 +439,51 @@ def test_cli_eval_library_collection(fixture_dir):
     r = _run(fixture_dir / "lib.csv", "--library", "testlib", "--db", db, "--model", fixture_dir / "m5.pt",
              "--file-score", "mean")
     assert r.exit_code == 2 and "best window" in r.stderr
+
+
+def test_eval_candidates_join_the_ranking_and_the_chance(fixture_dir):
+    """--candidates: extra whole-file sounds are ranked with the list's clips; chance counts them; bad rows reported."""
+    import shutil
+
+    import soundfile as sf
+
+    from soundlib.evaluation.retrieval import evaluate_list
+
+    cands = fixture_dir / "data" / "cands"
+    (cands / "extra").mkdir(parents=True)
+    sr = 48_000
+    t = np.arange(2 * sr) / sr
+    sf.write(cands / "extra" / "buzz.wav", (0.3 * np.sign(np.sin(2 * np.pi * 150 * t))).astype(np.float32), sr)
+    shutil.copy(fixture_dir / "data" / "audio" / "noise.flac", cands / "extra" / "hum.flac")
+    (cands / "extra" / "bad.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunk")
+    (cands / "cands.csv").write_text(
+        "audio,category\n"
+        "../audio/chirp.wav,chirp\n"      # 2: the list's own file: a candidate already, not added again
+        "extra/buzz.wav,tone\n"           # 3: a distractor of a queried category
+        "extra/hum.flac,\n"               # 4: no category
+        "extra/buzz.wav,tone\n"           # 5: listed twice: kept once
+        "missing.wav,tone\n"              # 6: no such file
+        "extra/bad.wav,tone\n",           # 7: not decodable
+        encoding="utf-8")
+    rep = evaluate_list(fixture_dir / "data" / "lists" / "test.csv", [str(fixture_dir / "m5.pt")], (1, 10),
+                        candidates=cands / "cands.csv")
+    assert rep.queries == 7 and rep.extra_candidates == 2 and rep.candidates == 6 + 2
+    reasons = " ".join(p.reason for p in rep.problems)
+    assert "cands.csv:6: audio file not found" in reasons and "bad.wav" in reasons
+    sc = rep.models[0].scores
+    assert sc.chance[1][0] == pytest.approx(1 / 8)
+    # queries: tone, tone, noise, tone, chirp, low, noise; candidates: 3 tone (2 clips + buzz), 2 noise, 1 chirp,
+    # 1 low, 1 without category
+    assert sc.chance[1][1] == pytest.approx((3 + 3 + 2 + 3 + 1 + 1 + 2) / 7 / 8)
+    for rec in rep.models[0].recommendations.values():  # k=10 > 8: every candidate is ranked for every query
+        assert {"../cands/extra/buzz.wav", "../cands/extra/hum.flac"} <= set(rec["knn_samples"])
+    doc = rep.to_json()
+    assert doc["candidates"] == 8 and doc["extra_candidates"] == 2 and doc["candidates_list"].endswith("cands.csv")
+
+    r = _run(fixture_dir / "data" / "lists" / "test.csv", "--model", fixture_dir / "m5.pt", "--candidates",
+             cands / "cands.csv", "--json")
+    assert r.exit_code == 1, r.stderr  # skipped rows and candidates
+    assert json.loads(r.stdout)["candidates"] == 8 and "cands.csv:6" in r.stderr
+    r = _run(fixture_dir / "data" / "lists" / "test.csv", "--model", fixture_dir / "m5.pt", "--candidates",
+             cands / "nothere.csv")
+    assert r.exit_code == 2 and "nothere.csv" in r.stderr and "not found" in r.stderr

@@ -49,11 +49,11 @@ TRAIN=("$CATALOG/catalog_train.csv" "$REAL/train.csv")
 VAL=(--val "$CATALOG/catalog_val.csv" --val "$REAL/val.csv")
 
 echo "== 4/6 train the default model (frozen backbones' features are cached once, then heads train)"
-# pt-effnet-aisfx-bridge: heads + the concept bridge (fitted on the train sounds' categories). Every setting was
-# chosen on leave-one-source-out folds (soundlib loso; the model card): 6 epochs, and the LAST epoch is shipped
-# (LOSO figures are flat over epochs 1-12; the catalog val list shares its sources with training and only
-# monitors the run). GCompris is never trained on: it stays an outside evaluation set.
-if [ ! -f "$RUNS/default/last.pt" ]; then
+# The recipes here (default model, m5, m1) are train.defaults.RECIPES, which `soundlib loso` trains with: change both.
+# pt-effnet-aisfx-bridge: heads + the concept bridge (fitted on the train sounds' categories). Its settings were
+# chosen on leave-one-source-out folds (the model card): 6 epochs (LOSO figures are flat over epochs 1-12), the
+# epoch kept by the catalog val list among them. GCompris is never trained on: it stays an outside evaluation set.
+if [ ! -f "$RUNS/default/best.pt" ]; then
   "$SOUNDLIB" train "${TRAIN[@]}" "${VAL[@]}" --model pt-effnet-aisfx-bridge --out "$RUNS/default" \
     --lr 0.01 --temperature 0.1 --batch 128 --epochs 6 --patience 6 --windows 3 --seed 1 \
     --cache "$CACHE" --threads "$THREADS" --json > "$RUNS/default.json"
@@ -71,7 +71,7 @@ if [ -z "${SKIP_BASELINES:-}" ]; then
 fi
 
 echo "== 6/6 evaluate side by side"
-MODELS=(--model "$RUNS/default/last.pt")
+MODELS=(--model "$RUNS/default/best.pt")
 [ -z "${SKIP_BASELINES:-}" ] && MODELS+=(--model "$RUNS/m5/best.pt" --model "$RUNS/m1/best.pt")
 for list in "$CATALOG/catalog_val.csv" "$REAL/val.csv"; do
   name=$(basename "$list" .csv)
@@ -80,7 +80,7 @@ for list in "$CATALOG/catalog_val.csv" "$REAL/val.csv"; do
 done
 
 if [ "$INSTALL" = "--install" ]; then
-  install -m 644 "$RUNS/default/last.pt" "$REPO/soundlib/models/default.pt"
+  install -m 644 "$RUNS/default/best.pt" "$REPO/soundlib/models/default.pt"
   echo "installed $REPO/soundlib/models/default.pt ($(du -h "$REPO/soundlib/models/default.pt" | cut -f1))"
 fi
 echo "done: runs and evaluations in $RUNS"

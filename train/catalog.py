@@ -57,7 +57,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from encoders.config import AudioConfig
 from soundlib.errors import ListError, SoundlibError
@@ -339,6 +339,31 @@ def scan_media(roots: Sequence[str | Path], kind: str) -> list[MediaFile]:
     return [out[p] for p in sorted(out)]
 
 
+@dataclass(frozen=True)
+class LabelledFile:
+    """A file whose concept is already known (a reviewed list such as GCompris's), added to a catalog build.
+
+    Attributes:
+        path: the file.
+        modality: ``"sound"`` or ``"image"``.
+        concept: its concept: the map row of that name (case-insensitive), or a new concept of its own.
+        source: where it comes from (``gcompris``): its key is ``<source>/<concept>/<file stem>``.
+    """
+
+    path: Path
+    modality: str
+    concept: str
+    source: str
+
+    def media_file(self) -> MediaFile:
+        """The file as the catalog's other files are described (key ``<source>/<concept>/<stem>``)."""
+        path = Path(self.path).expanduser().resolve()
+        concept = " ".join(self.concept.lower().split())
+        key = f"{self.source.lower()}/{concept}/{path.stem.lower()}"
+        return MediaFile(path=path, key=key, rooted=key, stem=path.stem, source=self.source.lower(),
+                         group=f"{self.source.lower()}/{concept}")
+
+
 # --- report ------------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -555,6 +580,8 @@ def build_catalog(
     check_files: bool = True,
     audio_config: AudioConfig | None = None,
     progress: ProgressFn | None = None,
+    keep: Callable[[MediaFile, str], bool] | None = None,
+    extra: Sequence[LabelledFile] = (),
 ) -> CatalogReport:
     """Build ``out_dir/catalog_train.csv`` and ``out_dir/catalog_val.csv`` from a category map.
 
@@ -580,6 +607,11 @@ def build_catalog(
         audio_config: window length and sample rate for ``windows > 1`` (default ``AudioConfig()``).
         progress: progress callback (tasks ``"scan"``, ``"check sounds"``, ``"check images"``,
             ``"choose windows"``).
+        keep: ``keep(file, modality)`` (``"sound"``/``"image"``): only the scanned files for which it is true are
+            used (e.g. every source but the held-out ones of a leave-one-source-out fold, :mod:`train.loso`);
+            ``None``: all.
+        extra: files with a known concept, added to that concept's row after the map's patterns (a concept the
+            map does not name becomes a row of its own, after the map's rows); checked like the others.
 
     Returns:
         A :class:`CatalogReport`.
@@ -604,15 +636,17 @@ def build_catalog(
         "val_fraction": val_fraction, "seed": seed, "pairs_per_image": pairs_per_image,
         "pairs_per_sound": pairs_per_sound, "max_pairs_per_concept": max_pairs_per_concept, "windows": windows,
         "min_split_items": min_split_items, "check_files": check_files})
+    if extra:
+        report.settings["extra_files"] = len(extra)
 
     sounds = scan_media(sound_roots, "audio")
     images = scan_media(image_roots, "image")
+    if keep is not None:
+        sounds, images = [f for f in sounds if keep(f, "sound")], [f for f in images if keep(f, "image")]
     report.scanned_sounds, report.scanned_images = len(sounds), len(images)
     progress("scan", 1, 1, sounds=len(sounds), images=len(images))
-    matched = _match_rules(rules, sounds, images, report)
     durations: dict[Path, float] = {}
-    if check_files:
-        matched = _drop_undecodable(matched, durations, report, progress)
+    matched = match_files(rules, sounds, images, report, check_files, durations, progress, extra)
     uses = Counter(it.path for _, s, i in matched for it in (*s, *i))
     report.shared_files = sum(1 for n in uses.values() if n > 1)
     plan = _plan_pairs(matched, val_fraction, seed, pairs_per_image, pairs_per_sound, max_pairs_per_concept,
@@ -629,6 +663,54 @@ def build_catalog(
 _Matched = list[tuple[ConceptRule, list[MediaFile], list[MediaFile]]]
 #: Per split: ``(concept, image, sound)`` pairs in list order.
 _Plan = dict[str, list[tuple[str, MediaFile, MediaFile]]]
+
+
+def match_files(rules: Sequence[ConceptRule], sounds: list[MediaFile], images: list[MediaFile],
+                report: CatalogReport, check_files: bool = True, durations: dict[Path, float] | None = None,
+                progress: ProgressFn | None = None, extra: Sequence[LabelledFile] = ()
+                ) -> list[tuple[ConceptRule, list[MediaFile], list[MediaFile]]]:
+    """Each map row with the files it matches (its sounds, its images), undecodable files left out.
+
+    Args:
+        rules: the map (:func:`read_category_map`).
+        sounds, images: the candidate files (:func:`scan_media`).
+        report: receives the dead patterns, warnings, unmapped sounds and skipped files.
+        check_files: open every matched file and leave out those that cannot be decoded.
+        durations: filled with the duration (seconds) of every sound checked.
+        progress: progress callback (``"check sounds"``, ``"check images"``).
+        extra: files with a known concept (:class:`LabelledFile`), joined to their row (or a new row).
+
+    Returns:
+        ``[(rule, sounds, images)]`` in map order, then the new concepts of ``extra``.
+    """
+    matched = _match_rules(rules, sounds, images, report)
+    if extra:
+        matched = _add_extra(matched, extra)
+    if check_files:
+        matched = _drop_undecodable(matched, {} if durations is None else durations, report,
+                                    progress or null_progress)
+    return matched
+
+
+def _add_extra(matched: "_Matched", extra: Sequence[LabelledFile]) -> "_Matched":
+    """``matched`` with each labelled file in its concept's row (a file once per row); new concepts appended."""
+    rows = {rule.concept.lower(): k for k, (rule, _, _) in enumerate(matched)}
+    out = [(rule, list(snd), list(img)) for rule, snd, img in matched]
+    for lf in extra:
+        if lf.modality not in ("sound", "image"):
+            raise ValueError(f"{lf.path}: modality must be 'sound' or 'image', got {lf.modality!r}")
+        name = " ".join(lf.concept.split())
+        if not name:
+            raise ValueError(f"{lf.path}: empty concept")
+        k = rows.get(name.lower())
+        if k is None:
+            k = rows[name.lower()] = len(out)
+            out.append((ConceptRule(name, (), (), f"only files of {lf.source}", 0), [], []))
+        files = out[k][1] if lf.modality == "sound" else out[k][2]
+        item = lf.media_file()
+        if all(it.path != item.path for it in files):
+            files.append(item)
+    return out
 
 
 def _match_rules(rules: Sequence[ConceptRule], sounds: list[MediaFile], images: list[MediaFile],

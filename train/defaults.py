@@ -48,6 +48,26 @@ DEFAULT_DRAWING_FOLDERS = Path(__file__).resolve().parent.parent / "data" / "con
 #: Words naming a concept in drawing file names (English, Italian, French), for folders of several concepts.
 DEFAULT_DRAWING_WORDS = DEFAULT_DRAWING_FOLDERS.with_name("drawing_words.csv")
 
+# --- loso (leave-one-source-out evaluation) ----------------------------------------------------------------------
+#: The reviewed table of default folds (which picture and sound sources each fold holds out).
+DEFAULT_FOLDS = Path(__file__).resolve().parent.parent / "data" / "loso" / "folds.csv"
+#: A fold's test queries: at most this many held-out pictures per concept (a seeded choice).
+DEFAULT_LOSO_QUERIES_PER_CONCEPT = 20
+#: Models a LOSO run trains when none is named.
+DEFAULT_LOSO_MODELS: tuple[str, ...] = ("pt-effnet-aisfx-infonce",)
+#: Training recipes per model configuration (keyword arguments of ``train.loop.train_model``, the names of
+#: ``soundlib train``'s options): what ``soundlib loso --model NAME`` trains with unless the command line gives
+#: the option. The default model's is ``tools/train_default.sh``'s (soundlib/models/default.pt); the paper's m5
+#: and m1 are trained from scratch, shrunk to minutes on a CPU as in that script.
+RECIPES: dict[str, dict[str, object]] = {
+    "pt-effnet-aisfx-infonce": {"lr": 0.01, "temperature": 0.1, "batch": 128, "epochs": 40, "patience": 10,
+                                "windows": 3, "seed": 1},
+    "pt-effnet-aisfx-bridge": {"lr": 0.01, "temperature": 0.1, "batch": 128, "epochs": 6, "patience": 6,
+                               "windows": 3, "seed": 1},
+    "m5-attention-linear-infonce": {"width": 0.25, "image_size": 96, "epochs": 4, "patience": 4, "windows": 3},
+    "m1-baseline-linear-bce": {"width": 0.25, "image_size": 96, "epochs": 4, "patience": 4, "windows": 3},
+}
+
 # --- train -------------------------------------------------------------------------------------------------------
 #: Model configuration trained when none is named.
 DEFAULT_MODEL = "m5-attention-linear-infonce"

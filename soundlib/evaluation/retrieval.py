@@ -11,6 +11,10 @@
   levels (:mod:`soundlib.metrics`), and the mean reciprocal rank of the own sample over the exact full ranking
   (:func:`soundlib.evaluation.scoring.score_vectors`).
 
+With ``candidates=CSV`` (``audio`` and optional ``category`` columns, :func:`soundlib.lists.read_candidates`) the
+sound files listed there join the list's clips as whole-file candidates (distractors: no query has them as its own
+sample unless the list also uses them); the chance levels are computed over all candidates.
+
 With ``library=NAME`` the candidates are the files of an ingested collection instead, and a row's own sample is
 the library file at its ``audio`` path.
 """
@@ -30,8 +34,8 @@ from encoders.config import AudioConfig
 from soundlib import metrics as M
 from soundlib.config import DEFAULT_FILE_SCORE, DEFAULT_KS
 from soundlib.errors import SoundlibError
-from soundlib.evaluation.inputs import (ListData, Problem, check_file_score, embed_list, load_models, model_labels,
-                                        relative)
+from soundlib.evaluation.inputs import (Clip, ListData, Problem, check_file_score, embed_list, load_models,
+                                        model_labels, relative)
 from soundlib.evaluation.scoring import RetrievalScores, score_vectors
 from soundlib.lists import read_list
 from soundlib.progress import ProgressFn, null_progress
@@ -64,6 +68,8 @@ class EvalReport:
     problems: list[Problem]
     file_score: str
     library: str | None = None
+    extra_candidates: int = 0
+    candidates_path: str | None = None
 
     @property
     def has_categories(self) -> bool:
@@ -71,12 +77,16 @@ class EvalReport:
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document of the eval issue (exactly its keys)."""
-        return {
+        doc: dict[str, Any] = {
             "list": self.list_path,
             "queries": self.queries,
             "candidates": self.candidates,
             "models": [m.scores.to_json(m.model) for m in self.models],
         }
+        if self.candidates_path is not None:  # --candidates: which file, and how many of the candidates it added
+            doc["candidates_list"] = self.candidates_path
+            doc["extra_candidates"] = self.extra_candidates
+        return doc
 
     def recommendations_json(self) -> dict[str, Any]:
         """The ``--out`` document: for one model the reference code's shape (frame -> knn, knn_dist, labels,
@@ -99,6 +109,7 @@ def evaluate_list(
     progress: ProgressFn | None = None,
     roots: ReferenceRoots | None = None,
     norm_stats: str | os.PathLike | None = None,
+    candidates: str | Path | None = None,
 ) -> EvalReport:
     """Evaluate one or several models on a pair list (same rows, same candidates for all of them).
 
@@ -115,12 +126,16 @@ def evaluate_list(
         roots: where a reference-format list's frames and audio are (:mod:`soundlib.reference_lists`).
         norm_stats: a mean/variance ``.npy`` replacing the paper models' log-mel statistics
             (:mod:`soundlib.norm_stats`); not with ``library`` (its sounds were embedded with the checkpoint's).
+        candidates: a candidates list (CSV: ``audio``, optional ``category``; paths relative to it) whose sound
+            files join the list's clips as whole-file candidates (a file the list already uses is not added
+            twice); a candidate that cannot be read is skipped and reported in ``problems``.
 
     Returns:
         :class:`EvalReport`; ``queries == 0`` when nothing could be scored (every row is in ``problems``).
 
     Raises:
-        ListError: the list file itself is unusable. CheckpointError: a model cannot be loaded.
+        ListError: the list file (or the candidates list) itself is unusable. CheckpointError: a model cannot be
+        loaded. SoundlibError: ``candidates`` with ``library``.
     """
     if library is not None and file_score not in (None, "best"):
         raise SoundlibError("--library ranks files by their best window (as `soundlib query` does); "
@@ -128,6 +143,9 @@ def evaluate_list(
     if library is not None and norm_stats is not None:
         raise SoundlibError("--norm-stats cannot be used with --library: its sounds were embedded with the "
                             "checkpoint's own statistics")
+    if library is not None and candidates is not None:
+        raise SoundlibError("--candidates adds sounds to a list's own clips; with --library the collection's files "
+                            "are the candidates")
     file_score = file_score or DEFAULT_FILE_SCORE
     check_file_score(file_score)
     ks = M.parse_ks(list(ks))
@@ -136,6 +154,7 @@ def evaluate_list(
     pairs = read_list(list_path, roots=roots)
     problems = [Problem(e.line, e.reason) for e in pairs.errors]
     data = ListData.from_pairs(pairs)
+    extra = _add_candidates(data, candidates, problems) if candidates is not None else []
     loaded = load_models(model_specs, norm_stats)
     labels = model_labels([lm.name for _, lm in loaded], [spec or lm.info.path for spec, lm in loaded])
     n_rows = len(data.rows) + len(pairs.errors)
@@ -147,10 +166,12 @@ def evaluate_list(
     ok_rows = emb.scorable_rows(data, range(len(data.rows)), problems)
     ok_clips = sorted({data.row_clip[i] for i in ok_rows})
     base = data.pairs.path.parent.resolve()
+    cand_path = None if candidates is None else str(candidates)
     if not ok_rows:
-        return EvalReport(str(list_path), ks, 0, 0, len(ok_clips), n_rows, [], problems, file_score)
+        return EvalReport(str(list_path), ks, 0, 0, len(ok_clips), n_rows, [], problems, file_score,
+                          candidates_path=cand_path)
 
-    # 2. the candidate entries: one per distinct (clip, sample) of the scored rows
+    # 2. the candidate entries: one per distinct (clip, sample) of the scored rows, then the extra candidates
     entries: list[tuple[int, str, str | None]] = []
     seen: dict[tuple[int, str], int] = {}
     for i in ok_rows:
@@ -159,6 +180,14 @@ def evaluate_list(
         if key not in seen:
             seen[key] = len(entries)
             entries.append((data.row_clip[i], row.sample, row.category))
+    n_extra = 0
+    for ci, sample, cat, where in extra:
+        reason = emb.clip_errors.get(ci)
+        if reason:
+            problems.append(Problem(None, f"candidate {where}: {reason}"))
+        else:
+            entries.append((ci, sample, cat))
+            n_extra += 1
     query_samples = [data.rows[i].sample for i in ok_rows]
     query_cats = [data.rows[i].category for i in ok_rows]
 
@@ -188,7 +217,39 @@ def evaluate_list(
         results.append(ModelResult(label, spec or str(lm.info.path), scores, recs))
     n_cand = results[0].scores.n_candidates
     return EvalReport(str(list_path), ks, len(ok_rows), n_cand, len(ok_clips), n_rows, results, problems,
-                      file_score)
+                      file_score, extra_candidates=n_extra, candidates_path=cand_path)
+
+
+def _add_candidates(data: ListData, path: str | Path, problems: list[Problem]
+                    ) -> list[tuple[int, str, str | None, str]]:
+    """Append the files of a candidates list to ``data.clips`` as whole-file clips used by no row.
+
+    A file some clip of the list already uses is left out (it is a candidate already). Its sample label is its
+    path relative to the list's folder (the absolute path if a row's sample already has that label).
+
+    Returns:
+        ``[(clip index, sample label, category, "FILE:LINE")]`` of the added candidates; unusable rows of the
+        candidates list go to ``problems``.
+    """
+    from soundlib.lists import read_candidates
+
+    cands = read_candidates(path)
+    problems.extend(Problem(None, f"candidates {e}") for e in cands.errors)
+    base = data.pairs.path.parent.resolve()
+    used = {c.audio for c in data.clips}
+    labels = {r.sample for r in data.rows}
+    out = []
+    for c in cands.rows:
+        if c.audio in used:
+            continue
+        used.add(c.audio)
+        label = relative(c.audio, base)
+        if label in labels:
+            label = str(c.audio)
+        labels.add(label)
+        data.clips.append(Clip(c.audio, None))
+        out.append((len(data.clips) - 1, label, c.category, f"{cands.path}:{c.line}"))
+    return out
 
 
 def chroma_ranking(queries: np.ndarray, vectors: np.ndarray, samples: Sequence[str],
