@@ -113,7 +113,7 @@ def prepare(videos, out, fps, split_text, labels, seed, frame_size, layout, clip
                    "first train list, or <name>_val.txt for <name>_train.txt).")
 @click.option("--model", "model_name", default=tr.DEFAULT_MODEL, show_default=True,
               help="Model configuration name (m1-baseline-linear-bce ... m7-attention-linear-ntxent, "
-                   "pt-effnet-aisfx-infonce).")
+                   "pt-effnet-aisfx-infonce, pt-effnet-aisfx-bridge: the default's).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same settings).")
 @reference_options
@@ -133,7 +133,7 @@ def train(train_lists, val_lists, model_name, out, resume, frames_root, audio_ro
       soundlib train data/train.csv --val data/val.csv --model m5-attention-linear-infonce --out runs/m5 \\
         --width 0.25 --image-size 128 --epochs 10
       soundlib train catalog/catalog_train.csv real/train.csv --val catalog/catalog_val.csv \\
-        --val real/val.csv --model pt-effnet-aisfx-infonce --out runs/default --epochs 60
+        --val real/val.csv --model pt-effnet-aisfx-bridge --out runs/default --epochs 6 --seed 1
       soundlib train vgg/lists/vggsound_train.txt --val vgg/lists/vggsound_val.txt --frames-root vgg/frames_1fps \\
         --audio-root vgg/audio --norm-stats vgg/lists/vggsound_train_mean_var.npy --out runs/vgg-m5
     """
@@ -370,7 +370,7 @@ def loso(sound_roots, image_roots, gcompris_dir, folds_csv, fold_names, out, mod
     Examples:
       soundlib loso --sounds media/sfx --sounds media2/sfx --images imagenet-samples --images cifar10-train \\
         --images media/images --images media2/images --gcompris gcompris --out runs/loso --threads 1
-      soundlib loso ... --out runs/loso --model pt-effnet-aisfx-infonce --model m5-attention-linear-infonce \\
+      soundlib loso ... --out runs/loso --model pt-effnet-aisfx-bridge --model m5-attention-linear-infonce \\
         --model m1-baseline-linear-bce --fold scratch --json
     """
     import sys

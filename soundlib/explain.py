@@ -1,6 +1,6 @@
 """Where a sound is in a picture: a heatmap over the picture for one recommended sound.
 
-Pretrained family (the default model, ``pt-effnet-aisfx-infonce``)
+Pretrained family (``pt-effnet-aisfx-infonce``, and the heads' part of the default ``pt-effnet-aisfx-bridge``)
     The image head attention-pools three EfficientNet stages, each pooled to a 7 x 7 grid, and maps the pooled
     vectors (with the projected global feature) to the embedding. For every grid position ``p`` the head is run as
     if every tap's attention were one-hot at ``p``: the image embedding the model would give if it looked only

@@ -54,7 +54,7 @@ DEFAULT_FOLDS = Path(__file__).resolve().parent.parent / "data" / "loso" / "fold
 #: A fold's test queries: at most this many held-out pictures per concept (a seeded choice).
 DEFAULT_LOSO_QUERIES_PER_CONCEPT = 20
 #: Models a LOSO run trains when none is named.
-DEFAULT_LOSO_MODELS: tuple[str, ...] = ("pt-effnet-aisfx-infonce",)
+DEFAULT_LOSO_MODELS: tuple[str, ...] = ("pt-effnet-aisfx-bridge",)
 #: Training recipes per model configuration (keyword arguments of ``train.loop.train_model``, the names of
 #: ``soundlib train``'s options): what ``soundlib loso --model NAME`` trains with unless the command line gives
 #: the option. The default model's is ``tools/train_default.sh``'s (soundlib/models/default.pt); the paper's m5
