@@ -269,10 +269,15 @@ def run_process(args: Sequence[str], env: dict[str, str] | None = None, timeout:
 #: The models the benchmarks run: the paper's best family at the fast width, and the pretrained default family.
 FAST_M5 = ("m5-attention-linear-infonce", {"width": 0.25, "image_size": 112})
 PRETRAINED = ("pt-effnet-aisfx-infonce", {})
+#: The shipped default checkpoint (soundlib/models/default.pt: its concept bridge and 244-d embedding), for the
+#: benchmarks' ``--shipped`` option.
+SHIPPED = ("default", {})
 
 
 def model_label(name: str, overrides: dict[str, Any]) -> str:
     """``"m5 w0.25@112"`` style short label of a model and its overrides."""
+    if name == SHIPPED[0]:
+        return "shipped default"
     short = name.split("-")[0]
     if "width" in overrides:
         short += f" w{overrides['width']}@{overrides.get('image_size', 224)}"
@@ -283,12 +288,15 @@ def saved_model(name: str, folder: Path, seed: int = 0, **overrides: Any) -> Any
     """A :class:`soundlib.models.LoadedModel` of an untrained seeded model, saved as a real checkpoint in
     ``folder`` (reused when it is already there, so its sha256 stays the same across runs) and loaded back.
 
-    Weights do not change the speed of anything measured here, so untrained models are fine.
+    Weights do not change the speed of anything measured here, so untrained models are fine. ``name`` "default"
+    (:data:`SHIPPED`) loads the shipped default checkpoint instead.
     """
     from encoders.checkpoint import save_checkpoint
     from encoders.registry import create_model
     from soundlib.models import load_model
 
+    if name == SHIPPED[0]:
+        return load_model(None)
     tag = "-".join([name] + [f"{k}{v}" for k, v in sorted(overrides.items())] + [f"s{seed}"])
     path = Path(folder) / f"{tag}.pt"
     if not path.exists():

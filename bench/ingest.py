@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from common import CACHE_DIR, FAST_M5, PRETRAINED, ROOT, Result, median, model_label, parser, saved_model
+from common import CACHE_DIR, FAST_M5, PRETRAINED, ROOT, SHIPPED, Result, median, model_label, parser, saved_model
 
 GOAL_RATIO = 0.5
 RATES = (8000, 22050, 44100, 48000)
@@ -351,9 +351,14 @@ def main() -> None:
     p.add_argument("--baseline-ref", default=BASELINE_REF, help=f"commit of today's path (default {BASELINE_REF})")
     p.add_argument("--skip-synthetic", action="store_true", help="only the real-file comparison")
     p.add_argument("--skip-real", action="store_true", help="only the generated-library measurements")
+    p.add_argument("--shipped", action="store_true",
+                   help="the generated-library measurements with the shipped default checkpoint instead of an "
+                        "untrained pt-effnet-aisfx-infonce (implies --skip-real; writes results/ingest-shipped.json)")
     args = p.parse_args()
+    if args.shipped:
+        args.skip_real = True
     n_files, max_seconds = (12, 20.0) if args.quick else (48, 60.0)
-    res = Result("ingest", args.quick, params={"files": n_files, "max_seconds": max_seconds, "min_seconds": 0.3,
+    res = Result("ingest-shipped" if args.shipped else "ingest", args.quick, params={"files": n_files, "max_seconds": max_seconds, "min_seconds": 0.3,
                                                "rates": RATES, "formats": [f[0] for f in FORMATS]})
     if not args.skip_real:
         if args.sounds.is_dir():
@@ -372,7 +377,7 @@ def main() -> None:
     models_dir = CACHE_DIR / "models"
     windows = None
     decoded: dict[Any, tuple[np.ndarray, float]] = {}
-    for name, overrides in (FAST_M5, PRETRAINED):
+    for name, overrides in (FAST_M5, SHIPPED if args.shipped else PRETRAINED):
         w = bench_model(res, name, overrides, root, files, models_dir, rounds=1 if args.quick else 3,
                         decoded=decoded)
         windows = w if windows is None else windows

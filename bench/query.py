@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from common import (CACHE_DIR, FAST_M5, PRETRAINED, VENV_BIN, Result, median, parser, percentile, run_process,
+from common import (CACHE_DIR, FAST_M5, PRETRAINED, SHIPPED, VENV_BIN, Result, median, parser, percentile, run_process,
                     saved_model)
 
 GOAL_P50_MS = 50.0
@@ -82,8 +82,8 @@ def _spread(centres: np.ndarray, spread: float, rng: np.random.Generator) -> np.
     return _unit(centres + spread * _unit(rng.standard_normal(centres.shape)))
 
 
-def make_library(n_windows: int, seed: int = 0) -> Library:
-    """The deterministic synthetic library of ``n_windows`` windows (see the module docstring)."""
+def make_library(n_windows: int, seed: int = 0, dim: int = DIM) -> Library:
+    """The deterministic synthetic library of ``n_windows`` ``dim``-d windows (see the module docstring)."""
     rng = np.random.default_rng(seed)
     counts = []
     while sum(counts) < n_windows:
@@ -91,7 +91,7 @@ def make_library(n_windows: int, seed: int = 0) -> Library:
     counts[-1] -= sum(counts) - n_windows
     counts = [c for c in counts if c > 0]
     n_files = len(counts)
-    cat_centres = _unit(rng.standard_normal((N_CATEGORIES, DIM)))
+    cat_centres = _unit(rng.standard_normal((N_CATEGORIES, dim)))
     categories = rng.integers(0, N_CATEGORIES, n_files)
     file_centres = _spread(cat_centres[categories], FILE_SPREAD, rng)
     file_of = np.repeat(np.arange(n_files), counts)
@@ -121,7 +121,7 @@ def open_library(n_windows: int, loaded: Any, folder: Path) -> tuple[Library, di
     """The cached collection for ``n_windows`` (built, or rebuilt when the model checkpoint changed)."""
     from soundlib.store import open_store
 
-    lib = make_library(n_windows)
+    lib = make_library(n_windows, dim=loaded.model.embed_dim)
     marker = folder / "built.json"
     if marker.exists():
         info = json.loads(marker.read_text())
@@ -214,35 +214,43 @@ def query_sets(lib: Library, n: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(123)
     files = rng.integers(0, lib.n_files, n)
     q_lib = _spread(lib.file_centres[files], WINDOW_SPREAD, rng)
-    q_gap = _unit(q_lib + GAP * _unit(rng.standard_normal((1, DIM))))
-    q_uni = _unit(rng.standard_normal((n, DIM)))
+    dim = lib.vectors.shape[1]
+    q_gap = _unit(q_lib + GAP * _unit(rng.standard_normal((1, dim))))
+    q_uni = _unit(rng.standard_normal((n, dim)))
     return {"library-like": q_lib, "offset": q_gap, "uniform": q_uni}
 
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--windows", type=int, default=200_000, help="library size in windows (default 200,000)")
+    p.add_argument("--shipped", action="store_true",
+                   help="the shipped default checkpoint (its bridge, 244-d) instead of an untrained "
+                        "pt-effnet-aisfx-infonce (128-d); the library gets the model's dimension")
     p.add_argument("--probe-ef", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--probe-queries", type=int, default=100, help=argparse.SUPPRESS)
+    p.add_argument("--probe-dim", type=int, default=DIM, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.probe_ef:
-        probe_search_breadth(args.windows, args.probe_queries)
+        probe_search_breadth(args.windows, args.probe_queries, args.probe_dim)
         return
     n_queries, n_latency, n_e2e, n_cold = (50, 20, 10, 1) if args.quick else (300, 100, 40, 3)
-    res = Result("query", args.quick, params={"windows": args.windows, "dim": DIM, "k": 10,
+    models_dir = CACHE_DIR / "models"
+    name, overrides = SHIPPED if args.shipped else PRETRAINED
+    loaded = saved_model(name, models_dir, **overrides)
+    dim = loaded.model.embed_dim
+    res = Result("query-shipped" if args.shipped else "query", args.quick,
+                 params={"windows": args.windows, "dim": dim, "model": name, "k": 10,
                                               "recall_queries": n_queries, "latency_queries": n_latency,
                                               "end_to_end_queries": n_e2e, "cold_starts": n_cold,
                                               "vectors": "synthetic clustered unit vectors (see bench/query.py)"})
     from soundlib.store import open_store
 
-    models_dir = CACHE_DIR / "models"
-    loaded = saved_model(PRETRAINED[0], models_dir, **PRETRAINED[1])
-    folder = CACHE_DIR / f"query-{args.windows}"
+    folder = library_folder(args.windows, dim)
     lib, built = open_library(args.windows, loaded, folder)
     res.details["collection"] = built
     image = write_image(CACHE_DIR / "query-image.jpg")
     k = 10
-    bench_search_breadth(res, folder, args.windows, n_latency)  # before this process loads the index
+    bench_search_breadth(res, folder, args.windows, n_latency, dim)  # before this process loads the index
     with open_store(db=folder / "chroma", collection=COLLECTION) as store:
         store.prepare(loaded)  # what ingest does: sets the configured ef_search on a collection built before
         sets = query_sets(lib, n_queries)
@@ -314,14 +322,19 @@ def bench_search_latency(res: Result, store: Any, lib: Library, queries: np.ndar
     return e50
 
 
-def probe_search_breadth(n_windows: int, n: int) -> None:
+def library_folder(n_windows: int, dim: int) -> Path:
+    """Where the ``n_windows``-window collection of ``dim``-d vectors is cached."""
+    return CACHE_DIR / (f"query-{n_windows}" + (f"-d{dim}" if dim != DIM else ""))
+
+
+def probe_search_breadth(n_windows: int, n: int, dim: int = DIM) -> None:
     """(Child process of :func:`bench_search_breadth`.) Recall and p50 of ``SoundStore.search`` for each query set
     at the collection's current ``ef_search``, printed as one JSON line."""
     from soundlib.store import open_store
 
-    lib = make_library(n_windows)
+    lib = make_library(n_windows, dim=dim)
     out = {}
-    with open_store(db=CACHE_DIR / f"query-{n_windows}" / "chroma", collection=COLLECTION) as store:
+    with open_store(db=library_folder(n_windows, dim) / "chroma", collection=COLLECTION) as store:
         sets = query_sets(lib, n)
         store.search(sets["library-like"][:2], 10)
         for label, q in sets.items():
@@ -336,7 +349,7 @@ def probe_search_breadth(n_windows: int, n: int) -> None:
     print(json.dumps(out))
 
 
-def bench_search_breadth(res: Result, folder: Path, n_windows: int, n: int) -> None:
+def bench_search_breadth(res: Result, folder: Path, n_windows: int, n: int, dim: int = DIM) -> None:
     """Recall and latency of ``SoundStore.search`` for several HNSW ``ef_search`` values. Chroma keeps the value a
     process loaded its index with, so each value is measured in a fresh process (:func:`probe_search_breadth`)."""
     import subprocess
@@ -353,7 +366,7 @@ def bench_search_breadth(res: Result, folder: Path, n_windows: int, n: int) -> N
         for ef in SEARCH_BREADTHS:
             set_ef(ef)
             out = subprocess.run([sys.executable, __file__, "--windows", str(n_windows), "--probe-ef", str(ef),
-                                  "--probe-queries", str(n)], check=True, capture_output=True, text=True).stdout
+                                  "--probe-queries", str(n), "--probe-dim", str(dim)], check=True, capture_output=True, text=True).stdout
             got = json.loads(out.strip().splitlines()[-1])
             assert got.pop("ef_search") == ef
             sweep[ef] = got
@@ -465,6 +478,7 @@ def bench_end_to_end(res: Result, store: Any, loaded: Any, image: Path, models_d
 
 def bench_cold_start(res: Result, image: Path, folder: Path, loaded: Any, n: int, k: int) -> None:
     soundlib = str(VENV_BIN / "soundlib")
+    dim = loaded.model.embed_dim
     cmd = [soundlib, "query", str(image), "--db", str(folder / "chroma"), "--collection", COLLECTION,
            "--model", str(loaded.info.path), "--json", "-k", str(k)]
     run_process([sys.executable, "-c", "pass"])
@@ -478,7 +492,7 @@ def bench_cold_start(res: Result, image: Path, folder: Path, loaded: Any, n: int
         ("open store + first search", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
          f"import numpy as np; from soundlib.store import open_store; "
          f"s = open_store(db={str(folder / 'chroma')!r}, collection={COLLECTION!r}); "
-         f"s.search(np.ones({DIM}, np.float32) / {DIM ** 0.5}, {k})"))}
+         f"s.search(np.ones({dim}, np.float32) / {dim ** 0.5}, {k})"))}
     res.add("cold start: soundlib query IMAGE --json (process)", c, "s", baseline="python -c pass",
             baseline_value=pz, ratio=c / pz,
             note=f"{n} runs: " + ", ".join(f"{x:.2f}" for x in t_cold) + " s; separate processes: "

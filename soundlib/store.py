@@ -753,11 +753,7 @@ class SoundStore:
         if files is not None:
             return self.search_within(vectors, k, files)
         col = self.require()
-        q = np.asarray(vectors, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None, :]
-        if k < 1:
-            raise ValueError("k must be >= 1")
+        q = _query_rows(vectors, k)
         # No count() here: Chroma counts linearly (bench/README.md). Chroma accepts n_results above the
         # collection's size and returns what there is, so "fewer ids than asked for" means exhausted.
         by_id = distinct == "path"
@@ -799,11 +795,7 @@ class SoundStore:
             One list per query of up to ``k`` :class:`Hit` by increasing distance.
         """
         col = self.require()
-        q = np.asarray(vectors, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None, :]
-        if k < 1:
-            raise ValueError("k must be >= 1")
+        q = _query_rows(vectors, k)
         allowed = {f: int(n) for f, n in files.items() if int(n) > 0}
         total = sum(allowed.values())
         if not allowed:
@@ -953,6 +945,14 @@ _STORE_ID = re.compile(r"^([0-9a-f]{24}):[0-9]+$")
 #: at 2% / 4.4% / 11% / 31% of the library.
 EXACT_WINDOWS = 2_500
 HNSW_SHARE = 0.1
+
+
+def _query_rows(vectors: np.ndarray, k: int) -> np.ndarray:
+    """``(Q, D)`` float32 query rows of one vector or several; ``ValueError`` for ``k < 1``."""
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    q = np.asarray(vectors, dtype=np.float32)
+    return q[None, :] if q.ndim == 1 else q
 
 
 def _widening(n: int, k: int, fetch: int, one_round: Any) -> list[list[Hit]]:
