@@ -101,7 +101,9 @@ def graceful_interrupt() -> Iterator[threading.Event]:
     """Yield an event set by the first Ctrl-C (SIGINT) or SIGTERM (``kill``, ``docker stop``, a service manager);
     a second one of the same signal acts as usual (``KeyboardInterrupt`` for Ctrl-C, termination for SIGTERM).
 
-    Outside the main thread (where signal handlers cannot be installed) the event is simply never set.
+    A signal the process was started with ignored stays ignored (``cmd &`` in a script, ``nohup``: the shell's
+    promise that a terminal Ctrl-C does not reach a background job). Outside the main thread (where signal handlers
+    cannot be installed) the event is simply never set.
     """
     event = threading.Event()
     if threading.current_thread() is not threading.main_thread():
@@ -114,7 +116,8 @@ def graceful_interrupt() -> Iterator[threading.Event]:
         signal.signal(signum, previous[signum])
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, handler)
     try:
         yield event
     finally:

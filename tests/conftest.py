@@ -208,6 +208,24 @@ def write_video(path: str | Path, seconds: float = 3.2, fps: int = 10, size: tup
 
 # --- fixtures ------------------------------------------------------------------------------------------------------
 
+@pytest.fixture(scope="session", autouse=True)
+def foreground_signals():
+    """Ctrl-C as a terminal user has it, whoever started the suite.
+
+    A shell starts a background job (``make test &`` in a script, ``nohup``) with SIGINT ignored, and soundlib keeps
+    an ignored SIGINT ignored (as shells and Python do), so the Ctrl-C tests, and the commands they start, would see
+    no Ctrl-C at all. The suite runs as a foreground command does: SIGINT raises KeyboardInterrupt here, and the
+    processes it starts begin with SIGINT at its default. The inherited setting is restored at the end.
+    """
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.fixture(scope="session")
 def test_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3.2 s, 10 fps, 64x48 video (frame i: red = frame_red(i)) with a 440 Hz mono AAC track at 48 kHz."""

@@ -267,6 +267,29 @@ def test_first_ctrl_c_sets_the_stop_event_and_the_second_interrupts() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_a_signal_ignored_at_start_stays_ignored_and_sigterm_still_stops() -> None:
+    """`soundlib ingest DIR &` from a script (or under nohup) starts with SIGINT ignored: a Ctrl-C meant for the
+    foreground job neither stops nor kills it; SIGTERM still stops it after the batch in flight."""
+    import signal
+    import time
+
+    from soundlib.ingest import graceful_interrupt
+
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with graceful_interrupt() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert not stop.is_set()
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert stop.is_set()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
 @contextlib.contextmanager
 def lock_held_by_another_process(folder: Path, command: str = "library import"):
     """A real second process holding the store's writer lock for the block (released when it is stopped)."""
