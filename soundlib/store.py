@@ -1111,10 +1111,12 @@ def _open_wait(cfg: StoreConfig) -> float:
 def _persistent_client(path: Path, settings: Any, wait: float) -> Any:
     """``chromadb.PersistentClient`` on ``path``, after waiting at most ``wait`` seconds for its database.
 
-    Chroma takes the SQLite write lock when it opens a store, and waits for it without end and without releasing
-    Python's GIL (so no thread or signal can time it out). A writer holds that lock for milliseconds; a suspended
-    one (Ctrl-Z) holds it until it is resumed. So the lock is taken and released here first, with a timeout, and
-    a store that stays locked becomes a :class:`StoreError` that names the holder when it is a soundlib writer.
+    Chroma writes to its SQLite database when it opens a store, and waits for the database without end and without
+    releasing Python's GIL (so no thread or signal can time it out). The store's journal is a rollback journal, so
+    a write must wait for every reader as well as for a writer. A process holds its lock for milliseconds; a
+    suspended one (Ctrl-Z) holds it until it is resumed, whether it was writing or reading. So the exclusive lock
+    (what a write needs) is taken and released here first, with a timeout, and a store that stays locked becomes a
+    :class:`StoreError` that names the holder when it is a soundlib writer.
 
     Raises:
         StoreError: the store cannot be opened, or stayed locked for ``wait`` seconds.
@@ -1128,7 +1130,7 @@ def _persistent_client(path: Path, settings: Any, wait: float) -> Any:
         try:
             con = sqlite3.connect(db_file, timeout=wait, isolation_level=None)
             try:
-                con.execute("BEGIN IMMEDIATE")
+                con.execute("BEGIN EXCLUSIVE")
                 con.execute("ROLLBACK")
             finally:
                 con.close()

@@ -5,9 +5,9 @@
 - Queries while an ingest process writes: queries from this process before, during and after the run, and a
   `soundlib query` process while the ingest is paused part-way (SIGSTOP, after it was let run in short slices
   until its first new windows were stored) with its store open and half written.
-- An ingest suspended in the middle of a write holds the store's SQLite write lock, which Chroma waits for without
-  end when it opens a store: `soundlib query` gives up after ``$SOUNDLIB_STORE_WAIT`` seconds with one line
-  naming the stopped process and how to resume it.
+- An ingest suspended in the middle of a write (or any process stopped in a read: the journal is a rollback one)
+  holds a lock Chroma waits for without end when it opens a store: `soundlib query` gives up after
+  ``$SOUNDLIB_STORE_WAIT`` seconds with one line naming the stopped process and how to resume it.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from tests.conftest import write_image
 
 
 def write_locked(db: Path) -> bool:
-    """True while another process holds the store's SQLite write lock (a write transaction in progress)."""
+    """True while another process holds a lock on the store's SQLite database that a write must wait for: a write
+    transaction, or a read one (the journal is a rollback journal, so a writer waits for readers too)."""
     con = sqlite3.connect(db / "chroma.sqlite3", timeout=0, isolation_level=None)
     try:
-        con.execute("BEGIN IMMEDIATE")
+        con.execute("BEGIN EXCLUSIVE")
         con.execute("ROLLBACK")
         return False
     except sqlite3.OperationalError:
@@ -178,6 +179,51 @@ def test_a_query_gives_up_on_a_store_locked_by_a_stopped_ingest(tmp_path: Path, 
                         f"and is stopped (Ctrl-Z?): resume it with `fg` or `kill -CONT {proc.pid}`, or end it")
     assert took < 60  # gave up (it used to wait for as long as the ingest stayed stopped)
     assert rc_ingest == 0, err_ingest  # resumed, the ingest finishes
+    q = start_cli(["query", pic, "--db", db, "-k", "3", "--json"], tmp_path / "logs")
+    rc, out, err = q.finish(timeout=120)
+    assert rc == 0 and len(json.loads(out)["results"]) == 3, err
+
+
+@pytest.mark.slow
+def test_a_query_gives_up_on_a_store_held_by_a_stopped_reader(tmp_path: Path, tiny_checkpoint) -> None:
+    """Chroma writes when it opens a store, and the journal is a rollback one: a process stopped in the middle of a
+    read (here a plain sqlite3 reader, as a backup tool or an inspecting shell would be) blocks that write as a
+    stopped writer does. The query gives up with one line instead of waiting for as long as the reader stays
+    stopped (the check before Chroma opens the store used to ask for the write lock only, which readers allow)."""
+    import subprocess
+    import sys
+
+    root = (tmp_path / "lib").resolve()
+    write_library(root, 3)
+    db = tmp_path / "db"
+    result = CliRunner().invoke(main, ["ingest", str(root), "--db", str(db), "--model", str(tiny_checkpoint),
+                                       "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    pic = write_image(tmp_path / "scene.png", (64, 48), color=(20, 120, 200))
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys\n"
+         "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "con.execute('BEGIN')\n"
+         "print(con.execute('SELECT count(*) FROM embeddings').fetchone()[0], flush=True)\n"
+         "sys.stdin.read()\n", str(db / "chroma.sqlite3")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert int(reader.stdout.readline()) > 0  # its read transaction is open
+        reader.send_signal(signal.SIGSTOP)
+        assert write_locked(db)
+        started = time.monotonic()
+        q = start_cli(["query", pic, "--db", db, "-k", "3", "--json"], tmp_path / "logs",
+                      env={"SOUNDLIB_STORE_WAIT": "2"})
+        rc, out, err = q.finish(timeout=120)
+        took = time.monotonic() - started
+    finally:
+        reader.send_signal(signal.SIGCONT)
+        reader.kill()
+        reader.wait()
+    assert rc == 2 and out == "" and "Traceback" not in err, err
+    assert err.strip().splitlines() == [f"error: {db}: the store stayed locked for 2 s: another process holds its "
+                                        f"database; try again when it has finished"]
+    assert took < 60
     q = start_cli(["query", pic, "--db", db, "-k", "3", "--json"], tmp_path / "logs")
     rc, out, err = q.finish(timeout=120)
     assert rc == 0 and len(json.loads(out)["results"]) == 3, err
