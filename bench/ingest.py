@@ -358,8 +358,9 @@ def main() -> None:
     if args.shipped:
         args.skip_real = True
     n_files, max_seconds = (12, 20.0) if args.quick else (48, 60.0)
-    res = Result("ingest-shipped" if args.shipped else "ingest", args.quick, params={"files": n_files, "max_seconds": max_seconds, "min_seconds": 0.3,
-                                               "rates": RATES, "formats": [f[0] for f in FORMATS]})
+    res = Result("ingest-shipped" if args.shipped else "ingest", args.quick,
+                 params={"files": n_files, "max_seconds": max_seconds, "min_seconds": 0.3, "rates": RATES,
+                         "formats": [f[0] for f in FORMATS]})
     if not args.skip_real:
         if args.sounds.is_dir():
             bench_real(res, args.sounds, 10 if args.quick else 1, args.rounds or (1 if args.quick else 2),
