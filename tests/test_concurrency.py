@@ -152,6 +152,14 @@ def test_queries_keep_working_while_an_ingest_process_writes(tmp_path: Path, tin
     assert wait_for(lambda: stored_windows(db) == total, timeout=5)
 
 
+def query_giving_up_after_2_s(pic: Path, db: Path, logs: Path) -> tuple[int, str, str, float]:
+    """`soundlib query` with ``$SOUNDLIB_STORE_WAIT=2``: ``(exit code, stdout, stderr, seconds it took)``."""
+    started = time.monotonic()
+    q = start_cli(["query", pic, "--db", db, "-k", "3", "--json"], logs, env={"SOUNDLIB_STORE_WAIT": "2"})
+    rc, out, err = q.finish(timeout=120)
+    return rc, out, err, time.monotonic() - started
+
+
 @pytest.mark.slow
 def test_a_query_gives_up_on_a_store_locked_by_a_stopped_ingest(tmp_path: Path, tiny_checkpoint) -> None:
     root = (tmp_path / "lib").resolve()
@@ -164,11 +172,7 @@ def test_a_query_gives_up_on_a_store_locked_by_a_stopped_ingest(tmp_path: Path, 
         wait_for(lambda: stored_windows(db) > 0 or not proc.alive(), timeout=180, what="first windows")
         if not pause(proc, db, inside_a_write=True):
             pytest.skip("the ingest finished before it could be stopped inside a write")
-        started = time.monotonic()
-        q = start_cli(["query", pic, "--db", db, "-k", "3", "--json"], tmp_path / "logs",
-                      env={"SOUNDLIB_STORE_WAIT": "2"})
-        rc, out, err = q.finish(timeout=120)
-        took = time.monotonic() - started
+        rc, out, err, took = query_giving_up_after_2_s(pic, db, tmp_path / "logs")
     finally:
         proc.signal(signal.SIGCONT)
         rc_ingest, _, err_ingest = proc.finish(timeout=180)
@@ -211,11 +215,7 @@ def test_a_query_gives_up_on_a_store_held_by_a_stopped_reader(tmp_path: Path, ti
         assert int(reader.stdout.readline()) > 0  # its read transaction is open
         reader.send_signal(signal.SIGSTOP)
         assert write_locked(db)
-        started = time.monotonic()
-        q = start_cli(["query", pic, "--db", db, "-k", "3", "--json"], tmp_path / "logs",
-                      env={"SOUNDLIB_STORE_WAIT": "2"})
-        rc, out, err = q.finish(timeout=120)
-        took = time.monotonic() - started
+        rc, out, err, took = query_giving_up_after_2_s(pic, db, tmp_path / "logs")
     finally:
         reader.send_signal(signal.SIGCONT)
         reader.kill()
