@@ -110,6 +110,24 @@ def stored_windows(db: Path) -> int:
         return 0
 
 
+def run_in_slices(proc: CliProcess, done: Callable[[], Any], what: str, slice_s: float = 0.02,
+                  timeout: float = 180.0) -> None:
+    """Let ``proc`` run in short slices (SIGCONT, ``slice_s`` s, SIGSTOP) until ``done()`` holds while it is
+    stopped; it is left stopped, part-way for certain. (A free-running process can finish between a poll that sees
+    it part-way and the signal meant for that moment; a stopped one cannot.) AssertionError if it ends first or
+    ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.alive(), f"the process ended before {what}: {proc.finish()}"
+        proc.signal(signal.SIGCONT)
+        time.sleep(slice_s)
+        proc.signal(signal.SIGSTOP)
+        time.sleep(0.005)
+        if done():
+            return
+    raise AssertionError(f"the process did not reach {what} in {timeout:.0f} s")
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
     """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass (AssertionError)."""
     deadline = time.monotonic() + timeout

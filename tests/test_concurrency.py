@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from tests.cli_process import check_library, start_cli, stored_windows, wait_for, write_library
+from tests.cli_process import check_library, run_in_slices, start_cli, stored_windows, wait_for, write_library
 from tests.conftest import write_image
 
 
@@ -83,21 +83,6 @@ def test_two_ingests_at_once_one_is_refused_and_the_store_is_exact(tmp_path: Pat
         check_library(store, root, expected)
 
 
-def run_until(proc, db: Path, done, slice_s: float = 0.02, timeout: float = 180.0) -> None:
-    """Let the stopped ``proc`` run in short slices (SIGCONT, ``slice_s`` s, SIGSTOP) until ``done()`` holds while
-    it is stopped outside a write; it stays stopped. AssertionError if it ends or ``timeout`` passes first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.alive(), "the ingest ended before the point it should be paused at"
-        proc.signal(signal.SIGCONT)
-        time.sleep(slice_s)
-        proc.signal(signal.SIGSTOP)
-        time.sleep(0.005)
-        if done() and not write_locked(db):
-            return
-    raise AssertionError(f"the ingest did not reach the point it should be paused at in {timeout:.0f} s")
-
-
 @pytest.mark.slow
 def test_queries_keep_working_while_an_ingest_process_writes(tmp_path: Path, tiny_checkpoint,
                                                              tiny_model) -> None:
@@ -128,7 +113,8 @@ def test_queries_keep_working_while_an_ingest_process_writes(tmp_path: Path, tin
         query_here()
         # part-way, for certain: the ingest runs in 20 ms slices until its first new windows are stored, and is
         # stopped between two writes with its store open and half written (18 new windows, written 3 at a time)
-        run_until(proc, db, lambda: stored_windows(db) > before)
+        run_in_slices(proc, lambda: stored_windows(db) > before and not write_locked(db),
+                      "its first new windows, outside a write")
         assert before < stored_windows(db) < total
         try:
             query_here()
