@@ -248,6 +248,15 @@ class PretrainedAVModel(TwoTower, nn.Module):
         with torch.no_grad(), torch.autocast("cpu", enabled=False):
             return self.bridge.sound_probs(self.sound_classifier_input(feats))
 
+    def _bridged(self, out: Any, feats: Tensor, concepts: Any, return_attention: bool) -> Any:
+        """A head's output (``emb`` or ``(emb, attention maps)``) with ``emb`` blended with ``concepts(feats)`` (the
+        modality's concept probabilities) when the model has a bridge; unchanged without one."""
+        if self.bridge is None:
+            return out
+        emb, atts = out if return_attention else (out, None)
+        emb = blend(emb.float(), concepts(feats), self.config.bridge_weight)
+        return (emb, atts) if return_attention else emb
+
     def pair_loss(self, v: Tensor, a: Tensor, labels: Tensor | None = None) -> Tensor:
         """The configured loss on the heads' part of the embeddings (the bridge is fitted apart, not trained)."""
         return super().pair_loss(self.heads_part(v), self.heads_part(a), labels)
@@ -296,12 +305,8 @@ class PretrainedAVModel(TwoTower, nn.Module):
         """Packed audio features ``(B, audio_layout.size)`` -> ``(B, embed_dim)`` float32 unit vectors (+ attention
         maps ``[(B, time, freq)]`` per tap); with the bridge, the heads' vector blended with the sound's concepts."""
         feats = torch.as_tensor(feats)
-        out = self.audio(feats, return_attention=return_attention)
-        if self.bridge is None:
-            return out
-        emb, atts = out if return_attention else (out, None)
-        emb = blend(emb.float(), self.sound_concepts(feats), self.config.bridge_weight)
-        return (emb, atts) if return_attention else emb
+        return self._bridged(self.audio(feats, return_attention=return_attention), feats, self.sound_concepts,
+                             return_attention)
 
     # -- images -----------------------------------------------------------------------------------------------
     def image_features(self, images: Tensor, fast: bool | None = None) -> Tensor:
@@ -333,12 +338,8 @@ class PretrainedAVModel(TwoTower, nn.Module):
         """Packed image features ``(B, image_layout.size)`` -> ``(B, embed_dim)`` float32 unit vectors (+ attention
         maps ``[(B, 7, 7)]`` per tap); with the bridge, the heads' vector blended with the picture's concepts."""
         feats = torch.as_tensor(feats)
-        out = self.visual(feats, return_attention=return_attention)
-        if self.bridge is None:
-            return out
-        emb, atts = out if return_attention else (out, None)
-        emb = blend(emb.float(), self.image_concepts(feats), self.config.bridge_weight)
-        return (emb, atts) if return_attention else emb
+        return self._bridged(self.visual(feats, return_attention=return_attention), feats, self.image_concepts,
+                             return_attention)
 
     # -- inference helpers ------------------------------------------------------------------------------------
     @torch.no_grad()

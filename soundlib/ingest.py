@@ -277,8 +277,8 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
                 report.warnings.append((sf.path, res.warning))
             buffer.append(FileVectors(root=sf.root, rel=sf.rel, folder=sf.folder, size=sf.size, mtime=sf.mtime,
                                       mtime_ns=sf.mtime_ns, sha256=res.sha256, duration=res.duration,
-                                      sample_rate=res.sample_rate, starts=res.starts, vectors=res.vectors, features=version,
-                                      meta=META_VERSION if metadata else 0,
+                                      sample_rate=res.sample_rate, starts=res.starts, vectors=res.vectors,
+                                      features=version, meta=META_VERSION if metadata else 0,
                                       **labels(sf.rel, sf.root, rule, res.info)))
             buffered += len(res.starts)
             if buffered >= limit or time.monotonic() - last_flush >= flush_seconds:

@@ -107,3 +107,25 @@ def fit_bridge(model: Any, window_features: Any, window_categories: Sequence[str
     model.bridge.set_classes(torch.tensor(np.asarray(class_concept), dtype=torch.int64))
     model.bridge.set_sound_classifier(mean, std, w, b)
     return len(keep)
+
+
+def with_bridge_columns(config: Any, categories: Sequence[str]) -> tuple[Any, Any]:
+    """``(config, concept table)`` for training: a bridged configuration (``bridge_weight`` > 0) gets its columns,
+    the concept table's concepts then the other training ``categories`` (:func:`bridge_concepts`); any other
+    configuration comes back unchanged with ``None``."""
+    if config.bridge_weight <= 0:
+        return config, None
+    import dataclasses
+
+    from soundlib.concepts import load_concepts
+
+    table = load_concepts()
+    return dataclasses.replace(config, concepts=tuple(bridge_concepts(categories, table.names))), table
+
+
+def fit_bridge_on_list(model: Any, data: Any, windows: Any, window_features: Any, table: Any) -> int:
+    """:func:`fit_bridge` on a training list's cached windows: each window labelled by its clip's category
+    (``data.clip_category``, ``-1`` = none), with the concept table's ImageNet class map."""
+    codes = data.clip_category[windows.window_clip]
+    return fit_bridge(model, window_features, [data.categories[c] if c >= 0 else None for c in codes],
+                      table.class_concept)

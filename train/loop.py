@@ -35,6 +35,7 @@ import numpy as np
 from encoders.atomic import atomic_write
 from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn, null_progress
+from train.bridge import fit_bridge_on_list, with_bridge_columns
 from train.defaults import (DEFAULT_EPOCHS, DEFAULT_PATIENCE, DEFAULT_PLATEAU_PATIENCE, DEFAULT_PRECISION,
                             DEFAULT_PRELOAD_MB, DEFAULT_WEIGHT_DECAY, DEFAULT_WINDOWS, DEFAULT_WORKERS)
 from train.epoch import make_optimizer, make_scheduler, train_epoch
@@ -202,15 +203,7 @@ def train_model(
     out.mkdir(parents=True, exist_ok=True)
     train, vals = load_lists(train_list, val_list, roots)
     contrastive = bool(config.contrastive)
-    table = None
-    if config.bridge_weight > 0:  # the bridge's columns: the concept table's, then the other train categories
-        import dataclasses
-
-        from soundlib.concepts import load_concepts
-        from train.bridge import bridge_concepts
-
-        table = load_concepts()
-        config = dataclasses.replace(config, concepts=tuple(bridge_concepts(train.categories, table.names)))
+    config, table = with_bridge_columns(config, train.categories)  # the concept bridge's columns, if any
 
     # setup: the model, its cached inputs, the settings a resume must match
     model = build_model(config, seed=seed)
@@ -218,11 +211,8 @@ def train_model(
     inputs = RunInputs(model, config, Path(cache_dir) if cache_dir else out.resolve().parent / ".cache", windows,
                        workers, preload_mb, progress)
     train_windows, train_feats = inputs.clips(train, "train")
-    if table is not None:
-        from train.bridge import fit_bridge
-
-        codes = train.clip_category[train_windows.window_clip]
-        fit_bridge(model, train_feats, [train.categories[c] if c >= 0 else None for c in codes], table.class_concept)
+    if table is not None:  # fitted once, before the heads train (validation scores the bridged embedding)
+        fit_bridge_on_list(model, train, train_windows, train_feats, table)
     val_inputs = [inputs.clips(v, f"val {i + 1}" if len(vals) > 1 else "val") for i, v in enumerate(vals)]
     train_frames = inputs.frames(train, "train")
     val_frames = [inputs.frames(v, f"val {i + 1}" if len(vals) > 1 else "val") for i, v in enumerate(vals)]
