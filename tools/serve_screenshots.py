@@ -68,7 +68,9 @@ def main() -> None:
                 for row in d.find_elements(By.CSS_SELECTOR, "#rows .row")[:3:2]:
                     row.find_element(By.CLASS_NAME, "pick").click()
                 body.send_keys(Keys.ARROW_DOWN)
-                wait.until(lambda d: js("return document.getElementById('player').currentTime > 0.3"))
+                # playing (the auditioned row may be a short sound that has ended by now)
+                wait.until(lambda d: js("const p = document.getElementById('player'); "
+                                        "return p.played.length > 0 && p.played.end(0) > p.played.start(0)"))
                 settled()
                 d.save_screenshot(str(out / "serve-picture.png"))
                 if args.video:
