@@ -116,12 +116,16 @@ def prepare(videos, out, fps, split_text, labels, seed, frame_size, layout, clip
                    "pt-effnet-aisfx-infonce, pt-effnet-aisfx-bridge: the default's).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same settings).")
+@click.option("--bridge-sounds", type=click.Path(), default=None, metavar="LIST",
+              help="Sound list (audio,category: soundlib catalog's catalog_sounds.csv) the concept bridge's sound "
+                   "classifier also learns from: every labelled sound, paired or not (pt-effnet-aisfx-bridge).")
 @reference_options
 @training_options
 @json_option
 @debug_option
 @handle_errors
-def train(train_lists, val_lists, model_name, out, resume, frames_root, audio_root, training, as_json, debug):
+def train(train_lists, val_lists, model_name, out, resume, bridge_sounds, frames_root, audio_root, training, as_json,
+          debug):
     """Train a model on pair lists (several TRAIN_LISTS are pooled); keeps best.pt (by the top-10 sample accuracy
     over all val rows, each ranked among its own list's samples), last.pt and metrics.csv.
 
@@ -133,7 +137,8 @@ def train(train_lists, val_lists, model_name, out, resume, frames_root, audio_ro
       soundlib train data/train.csv --val data/val.csv --model m5-attention-linear-infonce --out runs/m5 \\
         --width 0.25 --image-size 128 --epochs 10
       soundlib train catalog/catalog_train.csv real/train.csv --val catalog/catalog_val.csv \\
-        --val real/val.csv --model pt-effnet-aisfx-bridge --out runs/default --epochs 6 --seed 1
+        --val real/val.csv --model pt-effnet-aisfx-bridge --bridge-sounds catalog/catalog_sounds.csv \\
+        --out runs/default --epochs 6 --seed 1
       soundlib train vgg/lists/vggsound_train.txt --val vgg/lists/vggsound_val.txt --frames-root vgg/frames_1fps \\
         --audio-root vgg/audio --norm-stats vgg/lists/vggsound_train_mean_var.npy --out runs/vgg-m5
     """
@@ -160,7 +165,8 @@ def train(train_lists, val_lists, model_name, out, resume, frames_root, audio_ro
 
     with rich_progress(enabled=not as_json) as progress:
         report = train_model(list(train_lists), list(val_lists), model_name, out, resume=resume, progress=progress,
-                             roots=reference_roots(frames_root, audio_root), **training.values)
+                             roots=reference_roots(frames_root, audio_root), bridge_sounds=bridge_sounds,
+                             **training.values)
     if as_json:
         print_json(report.to_dict())
         return

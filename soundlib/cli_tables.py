@@ -86,8 +86,9 @@ def catalog_summary(report: CatalogReport) -> str:
     return (f"[bold]{d['concepts_with_pairs']}[/bold] of {d['concepts']} concepts have pairs; "
             f"images used {d['used_images']} (of {d['scanned_images']} scanned), sounds used {d['used_sounds']} "
             f"(of {d['scanned_sounds']}); pairs: train [bold]{d['train_pairs']}[/bold], val "
-            f"[bold]{d['val_pairs']}[/bold]; files in several concepts: {d['shared_files']}\n"
-            f"lists: {report.lists.get('train')}  {report.lists.get('val')}")
+            f"[bold]{d['val_pairs']}[/bold]; files in several concepts: {d['shared_files']}; labelled sounds for "
+            f"the concept bridge (paired or not, validation side left out): {d['labelled_sounds']}\n"
+            f"lists: {report.lists.get('train')}  {report.lists.get('val')}  {report.lists.get('sounds')}")
 
 
 def catalog_remarks(report: CatalogReport, top: int = 25) -> list[str]:

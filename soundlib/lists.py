@@ -25,7 +25,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from encoders.atomic import atomic_write
 from soundlib.errors import ListError
@@ -224,6 +224,16 @@ def read_candidates(path: str | Path, check_files: bool = True) -> CandidateList
         seen.add(audio)
         rows.append(Candidate(audio, rec.get("category") or None, i))
     return CandidateList(path, rows, errors)
+
+
+def write_sound_list(path: str | Path, rows: Sequence[tuple[Path, str | None]]) -> None:
+    """Write a sound list (``audio,category``: the format :func:`read_candidates` reads), atomically, each path
+    absolute (so the list reads the same wherever it is copied on this machine)."""
+    with atomic_write(Path(path)) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["audio", "category"])
+        for audio, category in rows:
+            w.writerow([str(Path(audio).resolve()), category or ""])
 
 
 def _parse_row(rec: dict[str, str], base: Path, line: int, list_path: str, check_files: bool) -> PairRow:

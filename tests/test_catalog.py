@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundlib.lists import read_list
+from soundlib.lists import read_candidates, read_list
 from tests.conftest import tone, write_audio, write_image
 from train.catalog import (
-    TRAIN_LIST, VAL_LIST, CatalogMapError, build_catalog, pair_count, parse_pattern,
+    SOUNDS_LIST, TRAIN_LIST, VAL_LIST, CatalogMapError, build_catalog, pair_count, parse_pattern,
     read_category_map, round_robin_pairs, scan_media,
 )
 from train.defaults import DEFAULT_MAP
@@ -119,6 +119,29 @@ def test_catalog_pairs_split_caps_and_lists_read_back(media: dict[str, Path]) ->
     # group ids: one per connected component, never shared between the lists
     assert {r.video for r in train.rows} == {"catalog:train:dog", "catalog:train:cat", "catalog:train:cattle"}
     assert not {r.video for r in train.rows} & {r.video for r in val.rows}
+
+
+def test_sound_list_holds_every_labelled_sound_off_the_validation_side(media: dict[str, Path]) -> None:
+    # a concept with sounds and no pictures (wind), a capped concept (dog: 4 sounds, 2 train pairs at most)
+    media["map"].write_text(MAP + "wind,other/wind/*,imagenet:no_such_class,sounds only\n")
+    out = media["tmp"] / "lists"
+    rep = build_catalog(media["map"], [media["sounds"]], [media["images"]], out, val_fraction=0.25, seed=3,
+                        pairs_per_image=1, pairs_per_sound=1, max_pairs_per_concept=2)
+    sounds = read_candidates(out / SOUNDS_LIST)
+    assert sounds.errors == [] and rep.lists["sounds"] == str(out / SOUNDS_LIST)
+    got = {c.audio: c.category for c in sounds.rows}
+    val_audio = {r.audio for r in read_list(out / VAL_LIST).rows}
+    train_audio = {r.audio for r in read_list(out / TRAIN_LIST).rows}
+    zoo = (media["sounds"] / "zoo").resolve()
+    dogs = {p.resolve() for p in (zoo / "dog").glob("bark*.wav")}
+    assert not set(got) & val_audio  # the validation side stays out
+    assert train_audio <= set(got)  # every paired training sound is in it
+    assert dogs - val_audio <= set(got) and len(dogs - val_audio) > len(dogs & train_audio)  # beyond the pair cap
+    assert got[(media["sounds"] / "other" / "wind" / "gust1.wav").resolve()] == "wind"  # no pictures, still labelled
+    # a sound in two rows (the moo: cattle, crane) takes the first; the broken file is not there
+    assert got[(zoo / "cow" / "moo1.wav")] == "cattle" and (zoo / "dog" / "broken.wav") not in got
+    assert rep.labelled_sounds == len(got) == len(dogs - val_audio) + 2 + 1 + 1
+    assert all(c.audio.is_absolute() for c in sounds.rows)
 
 
 def test_catalog_is_deterministic_and_paths_relative_inside_the_list_folder(media: dict[str, Path]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from soundlib.errors import SoundlibError
-from soundlib.lists import read_list
+from soundlib.lists import read_candidates, read_list
 from tests.conftest import tone, write_audio, write_image
 from train.catalog import build_catalog
 from train.loso import (FoldTableError, LosoMedia, LosoOutputError, build_fold, file_source, picture_root,
@@ -194,6 +194,8 @@ def test_fold_holds_out_exactly_its_sources(mini: dict[str, Path], media: LosoMe
     sprites = {p.resolve() for p in (mini["images"] / "sprites").rglob("*.png")}
     train = _list_files(lists.train) | _list_files(lists.val)
     assert not train & (zoo | sprites)  # no held-out file in any training list
+    bridge = {c.audio for c in read_candidates(lists.bridge_sounds).rows}  # the bridge's labelled sounds
+    assert not bridge & zoo and {p for p in _list_files(lists.train) if p.suffix == ".wav"} <= bridge
     assert {p for p in train if "farm" in p.parts} and {p for p in train if "snaps" in p.parts}
     gc_files = {(mini["gc"] / "pictures" / "dog.png").resolve(), (mini["gc"] / "sounds" / "dog.wav").resolve()}
     assert gc_files <= train  # GCompris is a training source of this fold
@@ -354,3 +356,25 @@ def test_the_held_out_guard_refuses_a_training_list_with_a_held_out_file(tmp_pat
     _check_held_out(report, {tmp_path / "other.wav"})
     with pytest.raises(SoundlibError, match="held-out file in a training list: .*a.wav"):
         _check_held_out(report, {audio.resolve()})
+
+
+def test_a_bridged_recipe_fits_each_folds_bridge_on_its_own_labelled_sounds(mini: dict[str, Path], media: LosoMedia,
+                                                                            tmp_path: Path) -> None:
+    """The default's recipe says ``bridge_sounds="catalog"``: each fold's run is given that fold's own
+    ``train/catalog_sounds.csv`` (its training sources only), and the result records the recipe's value."""
+    import torch
+
+    from encoders.hashing import file_sha256
+    from train.loso import FOLD_SOUNDS
+
+    assert recipe("pt-effnet-aisfx-bridge").options["bridge_sounds"] == FOLD_SOUNDS
+    fold = _fold(mini, "snaps+farm+city")
+    rec = recipe("pt-effnet-aisfx-bridge", {"epochs": 1, "batch": 4, "windows": 1, "threads": 1})
+    report = run_loso([fold], media, tmp_path, [rec], map_csv=mini["map"], ks=[1, 5])
+    assert not report.failed and len(report.results) == 1
+    assert report.results[0].options["bridge_sounds"] == FOLD_SOUNDS
+    lists = report.folds[0]
+    state = torch.load(tmp_path / fold.name / "pt-effnet-aisfx-bridge" / "last_state.pt", weights_only=False)
+    assert state["settings"]["bridge_sounds_sha256"] == file_sha256(lists.bridge_sounds)
+    held = {p.resolve() for src in ("farm", "city") for p in (mini["sfx"] / src).rglob("*.wav")}
+    assert not {c.audio for c in read_candidates(lists.bridge_sounds).rows} & held

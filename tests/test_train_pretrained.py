@@ -355,3 +355,40 @@ def test_softmax_regression_fits_separable_classes_and_refuses_one() -> None:
     with pytest.raises(SoundlibError, match="at least two categories"):
         fit_softmax_regression(torch.zeros(4, 2), np.zeros(4, dtype=np.int64), 3)
     assert bridge_concepts(["Dog", "magic", " ", "Zebra"], ["cat", "dog"]) == ["cat", "dog", "Zebra", "magic"]
+
+
+def test_bridge_sounds_teach_the_sound_classifier_concepts_no_pair_has(run, data: dict[str, Path]) -> None:
+    """A sound list (catalog_sounds.csv) adds labelled sounds to the bridge's fit: a category only the list has
+    becomes a column, and the classifier names it for those sounds; a file already among the pairs counts once."""
+    from soundlib.errors import SoundlibError
+    from soundlib.lists import write_sound_list
+    from train.loop import train_model
+
+    _, base = run
+    root = data["root"]
+    buzz = [write_audio(root / f"buzz{i}.wav", _stepped([1.0, 0.8], 12000.0 + 300 * i, seed=90 + i), SR)
+            for i in range(2)]
+    paired = load_pairs(data["cat_train"]).clips[0][0]
+    sounds = root / "bridge_sounds.csv"
+    write_sound_list(sounds, [(buzz[0], "buzz"), (buzz[1], "buzz"), (paired, "low")])
+    r = train_model([data["cat_train"]], [data["cat_val"]], "pt-effnet-aisfx-bridge", base / "bridge_sounds",
+                    epochs=1, batch=6, windows=2, cache_dir=base / "cache", threads=1, bridge_sounds=sounds)
+    from encoders.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(r.best_path)
+    model.eval()
+    assert model.config.concepts[-4:] == ("buzz", "high", "low", "mid")
+    cache = LogMelCache(base / "cache", model.audio_features, model.config.audio, extra_key=model.features_key)
+    w = clip_windows(cache, [(p, None) for p in buzz], 2)
+    probs = model.sound_concepts(torch.from_numpy(w.features))
+    assert (probs.argmax(1) == model.config.concepts.index("buzz")).all()
+    # refused in one line: a model without a bridge; a row without a category
+    with pytest.raises(SoundlibError, match="needs a model with a concept bridge"):
+        train_model([data["cat_train"]], [data["cat_val"]], "pt-effnet-aisfx-infonce", base / "no_bridge",
+                    epochs=1, cache_dir=base / "cache", bridge_sounds=sounds)
+    bad = root / "bad_sounds.csv"
+    bad.write_text(f"audio,category\n{buzz[0]},buzz\n{buzz[1]},\n")
+    with pytest.raises(SoundlibError, match="line 3: no category") as e:
+        train_model([data["cat_train"]], [data["cat_val"]], "pt-effnet-aisfx-bridge", base / "bad", epochs=1,
+                    cache_dir=base / "cache", bridge_sounds=bad)
+    assert "bad_sounds.csv" in str(e.value)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce soundlib's default model (soundlib/models/default.pt) from public media, with the recipe of
 # soundlib/models/README.md: fetch media, prepare video pairs, build catalog pairs, train the default
-# (pt-effnet-aisfx-infonce) plus the from-scratch m5 and m1 on the same pairs, evaluate the three side by side.
+# (pt-effnet-aisfx-bridge) plus the from-scratch m5 and m1 on the same pairs, evaluate the three side by side.
 #
 #   tools/train_default.sh WORK [--install]
 #
@@ -50,11 +50,13 @@ VAL=(--val "$CATALOG/catalog_val.csv" --val "$REAL/val.csv")
 
 echo "== 4/6 train the default model (frozen backbones' features are cached once, then heads train)"
 # The recipes here (default model, m5, m1) are train.defaults.RECIPES, which `soundlib loso` trains with: change both.
-# pt-effnet-aisfx-bridge: heads + the concept bridge (fitted on the train sounds' categories). Its settings were
+# pt-effnet-aisfx-bridge: heads + the concept bridge (fitted on every labelled sound of the catalog's training side,
+# catalog_sounds.csv, paired or not). Its settings were
 # chosen on leave-one-source-out folds (the model card): 6 epochs (LOSO figures are flat over epochs 1-12), the
 # epoch kept by the catalog val list among them. GCompris is never trained on: it stays an outside evaluation set.
 if [ ! -f "$RUNS/default/best.pt" ]; then
   "$SOUNDLIB" train "${TRAIN[@]}" "${VAL[@]}" --model pt-effnet-aisfx-bridge --out "$RUNS/default" \
+    --bridge-sounds "$CATALOG/catalog_sounds.csv" \
     --lr 0.01 --temperature 0.1 --batch 128 --epochs 6 --patience 6 --windows 3 --seed 1 \
     --cache "$CACHE" --threads "$THREADS" --json > "$RUNS/default.json"
 fi

@@ -61,7 +61,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from encoders.config import AudioConfig
 from soundlib.errors import ListError, SoundlibError
-from soundlib.lists import write_list
+from soundlib.lists import write_list, write_sound_list
 from soundlib.media import media_kind
 from soundlib.progress import ProgressFn, null_progress
 from train.defaults import DEFAULT_MAP  # noqa: F401 (part of this module's interface: the shipped map)
@@ -74,6 +74,9 @@ MAP_COLUMNS: tuple[str, ...] = ("concept", "sound_patterns", "image_patterns", "
 PATTERN_SEPARATOR = ";"
 #: File names of the two lists written under ``out_dir``.
 TRAIN_LIST, VAL_LIST = "catalog_train.csv", "catalog_val.csv"
+#: File name of the sound list written beside them: every labelled sound not on the validation side (``audio,
+#: category``), paired or not, for fitting the concept bridge's sound classifier (``soundlib train --bridge-sounds``).
+SOUNDS_LIST = "catalog_sounds.csv"
 
 #: Pair sources laid out ``<source>/<concept>/<file>`` (written by ``tools/concept_images.py``): a
 #: ``concept:NAME`` pattern selects the files of their ``NAME`` folder.
@@ -415,6 +418,7 @@ class CatalogReport:
     scanned_images: int = 0
     used_sounds: int = 0
     used_images: int = 0
+    labelled_sounds: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
 
     def pairs(self, split: str) -> int:
@@ -434,7 +438,7 @@ class CatalogReport:
                        "train_pairs": self.pairs("train"), "val_pairs": self.pairs("val"),
                        "used_images": self.used_images, "used_sounds": self.used_sounds,
                        "scanned_images": self.scanned_images, "scanned_sounds": self.scanned_sounds,
-                       "shared_files": self.shared_files},
+                       "shared_files": self.shared_files, "labelled_sounds": self.labelled_sounds},
             "concepts": [{**asdict(c), "status": c.status} for c in self.concepts],
             "dead_patterns": [list(d) for d in self.dead_patterns],
             "warnings": self.warnings,
@@ -583,7 +587,11 @@ def build_catalog(
     keep: Callable[[MediaFile, str], bool] | None = None,
     extra: Sequence[LabelledFile] = (),
 ) -> CatalogReport:
-    """Build ``out_dir/catalog_train.csv`` and ``out_dir/catalog_val.csv`` from a category map.
+    """Build ``out_dir/catalog_train.csv`` and ``out_dir/catalog_val.csv`` from a category map, and
+    ``out_dir/catalog_sounds.csv``: every matched sound that is not on the validation side, with its concept (the first
+    map row that matches it), whether a pair uses it or not (a concept's sounds beyond its pair cap, or of a concept
+    with no pictures). The concept bridge's sound classifier learns from it (``soundlib train --bridge-sounds``): it
+    needs labelled sounds, not pairs.
 
     Args:
         map_csv: the category map (:func:`read_category_map`).
@@ -649,13 +657,14 @@ def build_catalog(
     matched = match_files(rules, sounds, images, report, check_files, durations, progress, extra)
     uses = Counter(it.path for _, s, i in matched for it in (*s, *i))
     report.shared_files = sum(1 for n in uses.values() if n > 1)
-    plan = _plan_pairs(matched, val_fraction, seed, pairs_per_image, pairs_per_sound, max_pairs_per_concept,
-                       min_split_items, report)
+    plan, side = _plan_pairs(matched, val_fraction, seed, pairs_per_image, pairs_per_sound, max_pairs_per_concept,
+                             min_split_items, report)
     used_sounds = list({s.path: s for split in plan for _, _, s in plan[split]}.values())
     report.used_sounds = len(used_sounds)
     report.used_images = len({i.path for split in plan for _, i, _ in plan[split]})
     starts = _choose_windows(used_sounds, windows, durations, audio_config or AudioConfig(), progress)
     _write_lists(plan, starts, Path(out_dir), report)
+    _write_sounds(matched, side, Path(out_dir), report)
     return report
 
 
@@ -759,8 +768,12 @@ def _drop_undecodable(matched: _Matched, durations: dict[Path, float], report: C
 
 
 def _plan_pairs(matched: _Matched, val_fraction: float, seed: int, pairs_per_image: int, pairs_per_sound: int,
-                max_pairs_per_concept: int, min_split_items: int, report: CatalogReport) -> _Plan:
-    """Split each concept's files into train and validation (by file), then pair within each side."""
+                max_pairs_per_concept: int, min_split_items: int, report: CatalogReport
+                ) -> tuple[_Plan, dict[Path, str]]:
+    """Split each concept's files into train and validation (by file), then pair within each side.
+
+    Returns:
+        ``(plan, side)``: the pairs per split, and the split (``"train"``/``"val"``) of every file assigned one."""
     side: dict[Path, str] = {}
     val_cap = max(1, int(round(max_pairs_per_concept * val_fraction / (1 - val_fraction)))) if val_fraction else 0
     caps = {"train": max_pairs_per_concept, "val": val_cap}
@@ -790,7 +803,7 @@ def _plan_pairs(matched: _Matched, val_fraction: float, seed: int, pairs_per_ima
             setattr(st, f"{split}_images", len({i for i, _ in pairs}))
             setattr(st, f"{split}_sounds", len({j for _, j in pairs}))
             setattr(st, f"{split}_pairs", len(pairs))
-    return plan
+    return plan, side
 
 
 def _choose_windows(used_sounds: Sequence[MediaFile], windows: int, durations: dict[Path, float],
@@ -810,6 +823,19 @@ def _choose_windows(used_sounds: Sequence[MediaFile], windows: int, durations: d
         if (k + 1) % 20 == 0 or k + 1 == len(used_sounds):
             progress("choose windows", k + 1, len(used_sounds))
     return starts
+
+
+def _write_sounds(matched: _Matched, side: dict[Path, str], out_dir: Path, report: CatalogReport) -> None:
+    """Write :data:`SOUNDS_LIST`: each matched sound not on the validation side, once, with its first concept."""
+    rows: dict[Path, str] = {}
+    for rule, snd, _ in matched:
+        for s in snd:
+            if side.get(s.path) != "val":
+                rows.setdefault(s.path, rule.concept)
+    path = out_dir / SOUNDS_LIST
+    write_sound_list(path, list(rows.items()))
+    report.lists["sounds"] = str(path)
+    report.labelled_sounds = len(rows)
 
 
 def _write_lists(plan: _Plan, starts: dict[Path, list[float | None]], out_dir: Path, report: CatalogReport) -> None:

@@ -58,12 +58,14 @@ DEFAULT_LOSO_MODELS: tuple[str, ...] = ("pt-effnet-aisfx-bridge",)
 #: Training recipes per model configuration (keyword arguments of ``train.loop.train_model``, the names of
 #: ``soundlib train``'s options): what ``soundlib loso --model NAME`` trains with unless the command line gives
 #: the option. The default model's is ``tools/train_default.sh``'s (soundlib/models/default.pt); the paper's m5
-#: and m1 are trained from scratch, shrunk to minutes on a CPU as in that script.
+#: and m1 are trained from scratch, shrunk to minutes on a CPU as in that script. ``"bridge_sounds": "catalog"``
+#: fits the concept bridge on each fold's own labelled training sounds (``train.loso.FOLD_SOUNDS``; the script
+#: passes ``--bridge-sounds WORK/catalog/catalog_sounds.csv``).
 RECIPES: dict[str, dict[str, object]] = {
     "pt-effnet-aisfx-infonce": {"lr": 0.01, "temperature": 0.1, "batch": 128, "epochs": 40, "patience": 10,
                                 "windows": 3, "seed": 1},
     "pt-effnet-aisfx-bridge": {"lr": 0.01, "temperature": 0.1, "batch": 128, "epochs": 6, "patience": 6,
-                               "windows": 3, "seed": 1},
+                               "windows": 3, "seed": 1, "bridge_sounds": "catalog"},
     "m5-attention-linear-infonce": {"width": 0.25, "image_size": 96, "epochs": 4, "patience": 4, "windows": 3},
     "m1-baseline-linear-bce": {"width": 0.25, "image_size": 96, "epochs": 4, "patience": 4, "windows": 3},
 }

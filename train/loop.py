@@ -33,9 +33,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from encoders.atomic import atomic_write
+from encoders.hashing import file_sha256
 from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn, null_progress
-from train.bridge import fit_bridge_on_list, with_bridge_columns
+from train.bridge import fit_bridge_on_list, read_bridge_sounds, with_bridge_columns
 from train.defaults import (DEFAULT_EPOCHS, DEFAULT_PATIENCE, DEFAULT_PLATEAU_PATIENCE, DEFAULT_PRECISION,
                             DEFAULT_PRELOAD_MB, DEFAULT_WEIGHT_DECAY, DEFAULT_WINDOWS, DEFAULT_WORKERS)
 from train.epoch import make_optimizer, make_scheduler, train_epoch
@@ -133,6 +134,7 @@ def train_model(
     progress: ProgressFn | None = None,
     roots: Any = None,
     norm_stats: str | os.PathLike | None = None,
+    bridge_sounds: str | os.PathLike | None = None,
 ) -> TrainReport:
     """Train one of the registered models on pair lists, validating every epoch.
 
@@ -170,6 +172,10 @@ def train_model(
         norm_stats: a mean/variance ``.npy`` (the reference code's ``vggsound_train_mean_var.npy``) used as the
             model's log-mel band statistics instead of computing them on the train clips (paper models only;
             :mod:`soundlib.norm_stats`).
+        bridge_sounds: a sound list (``audio,category``, e.g. ``soundlib catalog``'s ``catalog_sounds.csv``) whose
+            sounds the concept bridge's sound classifier is fitted on besides the training pairs' sounds (bridged
+            configurations only): it needs labelled sounds, not pairs. Each file counts once, with up to
+            ``windows`` of its loudest windows.
 
     Returns:
         A :class:`TrainReport`.
@@ -203,7 +209,9 @@ def train_model(
     out.mkdir(parents=True, exist_ok=True)
     train, vals = load_lists(train_list, val_list, roots)
     contrastive = bool(config.contrastive)
-    config, table = with_bridge_columns(config, train.categories)  # the concept bridge's columns, if any
+    extra_sounds = read_bridge_sounds(bridge_sounds, config) if bridge_sounds is not None else []
+    # the concept bridge's columns, if any
+    config, table = with_bridge_columns(config, [*train.categories, *(c for _, c in extra_sounds)])
 
     # setup: the model, its cached inputs, the settings a resume must match
     model = build_model(config, seed=seed)
@@ -212,7 +220,8 @@ def train_model(
                        workers, preload_mb, progress)
     train_windows, train_feats = inputs.clips(train, "train")
     if table is not None:  # fitted once, before the heads train (validation scores the bridged embedding)
-        fit_bridge_on_list(model, train, train_windows, train_feats, table)
+        fit_bridge_on_list(model, train, train_windows, train_feats, table,
+                           inputs.sound_files(extra_sounds, train, "bridge sounds"))
     val_inputs = [inputs.clips(v, f"val {i + 1}" if len(vals) > 1 else "val") for i, v in enumerate(vals)]
     train_frames = inputs.frames(train, "train")
     val_frames = [inputs.frames(v, f"val {i + 1}" if len(vals) > 1 else "val") for i, v in enumerate(vals)]
@@ -223,7 +232,8 @@ def train_model(
                 "train_sha256": prov.train["sha256"], "val_sha256": prov.val_sha256, "epochs": int(epochs),
                 "patience": int(patience), "plateau_patience": int(plateau_patience), "windows": int(windows),
                 "temperature": float(config.temperature), "weight_decay": float(weight_decay),
-                "norm_stats": str(norm_stats) if norm_stats is not None else None}
+                "norm_stats": str(norm_stats) if norm_stats is not None else None,
+                "bridge_sounds_sha256": file_sha256(bridge_sounds) if bridge_sounds is not None else None}
 
     # state: a fresh run, or the interrupted one restored
     if precision == "bf16" and not inputs.pretrained:

@@ -28,7 +28,8 @@ A fold's lists (:func:`build_fold`), in ``OUT/<fold>/``
       with the held-out sources' files left out (its ``keep``), plus GCompris's sounds and pictures with their
       reviewed concepts when the fold does not hold GCompris out (its ``extra``). With nothing held out this is
       exactly ``soundlib catalog``'s pairs. The catalog's own validation split (training sources only) chooses
-      the checkpoint; the test never does.
+      the checkpoint; the test never does. ``train/catalog_sounds.csv``: the catalog's labelled sounds of the
+      training sources (paired or not), which a recipe with ``bridge_sounds="catalog"`` fits the concept bridge on.
     - ``test.csv``: the queries. For the root sources: the held-out pictures of every concept (map order) that
       also has held-out sounds, each picture once (at most ``queries_per_concept`` per concept, a seeded choice),
       paired round-robin with the held-out sounds of its concept (seeded order); ``category`` = the concept, the
@@ -50,7 +51,6 @@ Runs (:func:`run_loso`), in ``OUT/<fold>/<model>/``
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import random
@@ -62,7 +62,7 @@ from typing import Any, Sequence
 from encoders.atomic import atomic_write
 from soundlib.config import DEFAULT_KS
 from soundlib.errors import ListError, SoundlibError
-from soundlib.lists import read_list, read_records, write_list
+from soundlib.lists import read_candidates, read_list, read_records, write_list, write_sound_list
 from soundlib.media import media_kind
 from soundlib.progress import ProgressFn, null_progress
 from train.catalog import (CatalogReport, LabelledFile, MediaFile, build_catalog, match_files, read_category_map,
@@ -83,6 +83,8 @@ SOURCE_SEPARATOR = ";"
 TEST_LIST, CANDIDATES_LIST, FOLD_FILE, RESULT_FILE = "test.csv", "candidates.csv", "fold.json", "result.json"
 #: Training options that do not change what a run learns: a finished run made with other values is reused.
 RUNTIME_OPTIONS: tuple[str, ...] = ("threads", "workers", "cache_dir")
+#: A recipe's ``bridge_sounds`` value that stands for each fold's own ``train/catalog_sounds.csv``.
+FOLD_SOUNDS = "catalog"
 #: The two modalities, as :mod:`train.catalog` names them.
 MODALITIES: tuple[str, ...] = ("image", "sound")
 
@@ -437,6 +439,7 @@ class FoldLists(_Record):
         fold: the fold's name.
         pictures, sounds: its held-out sources.
         train, val, test, candidates: the lists' paths.
+        bridge_sounds: the training catalog's sound list (:data:`train.catalog.SOUNDS_LIST`).
         train_pairs, val_pairs: pairs of the training catalog's two lists.
         queries: rows of the test list (pictures queried).
         candidates_count: sounds ranked for each query (the test's sounds and the other held-out sounds).
@@ -453,6 +456,7 @@ class FoldLists(_Record):
     val: str
     test: str
     candidates: str
+    bridge_sounds: str = ""
     train_pairs: int = 0
     val_pairs: int = 0
     queries: int = 0
@@ -467,13 +471,6 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
-
-def _write_candidates(path: Path, rows: Sequence[tuple[Path, str]]) -> None:
-    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["audio", "category"])
-        for audio, category in rows:
-            w.writerow([str(audio), category])
 
 
 def build_fold(
@@ -544,10 +541,11 @@ def build_fold(
     _check_held_out(cat, held_paths)
     test, cand_path = folder / TEST_LIST, folder / CANDIDATES_LIST
     write_list(test, rows)
-    _write_candidates(cand_path, cands)
+    write_sound_list(cand_path, cands)
     lists = FoldLists(
         fold=fold.name, pictures=list(fold.pictures), sounds=list(fold.sounds),
         train=cat.lists["train"], val=cat.lists["val"], test=str(test), candidates=str(cand_path),
+        bridge_sounds=cat.lists["sounds"],
         train_pairs=cat.pairs("train"), val_pairs=cat.pairs("val"), queries=len(rows),
         candidates_count=len({a for a, _ in cands} | {Path(str(r["audio"])) for r in rows}),
         test_concepts=concepts, held_out_files=counts, skipped=[list(s) for s in skipped],
@@ -617,12 +615,14 @@ def _gcompris_test(g: GcomprisSet) -> tuple[list[dict[str, Any]], list[tuple[Pat
 
 
 def _check_held_out(cat: CatalogReport, held: set[Path]) -> None:
-    """Refuse training lists that name a held-out file (a guard over the ``keep`` filter)."""
-    for path in cat.lists.values():
-        for row in read_list(path, check_files=False).rows:
-            for p in (row.frame, row.audio):
-                if p in held:
-                    raise SoundlibError(f"held-out file in a training list: {p}", path)
+    """Refuse training lists (the pairs and the bridge's sound list) that name a held-out file (a guard over the
+    ``keep`` filter)."""
+    for split, path in cat.lists.items():
+        files = ([c.audio for c in read_candidates(path, check_files=False).rows] if split == "sounds" else
+                 [p for row in read_list(path, check_files=False).rows for p in (row.frame, row.audio)])
+        for p in files:
+            if p in held:
+                raise SoundlibError(f"held-out file in a training list: {p}", path)
 
 
 # --- runs --------------------------------------------------------------------------------------------------------
@@ -777,7 +777,8 @@ def _fold_lists(fold: Fold, media: LosoMedia, out_dir: Path, map_csv: str | Path
             old = FoldLists.from_dict(json.loads(marker.read_text(encoding="utf-8")))
         except (ValueError, TypeError) as e:
             raise SoundlibError(f"unreadable ({e}); remove it to rebuild the fold", str(marker)) from None
-        if old.spec == spec and all(Path(p).is_file() for p in (old.train, old.val, old.test, old.candidates)):
+        if old.spec == spec and old.bridge_sounds and all(
+                Path(p).is_file() for p in (old.train, old.val, old.test, old.candidates, old.bridge_sounds)):
             return old, True
         runs = [p for p in folder.iterdir() if (p / "last_state.pt").exists() or (p / RESULT_FILE).exists()]
         if runs:
@@ -887,6 +888,8 @@ def _run_one(fold: Fold, lists: FoldLists, rec: Recipe, run_dir: Path, out: Path
                                 str(run_dir))
         return done, True
     options = dict(rec.options)
+    if options.get("bridge_sounds") == FOLD_SOUNDS:  # the fold's own labelled training sounds
+        options["bridge_sounds"] = lists.bridge_sounds
     if not options.get("cache_dir"):
         options["cache_dir"] = out / ".cache"
     tr = train_model([lists.train], [lists.val], rec.model, run_dir, resume=True, progress=progress, **options)

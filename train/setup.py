@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from soundlib.errors import SoundlibError
 from soundlib.progress import ProgressFn
@@ -103,6 +103,19 @@ class RunInputs:
 
         w = clip_windows(self.audio, data.clips, self.windows, self.progress, task=f"audio {task}")
         return w, torch.from_numpy(w.features)
+
+    def sound_files(self, sounds: Sequence[tuple[Path, str]], data: PairData, task: str
+                    ) -> tuple[list[str], Any]:
+        """``(categories, features)`` of the cached windows (up to ``windows`` loudest per file) of the labelled
+        ``sounds`` that are not already clips of ``data`` (each file counts once); one category per window."""
+        from train.features import clip_windows
+
+        have = {Path(p).resolve() for p, _ in data.clips}
+        todo = [(Path(p), c) for p, c in dict((Path(p).resolve(), c) for p, c in sounds).items() if p not in have]
+        if not todo:
+            return [], None
+        w = clip_windows(self.audio, [(p, None) for p, _ in todo], self.windows, self.progress, task=f"audio {task}")
+        return [todo[c][1] for c in w.window_clip], w.features
 
     def frames(self, data: PairData, task: str) -> Any:
         """The list's frames: a store of their cached backbone features, or of the decoded frames."""

@@ -25,7 +25,7 @@ STATE_FORMAT = "soundlib-train-state"
 STATE_VERSION = 1
 #: Settings that must match for ``--resume`` to continue a run.
 RESUME_KEYS = ("model", "width", "image_size", "batch", "lr", "seed", "precision", "train_sha256", "val_sha256",
-               "windows", "temperature", "weight_decay")
+               "windows", "temperature", "weight_decay", "bridge_sounds_sha256")
 
 
 @dataclass
