@@ -19,7 +19,7 @@ HNSW creation setting (``--configs``; default: the shipped ``StoreConfig``):
 Goal: ``SoundStore.search`` >= 5x faster than exact numpy at recall@10 >= 0.99 (offset queries: pictures) at 1M.
 
 Run: ``.venv/bin/python bench/scale.py [--quick] [--windows N] [--configs default,m16] [--skip-server]
-[--work DIR]`` -> ``bench/results/scale.json``. The stores are built once and cached in ``--work`` (default
+[--work DIR] [--name NAME]`` -> ``bench/results/scale.json`` (``NAME.json``). The stores are built once and cached in ``--work`` (default
 ``bench/.cache/scale-N``; ~3 GB per store at 1M): delete it when done. A full run takes ~1-2 h here (building
 1M windows is most of it).
 """
@@ -153,7 +153,7 @@ def free_port() -> int:
 
 def store_config(config: str) -> Any:
     """The :class:`StoreConfig` of a named creation setting (``default``: the shipped one)."""
-    from encoders.config import StoreConfig
+    from soundlib.config import StoreConfig
 
     m, efc = CONFIGS[config]
     cfg = StoreConfig()
@@ -330,7 +330,7 @@ def bench_target(res: Result, kind: str, config: str, work: Path, lib_dir: Path,
     finally:
         if server is not None:
             server.stop()
-    from encoders.config import StoreConfig
+    from soundlib.config import StoreConfig
 
     set_ef_back = StoreConfig().hnsw_ef_search
     if server is None:
@@ -375,6 +375,8 @@ def main() -> None:
     p.add_argument("--skip-server", action="store_true", help="only the embedded store")
     p.add_argument("--skip-embedded", action="store_true", help="only the server")
     p.add_argument("--work", default="", help="where the stores are built (default bench/.cache/scale-N)")
+    p.add_argument("--name", default="scale",
+                   help="result name: bench/results/NAME.json (e.g. scale-m48 for a run of other settings)")
     args = p.parse_args()
     n_windows = args.windows or (50_000 if args.quick else 1_000_000)
     breadths = tuple(int(x) for x in args.ef.split(",")) if args.ef else \
@@ -383,7 +385,7 @@ def main() -> None:
     work = Path(args.work) if args.work else CACHE_DIR / f"scale-{n_windows}"
     work.mkdir(parents=True, exist_ok=True)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    res = Result("scale", args.quick, params={"windows": n_windows, "configs": configs, "ef_search": breadths,
+    res = Result(args.name, args.quick, params={"windows": n_windows, "configs": configs, "ef_search": breadths,
                                               "recall_queries": n_queries, "latency_queries_per_set": n_latency,
                                               "k": 10, "vectors": "synthetic clustered unit vectors (bench/query.py)"})
     lib_dir = library_files(work, n_windows)
