@@ -25,6 +25,7 @@ mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 MEDIA=$WORK/media          # get-debian-media.sh: videos, wesnoth/scratch/lmms sounds, scratch sprites
 MEDIA2=$WORK/media2        # get-debian-sfx-extra.sh: ~1,630 game sound effects by category, animal images
+INSTR=$WORK/instruments    # tools/get-instruments.sh: real instrument recordings by concept (FluidR3_GM soundfont)
 REAL=$WORK/real            # prepare: 1-fps frames + 48 kHz audio + train/val/test.csv (split by video)
 CATALOG=$WORK/catalog      # catalog pairs: catalog_train.csv, catalog_val.csv
 RUNS=$WORK/runs
@@ -34,6 +35,7 @@ mkdir -p "$RUNS"
 echo "== 1/6 fetch media (Debian packages)"
 bash "$SHARED/get-debian-media.sh" "$MEDIA"
 bash "$SHARED/get-debian-sfx-extra.sh" "$MEDIA2"
+bash "$REPO/tools/get-instruments.sh" "$INSTR"
 
 echo "== 2/6 prepare video pairs"
 # exit code 1 = some videos had no audio track and were skipped (reported): not an error here
@@ -41,7 +43,7 @@ echo "== 2/6 prepare video pairs"
 
 echo "== 3/6 catalog pairs"
 "$SOUNDLIB" catalog --map "$REPO/data/catalog/category_map.csv" \
-  --sounds "$MEDIA/sfx" --sounds "$MEDIA2/sfx" \
+  --sounds "$MEDIA/sfx" --sounds "$MEDIA2/sfx" --sounds "$INSTR/sfx" \
   --images "$SHARED/imagenet-samples" --images "$SHARED/cifar10-train" --images "$MEDIA/images" \
   --images "$MEDIA2/images" --out "$CATALOG" --json > "$CATALOG.json"
 
