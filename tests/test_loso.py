@@ -378,3 +378,18 @@ def test_a_bridged_recipe_fits_each_folds_bridge_on_its_own_labelled_sounds(mini
     assert state["settings"]["bridge_sounds_sha256"] == file_sha256(lists.bridge_sounds)
     held = {p.resolve() for src in ("farm", "city") for p in (mini["sfx"] / src).rglob("*.wav")}
     assert not {c.audio for c in read_candidates(lists.bridge_sounds).rows} & held
+
+
+def test_a_fold_of_an_older_soundlib_with_runs_is_refused_by_name(mini: dict[str, Path], media: LosoMedia,
+                                                                  tmp_path: Path) -> None:
+    """A fold folder written before the bridge's sound list existed (fold.json without it) is not silently reused."""
+    fold = _fold(mini, "gcompris")
+    build_fold(fold, media, tmp_path, map_csv=mini["map"])
+    marker = tmp_path / "gcompris" / "fold.json"
+    doc = json.loads(marker.read_text())
+    del doc["bridge_sounds"]
+    marker.write_text(json.dumps(doc))
+    (tmp_path / "gcompris" / "m1-baseline-linear-bce").mkdir()
+    (tmp_path / "gcompris" / "m1-baseline-linear-bce" / "result.json").write_text("{}")
+    with pytest.raises(LosoOutputError, match="misses some of its lists .*catalog_sounds.csv.*use another --out"):
+        run_loso([fold], media, tmp_path, [recipe("m1-baseline-linear-bce")], map_csv=mini["map"])

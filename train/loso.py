@@ -783,8 +783,10 @@ def _fold_lists(fold: Fold, media: LosoMedia, out_dir: Path, map_csv: str | Path
         runs = [p for p in folder.iterdir() if (p / "last_state.pt").exists() or (p / RESULT_FILE).exists()]
         if runs:
             changed = sorted(k for k in set(spec) | set(old.spec) if spec.get(k) != old.spec.get(k))
-            raise LosoOutputError(f"fold {fold.name!r} was built from other settings ({', '.join(changed)}) and has "
-                                "runs; use another --out", str(folder))
+            why = (f"was built from other settings ({', '.join(changed)})" if changed else
+                   "misses some of its lists (an older soundlib wrote no train/catalog_sounds.csv, or a list was "
+                   "deleted)")
+            raise LosoOutputError(f"fold {fold.name!r} {why} and has runs; use another --out", str(folder))
     return build_fold(fold, media, out_dir, map_csv, seed, per_concept, check_files, progress), False
 
 
