@@ -4,15 +4,17 @@ patterns for its sounds (rendering itself needs Debian's fluidsynth and the soun
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
 
 from soundlib.concepts import load_concepts
-from soundlib.errors import ListError
+from soundlib.errors import ListError, SoundlibError
+from tests.conftest import tone, write_audio
 from train.defaults import DEFAULT_MAP
-from train.instruments import (DRUM_CHANNEL, SOURCE, TICKS_PER_QUARTER, TICKS_PER_SECOND, _vlq, clips_for,
-                               midi_bytes, read_programs)
+from train.instruments import (DRUM_CHANNEL, SOURCE, TICKS_PER_QUARTER, TICKS_PER_SECOND, _vlq, check_soundfont,
+                               clips_for, midi_bytes, read_programs)
 
 
 def _read_vlq(data: bytes, i: int) -> tuple[int, int]:
@@ -106,4 +108,19 @@ def test_bad_table_rows_are_one_line_naming_the_row(tmp_path: Path, line: str, r
     p.write_text("concept,kind,gm,low,high,notes\npiano,melodic,0,48,84,ok\n" + line + "\n")
     with pytest.raises(ListError, match=reason) as e:
         read_programs(p)
-    assert "t.csv" in str(e.value) and "3" in str(e.value)
+    assert re.search(r"t\.csv:3\b", str(e.value))
+
+
+def test_a_missing_table_and_a_file_that_is_no_soundfont_are_one_line(tmp_path: Path) -> None:
+    """fluidsynth renders silence from a missing or wrong soundfont and exits 0: the renderer checks it first."""
+    with pytest.raises(ListError, match="list file not found"):
+        read_programs(tmp_path / "nope.csv")
+    with pytest.raises(SoundlibError, match="cannot read the soundfont") as e:
+        check_soundfont(tmp_path / "nope.sf2")
+    assert "nope.sf2" in str(e.value)
+    wav = write_audio(tmp_path / "a.wav", tone(440.0, 0.2, 16_000), 16_000)
+    with pytest.raises(SoundlibError, match="not a SoundFont 2 file"):
+        check_soundfont(wav)
+    sf2 = tmp_path / "ok.sf2"
+    sf2.write_bytes(b"RIFF" + (4).to_bytes(4, "little") + b"sfbk")
+    assert check_soundfont(sf2) == sf2

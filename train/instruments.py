@@ -20,7 +20,6 @@ MIDI program numbers, 0-127; ``drums``: ``gm`` holds General MIDI percussion key
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import struct
 import subprocess
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from soundlib.errors import ListError, SoundlibError
+from soundlib.lists import read_records
 
 #: The shipped table of instruments by concept.
 DEFAULT_PROGRAMS = Path(__file__).resolve().parent.parent / "data" / "instruments" / "gm_programs.csv"
@@ -59,30 +59,25 @@ def read_programs(path: str | Path = DEFAULT_PROGRAMS) -> list[InstrumentRow]:
     """Read the table.
 
     Raises:
-        ListError: a missing column, an unknown kind, a number out of range (one line naming the row).
+        ListError: the file is missing or unreadable, a column is missing, an unknown kind, a number out of range
+            (one line naming the file and the row).
     """
-    path = Path(path)
     rows = []
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"concept", "kind", "gm", "low", "high"} - set(reader.fieldnames or [])
-        if missing:
-            raise ListError(f"missing column(s) {', '.join(sorted(missing))}", str(path))
-        for i, r in enumerate(reader, start=2):
-            try:
-                gm = tuple(int(x) for x in r["gm"].split(";") if x.strip())
-                low, high = int(r["low"]), int(r["high"])
-            except ValueError:
-                raise ListError("gm, low and high must be integers", str(path), i) from None
-            kind = r["kind"].strip()
-            if kind not in ("melodic", "drums"):
-                raise ListError(f"kind must be melodic or drums, got {kind!r}", str(path), i)
-            lo, hi = (0, 127) if kind == "melodic" else (35, 81)
-            if not gm or any(not lo <= g <= hi for g in gm):
-                raise ListError(f"gm must list numbers in {lo}..{hi} for {kind}", str(path), i)
-            if kind == "melodic" and not 0 <= low < low + 12 <= high <= 127:
-                raise ListError("low..high must span at least an octave inside 0..127", str(path), i)
-            rows.append(InstrumentRow(r["concept"].strip(), kind, gm, low, high, i))
+    for i, r in read_records(path, ("concept", "kind", "gm", "low", "high")):
+        try:
+            gm = tuple(int(x) for x in r["gm"].split(";") if x.strip())
+            low, high = int(r["low"]), int(r["high"])
+        except ValueError:
+            raise ListError("gm, low and high must be integers", str(path), i) from None
+        kind = r["kind"]
+        if kind not in ("melodic", "drums"):
+            raise ListError(f"kind must be melodic or drums, got {kind!r}", str(path), i)
+        lo, hi = (0, 127) if kind == "melodic" else (35, 81)
+        if not gm or any(not lo <= g <= hi for g in gm):
+            raise ListError(f"gm must list numbers in {lo}..{hi} for {kind}", str(path), i)
+        if kind == "melodic" and not 0 <= low < low + 12 <= high <= 127:
+            raise ListError("low..high must span at least an octave inside 0..127", str(path), i)
+        rows.append(InstrumentRow(r["concept"], kind, gm, low, high, i))
     return rows
 
 
@@ -185,12 +180,33 @@ def clips_for(row: InstrumentRow, seed: int = 0) -> dict[str, bytes]:
 
 # --- rendering ---------------------------------------------------------------------------------------------------
 
+def check_soundfont(sf2: str | Path) -> Path:
+    """``sf2`` if it is a SoundFont 2 file (``RIFF....sfbk``); fluidsynth itself renders silence from a missing or
+    wrong file and exits 0.
+
+    Raises:
+        SoundlibError: missing, unreadable or not a SoundFont (one line naming the file).
+    """
+    path = Path(sf2)
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        raise SoundlibError(f"cannot read the soundfont ({e.strerror or e})", str(path)) from None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+        raise SoundlibError("not a SoundFont 2 file (no RIFF sfbk header)", str(path))
+    return path
+
+
 def render(sf2: Path, midi: bytes, out: Path, fluidsynth: str = "fluidsynth") -> None:
     """Render MIDI bytes to a 16-bit WAV at :data:`RENDER_RATE` with ``fluidsynth`` (written atomically).
 
     Raises:
-        SoundlibError: fluidsynth is missing or fails (one line naming the output file).
+        SoundlibError: fluidsynth is missing, fails or renders silence (one line naming the output file).
     """
+    import numpy as np
+    import soundfile as sf
+
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         mid, wav = Path(tmp) / "clip.mid", Path(tmp) / "clip.wav"
@@ -204,6 +220,8 @@ def render(sf2: Path, midi: bytes, out: Path, fluidsynth: str = "fluidsynth") ->
         except subprocess.CalledProcessError as e:
             raise SoundlibError(f"fluidsynth failed: {e.stderr.decode(errors='replace').strip()[:200]}",
                                 str(out)) from None
+        if not wav.exists() or not np.any(sf.read(wav, dtype="int16")[0]):
+            raise SoundlibError("fluidsynth rendered no sound (the soundfont lacks this instrument?)", str(out))
         wav.replace(out)
 
 
@@ -212,12 +230,14 @@ def render_all(sf2: str | Path, dest: str | Path, table: str | Path = DEFAULT_PR
     """Render every clip of the table to ``dest/sfx/fluidr3/<concept>/<stem>.wav``; existing files are kept
     (idempotent, resumable). Returns the number of files the folder holds for the table."""
     root = Path(dest) / "sfx" / SOURCE
+    rows = read_programs(table)
+    sf2 = check_soundfont(sf2)
     n = 0
-    for row in read_programs(table):
+    for row in rows:
         for stem, midi in clips_for(row, seed).items():
             path = root / row.concept / f"{stem}.wav"
             if not path.exists():
-                render(Path(sf2), midi, path, fluidsynth)
+                render(sf2, midi, path, fluidsynth)
             n += 1
     return n
 
