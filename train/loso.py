@@ -472,7 +472,6 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-
 def build_fold(
     fold: Fold,
     media: LosoMedia,

@@ -111,7 +111,8 @@ class RunInputs:
         from train.features import clip_windows
 
         have = {Path(p).resolve() for p, _ in data.clips}
-        todo = [(Path(p), c) for p, c in dict((Path(p).resolve(), c) for p, c in sounds).items() if p not in have]
+        by_file = {Path(p).resolve(): c for p, c in sounds}  # a file listed twice counts once (its last category)
+        todo = [(p, c) for p, c in by_file.items() if p not in have]
         if not todo:
             return [], None
         w = clip_windows(self.audio, [(p, None) for p, _ in todo], self.windows, self.progress, task=f"audio {task}")
