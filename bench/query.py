@@ -211,13 +211,19 @@ def _ms(xs: list[float]) -> list[float]:
 
 def query_sets(lib: Library, n: int) -> dict[str, np.ndarray]:
     """The three query sets (see the module docstring), ``n`` queries each, the same in every process."""
+    return query_sets_and_offset(lib, n)[0]
+
+
+def query_sets_and_offset(lib: Library, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`query_sets` and the ``(1, D)`` unit direction of the "offset" set's constant offset."""
     rng = np.random.default_rng(123)
     files = rng.integers(0, lib.n_files, n)
     q_lib = _spread(lib.file_centres[files], WINDOW_SPREAD, rng)
     dim = lib.vectors.shape[1]
-    q_gap = _unit(q_lib + GAP * _unit(rng.standard_normal((1, dim))))
+    direction = _unit(rng.standard_normal((1, dim)))
+    q_gap = _unit(q_lib + GAP * direction)
     q_uni = _unit(rng.standard_normal((n, dim)))
-    return {"library-like": q_lib, "offset": q_gap, "uniform": q_uni}
+    return {"library-like": q_lib, "offset": q_gap, "uniform": q_uni}, direction
 
 
 def main() -> None:
