@@ -1,9 +1,12 @@
 """The concept bridge: what the frozen classifiers already know, as part of the retrieval embedding.
 
-A picture's concept probabilities come from EfficientNet-Lite0's ImageNet softmax summed over each concept's
+A picture's concept probabilities come from EfficientNet-Lite0's ImageNet softmax pooled over each concept's
 classes (``class_concept``: the concept index of each of the 1,000 classes, ``-1`` for none; the table is built
-from WordNet by ``tools/build_concepts.py`` and read by :mod:`soundlib.concepts`; the mass of classes in no concept
-is dropped). A sound's concept probabilities come from a linear classifier (softmax regression) over aisfx's 512-d
+from WordNet by ``tools/build_concepts.py`` and read by :mod:`soundlib.concepts`; classes in no concept are
+dropped): the probability of the concept's most probable class (``picture_pool="max"``, the bridged default) or
+the sum over its classes (``"sum"``, checkpoints saved before the choice existed). The sum favours concepts of
+many classes: dog holds ImageNet's 118 breeds, so a drawing the classifier is unsure of (a pig, an owl) collects
+more dog mass than anything else. A sound's concept probabilities come from a linear classifier (softmax regression) over aisfx's 512-d
 embedding and the log-probabilities of its 9 sound-library classifiers (:class:`~encoders.backbones.AisfxHeads`),
 standardised; it is fitted on the training sounds' categories (``train/bridge.py``), never by gradient descent
 with the heads.
@@ -31,6 +34,7 @@ class ConceptBridge(nn.Module):
     Args:
         n_concepts: ``C``, the number of concept columns.
         sound_features: size ``F`` of the sound classifier's input (512 + 378 for aisfx).
+        picture_pool: ``"max"`` (a concept's most probable ImageNet class) or ``"sum"`` (all its classes).
 
     Buffers (filled by :meth:`set_classes` and :meth:`set_sound_classifier`; zeros until then):
         class_concept: ``(1000,)`` int64 concept column of each ImageNet class, ``-1`` for none.
@@ -38,9 +42,12 @@ class ConceptBridge(nn.Module):
         sound_weight, sound_bias: ``(F, C)`` and ``(C,)`` of the softmax regression.
     """
 
-    def __init__(self, n_concepts: int, sound_features: int) -> None:
+    def __init__(self, n_concepts: int, sound_features: int, picture_pool: str = "sum") -> None:
         super().__init__()
+        if picture_pool not in ("sum", "max"):
+            raise ValueError(f"picture_pool must be 'sum' or 'max', got {picture_pool!r}")
         self.n_concepts = int(n_concepts)
+        self.picture_pool = picture_pool
         self.register_buffer("class_concept", torch.full((IMAGENET_CLASSES,), -1, dtype=torch.int64))
         self.register_buffer("sound_mean", torch.zeros(sound_features))
         self.register_buffer("sound_std", torch.ones(sound_features))
@@ -66,11 +73,15 @@ class ConceptBridge(nn.Module):
         self.sound_bias.copy_(torch.as_tensor(bias).float())
 
     def image_probs(self, logits: Tensor) -> Tensor:
-        """``(B, 1000)`` ImageNet logits -> ``(B, C)`` concept probabilities (each row sums to the mass of the
-        classes that have a concept, at most 1)."""
+        """``(B, 1000)`` ImageNet logits -> ``(B, C)`` concept scores in [0, 1]: per concept, the softmax
+        probability of its most probable class (``"max"``) or the sum over its classes (``"sum"``: each row then
+        sums to the mass of the classes that have a concept, at most 1). A concept without classes scores 0."""
         p = torch.softmax(logits.float(), dim=1)
         keep = self.class_concept >= 0
         out = p.new_zeros(p.shape[0], self.n_concepts)
+        if self.picture_pool == "max":
+            index = self.class_concept[keep].expand(p.shape[0], -1)
+            return out.scatter_reduce_(1, index, p[:, keep], reduce="amax", include_self=True)
         return out.index_add_(1, self.class_concept[keep], p[:, keep])
 
     def sound_logits(self, x: Tensor) -> Tensor:

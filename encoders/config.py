@@ -89,6 +89,11 @@ class ModelConfig:
             product is ``(1 - w) * heads cosine + w * concept cosine``. ``0`` = no bridge.
         concepts: the bridge's concept names (its embedding columns), filled by training from the concept table
             and the training lists' categories; empty without a bridge.
+        bridge_picture_pool: how the bridge turns a picture's ImageNet probabilities into a concept's: ``"sum"``
+            over the concept's classes, or ``"max"``, its most probable class. The sum lets a concept of many
+            classes collect the spread-out mass of any uncertain picture (dog has ImageNet's 118 breeds, so drawn
+            pigs and owls read as dogs); the max does not. ``"sum"`` is the default so that checkpoints saved
+            before the field existed keep their behaviour; the bridged registry configuration uses ``"max"``.
     """
 
     name: str
@@ -112,6 +117,7 @@ class ModelConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
     bridge_weight: float = 0.0
     concepts: tuple[str, ...] = ()
+    bridge_picture_pool: str = "sum"
 
     @property
     def contrastive(self) -> bool:

@@ -186,8 +186,8 @@ class PretrainedAVModel(TwoTower, nn.Module):
         self.audio = PretrainedEncoder(audio_layout(self.spec), self.spec.head_dim, d, compat, self.spec.dropout)
         self._init_shared(config)
         # the concept bridge (encoders/bridge.py): active with a weight and at least one concept column
-        self.bridge = ConceptBridge(len(config.concepts), AisfxSpec().global_channels + AISFX_HEAD_OUTPUTS) \
-            if config.bridge_weight > 0 and config.concepts else None
+        self.bridge = ConceptBridge(len(config.concepts), AisfxSpec().global_channels + AISFX_HEAD_OUTPUTS,
+                                    config.bridge_picture_pool) if config.bridge_weight > 0 and config.concepts else None
         self.inference_bf16 = bf16_supported()
         self.__dict__["_frontend"] = None  # AisfxFrontend, built on first use (imports librosa); not a child
 
@@ -238,7 +238,7 @@ class PretrainedAVModel(TwoTower, nn.Module):
             return torch.cat([g, aisfx_heads()(g)], dim=1)
 
     def image_concepts(self, feats: Tensor) -> Tensor:
-        """Packed image features -> ``(B, C)`` concept probabilities of the bridge (ImageNet softmax summed)."""
+        """Packed image features -> ``(B, C)`` concept scores of the bridge (ImageNet softmax pooled per concept)."""
         _, g = unpack(torch.as_tensor(feats).float(), image_layout(self.spec))
         with torch.no_grad(), torch.autocast("cpu", enabled=False):  # fp32 even inside the bf16 inference
             return self.bridge.image_probs(effnet_lite0()._fc(g))

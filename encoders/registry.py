@@ -45,6 +45,7 @@ MODELS: dict[str, ModelConfig] = {}
 PROJECTORS = ("linear", "nonlinear")
 LOSSES = ("bce", "margin", "infonce", "ntxent")
 COMPATIBILITIES = ("add", "dot")  # same as encoders.attention.COMPATIBILITIES (kept here: no torch import)
+PICTURE_POOLS = ("sum", "max")  # encoders.bridge.ConceptBridge's picture side (kept here: no torch import)
 
 
 def register_model(config: ModelConfig, replace: bool = False) -> None:
@@ -80,10 +81,12 @@ register_model(dataclasses.replace(
     _PAPER, name="pt-effnet-aisfx-infonce", family="pretrained", attention=True, compatibility="dot",
     projector="linear", loss="infonce", batch_size=128, lr=0.01))
 # The same heads plus the concept bridge (issue 12; encoders/bridge.py): what EfficientNet's ImageNet classifier
-# knows about a picture, summed into concepts, against a sound -> concept classifier fitted on the training sounds.
-# The weight 0.7 and the temperature 0.1 were chosen on leave-one-source-out folds (soundlib/models/README.md).
+# knows about a picture, pooled into concepts (each concept's most probable class), against a sound -> concept
+# classifier fitted on the training sounds. The weight 0.7, the temperature 0.1 and the max pooling were chosen on
+# leave-one-source-out folds (soundlib/models/README.md).
 register_model(dataclasses.replace(
-    MODELS["pt-effnet-aisfx-infonce"], name="pt-effnet-aisfx-bridge", temperature=0.1, bridge_weight=0.7))
+    MODELS["pt-effnet-aisfx-infonce"], name="pt-effnet-aisfx-bridge", temperature=0.1, bridge_weight=0.7,
+    bridge_picture_pool="max"))
 
 
 def model_names() -> tuple[str, ...]:
@@ -128,6 +131,8 @@ def validate_config(config: ModelConfig) -> ModelConfig:
         raise bad(f"lr must be > 0, got {config.lr}")
     if not 0.0 <= config.bridge_weight < 1.0:
         raise bad(f"bridge_weight must be in [0, 1), got {config.bridge_weight}")
+    if config.bridge_picture_pool not in PICTURE_POOLS:
+        raise bad(f"bridge_picture_pool must be one of {', '.join(PICTURE_POOLS)}, got {config.bridge_picture_pool!r}")
     if config.bridge_weight > 0 and config.family == "paper":
         raise bad("a concept bridge needs the pretrained family's ImageNet classifier (family 'pretrained')")
     if len(set(c.lower() for c in config.concepts)) != len(config.concepts):

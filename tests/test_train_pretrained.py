@@ -10,6 +10,7 @@ only the small heads train, on one thread.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -339,6 +340,41 @@ def test_bridge_image_side_sums_the_imagenet_softmax_into_concepts() -> None:
     bv, ba = blend(v, c1, 0.7), blend(a, c2, 0.7)
     cos_c = (torch.nn.functional.normalize(c1, dim=1) * torch.nn.functional.normalize(c2, dim=1)).sum(1)
     assert torch.allclose((bv * ba).sum(1), 0.3 * (v * a).sum(1) + 0.7 * cos_c, atol=1e-6)
+
+
+def test_bridge_max_pool_scores_a_concept_by_its_best_class_not_by_its_class_count() -> None:
+    """A picture the classifier is unsure of: 0.3 on one class of concept 1, ~0.5 spread over 50 classes of concept
+    0 (a many-class concept such as dog). The sum names concept 0; the max names concept 1."""
+    from encoders.bridge import ConceptBridge
+
+    cc = torch.full((1000,), -1, dtype=torch.int64)
+    cc[:50], cc[100] = 0, 1
+    p = torch.full((1, 1000), 0.2 / 949)
+    p[0, :50], p[0, 100] = 0.01, 0.3
+    logits = p.log()
+    summed, best = ConceptBridge(2, 5, "sum"), ConceptBridge(2, 5, "max")
+    summed.set_classes(cc)
+    best.set_classes(cc)
+    s, m = summed.image_probs(logits), best.image_probs(logits)
+    assert s[0].argmax() == 0 and torch.allclose(s[0], torch.tensor([0.5, 0.3]), atol=1e-5)
+    assert m[0].argmax() == 1 and torch.allclose(m[0], torch.tensor([0.01, 0.3]), atol=1e-5)
+    with pytest.raises(ValueError, match="picture_pool"):
+        ConceptBridge(2, 5, "mean")
+
+
+def test_bridge_picture_pool_config_default_registry_and_validation() -> None:
+    from encoders.config import ModelConfig
+    from encoders.errors import ConfigError
+    from encoders.registry import get_config, validate_config
+
+    assert get_config("pt-effnet-aisfx-bridge").bridge_picture_pool == "max"
+    # a checkpoint saved before the field existed has no key: it keeps the sum it was evaluated with
+    old = get_config("pt-effnet-aisfx-bridge").to_dict()
+    del old["bridge_picture_pool"]
+    assert ModelConfig.from_dict(old).bridge_picture_pool == "sum"
+    bad = dataclasses.replace(get_config("pt-effnet-aisfx-bridge"), bridge_picture_pool="mean")
+    with pytest.raises(ConfigError, match="bridge_picture_pool must be one of sum, max"):
+        validate_config(bad)
 
 
 def test_softmax_regression_fits_separable_classes_and_refuses_one() -> None:
