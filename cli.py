@@ -381,7 +381,7 @@ def loso(sound_roots, image_roots, gcompris_dir, folds_csv, fold_names, out, mod
     """
     import sys
 
-    from soundlib.cli_tables import loso_comparison, loso_remarks, loso_table
+    from soundlib.cli_tables import loso_comparison, loso_concepts_table, loso_remarks, loso_table
     from soundlib.clikit import EXIT_PARTIAL, fail, print_json, rich_progress, stderr_console, stdout_console
     from soundlib.metrics import parse_ks
     from train.loso import LosoMedia, read_folds, recipe, run_loso, select_folds
@@ -408,6 +408,9 @@ def loso(sound_roots, image_roots, gcompris_dir, folds_csv, fold_names, out, mod
             con = Console(soft_wrap=False, width=150)
         for r in report.recipes:
             con.print(loso_table(report, r.model))
+            named = loso_concepts_table(report, r.model)
+            if named is not None:
+                con.print(named)
         if len(report.recipes) > 1:
             con.print(loso_comparison(report))
     if report.failed:

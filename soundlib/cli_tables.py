@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["retrieval_table", "correlation_table", "catalog_table", "catalog_summary", "catalog_remarks",
            "gcompris_table", "gcompris_summary", "gcompris_remarks",
-           "drawings_summary", "drawings_remarks", "loso_table", "loso_comparison", "loso_remarks"]
+           "drawings_summary", "drawings_remarks", "loso_table", "loso_concepts_table", "loso_comparison",
+           "loso_remarks"]
 
 
 def _pct(x: float | None) -> str:
@@ -50,6 +51,14 @@ def retrieval_table(report: EvalReport) -> Any:
         table.add_row(f"chance@{k}", *[cell(m.scores.chance[k]) for m in report.models], style="dim")
     table.add_section()
     table.add_row("MRR", *[f"{m.scores.mrr:.3f}" for m in report.models])
+    if any(m.concepts is not None for m in report.models):  # bridged models: which side names the concept
+        table.add_section()
+        for label, part, count in (("concept right: pictures", "pictures", "pictures_counted"),
+                                   ("concept right: sound windows", "sound_windows", "windows_counted"),
+                                   ("concept right: sound files", "sound_files", "files_counted")):
+            table.add_row(label, *["" if m.concepts is None else
+                                   f"{_pct(getattr(m.concepts, part))} % of {getattr(m.concepts, count)}"
+                                   for m in report.models])
     return table
 
 
@@ -203,6 +212,30 @@ def loso_table(report: LosoReport, model: str) -> Any:
                   *(f"[bold]{_sc(mean['topk'][k])}[/bold]" for k in ks), f"{mean['mrr']:.3f}",
                   _sc(mean["chance"][kmax]), "", "")
         t.add_row("chance", "", "", *(_sc(mean["chance"][k]) for k in ks), "", "", "", "", style="dim")
+    return t
+
+
+def loso_concepts_table(report: LosoReport, model: str) -> Any:
+    """A Rich table of which side of ``model``'s concept bridge names the right concept, per fold and the mean
+    (% of the held-out pictures, sound windows and sound files whose category is a concept column); ``None`` for a
+    model without a bridge (or results written before it was measured)."""
+    from rich.table import Table
+
+    res = [r for r in report.model_results(model) if r.concept_accuracy]
+    if not res:
+        return None
+    parts = (("pictures", "pictures_counted"), ("sound_windows", "windows_counted"), ("sound_files", "files_counted"))
+    t = Table(title=f"{model}: right concept named, % (of those counted)")
+    t.add_column("fold", no_wrap=True)
+    for c in ("pictures", "sound windows", "sound files"):
+        t.add_column(c, justify="right", no_wrap=True)
+    for r in res:
+        d = r.concept_accuracy or {}
+        t.add_row(r.fold, *(f"{_pct(d.get(part))} of {d.get(count, 0)}" for part, count in parts))
+    mean = (report.mean(model) or {}).get("concept_accuracy")
+    if mean:
+        t.add_section()
+        t.add_row(f"[bold]mean ({len(res)} folds)[/bold]", *(f"[bold]{_pct(mean.get(p))}[/bold]" for p, _ in parts))
     return t
 
 

@@ -378,6 +378,23 @@ def test_a_bridged_recipe_fits_each_folds_bridge_on_its_own_labelled_sounds(mini
     assert state["settings"]["bridge_sounds_sha256"] == file_sha256(lists.bridge_sounds)
     held = {p.resolve() for src in ("farm", "city") for p in (mini["sfx"] / src).rglob("*.wav")}
     assert not {c.audio for c in read_candidates(lists.bridge_sounds).rows} & held
+    # both sides' concept accuracy is measured, kept in result.json and averaged (one fold: the mean is the fold)
+    named = report.results[0].concept_accuracy
+    assert named is not None and named["pictures_counted"] == lists.queries and named["files_counted"] > 0
+    assert all(0.0 <= named[k] <= 1.0 for k in ("pictures", "sound_windows", "sound_files"))
+    stored = json.loads((tmp_path / fold.name / "pt-effnet-aisfx-bridge" / "result.json").read_text())
+    assert stored["concept_accuracy"] == named
+    assert report.mean("pt-effnet-aisfx-bridge")["concept_accuracy"] == {
+        k: named[k] for k in ("pictures", "sound_windows", "sound_files")}
+    from rich.console import Console
+
+    from soundlib.cli_tables import loso_concepts_table
+
+    con = Console(record=True, width=200)
+    con.print(loso_concepts_table(report, "pt-effnet-aisfx-bridge"))
+    text = con.export_text()
+    assert "right concept named" in text
+    assert f"{100 * named['sound_windows']:.1f} of {named['windows_counted']}" in text
 
 
 def test_a_fold_of_an_older_soundlib_with_runs_is_refused_by_name(mini: dict[str, Path], media: LosoMedia,

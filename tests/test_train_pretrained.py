@@ -428,3 +428,52 @@ def test_bridge_sounds_teach_the_sound_classifier_concepts_no_pair_has(run, data
         train_model([data["cat_train"]], [data["cat_val"]], "pt-effnet-aisfx-bridge", base / "bad", epochs=1,
                     cache_dir=base / "cache", bridge_sounds=bad)
     assert "bad_sounds.csv" in str(e.value)
+
+
+def test_concept_accuracy_counts_what_each_side_names(bridge_run) -> None:
+    """Crafted embeddings through the real blend: a picture naming its concept, one naming another, one naming
+    nothing, one whose category is no column; sounds right per window and per file mean."""
+    from encoders.bridge import blend
+    from encoders.checkpoint import load_checkpoint
+    from soundlib.evaluation.concepts import concept_accuracy
+
+    model, _ = load_checkpoint(bridge_run.best_path)
+    cols = model.config.concepts
+    n, w = len(cols), model.config.bridge_weight
+    heads = torch.nn.functional.normalize(torch.randn(4, model.config.embed_dim), dim=1)
+
+    def onehot(*weights: tuple[str, float]) -> torch.Tensor:
+        c = torch.zeros(n)
+        for name, x in weights:
+            c[cols.index(name)] = x
+        return c
+
+    pics = blend(heads, torch.stack([onehot(("low", 0.9)), onehot(("high", 0.6), ("low", 0.3)), torch.zeros(n),
+                                     onehot(("mid", 1.0))]), w).numpy()
+    got = concept_accuracy(model, pics, ["low", "low", "mid", "no such concept"], [
+        (blend(heads[:3], torch.stack([onehot(("mid", 1.0)), onehot(("mid", 0.8)), onehot(("high", 0.9))]),
+               w).numpy(), "mid"),  # 2 of 3 windows right; the file's mean names mid
+        (blend(heads[:2], torch.stack([onehot(("low", 1.0)), onehot(("high", 1.0))]), w).numpy(), "MID "),
+        (blend(heads[:1], onehot(("low", 1.0))[None], w).numpy(), None),  # no category: not counted
+    ])
+    assert got is not None
+    assert (got.pictures, got.pictures_counted) == (pytest.approx(1 / 3), 3)
+    assert (got.sound_windows, got.windows_counted) == (pytest.approx(2 / 5), 5)
+    assert (got.sound_files, got.files_counted) == (pytest.approx(1 / 2), 2)
+
+
+def test_eval_reports_concept_accuracy_of_bridged_models_only(run, bridge_run, data: dict[str, Path]) -> None:
+    from soundlib.evaluation.retrieval import evaluate_list
+
+    rep = evaluate_list(data["cat_val"], [str(bridge_run.best_path), str(run[0].best_path)], [1, 5])
+    bridged, heads_only = rep.models
+    named = bridged.concepts
+    assert named is not None and heads_only.concepts is None
+    # 6 pictures and 3 sounds of the tones' categories; the sound classifier was fitted on these pitches
+    assert (named.pictures_counted, named.files_counted, named.windows_counted) == (6, 3, 12)
+    assert named.sound_files == 1.0 and named.sound_windows == 1.0
+    # no ImageNet class belongs to "low", "mid" or "high": the picture side can never name them
+    assert named.pictures == 0.0
+    doc = rep.to_json()
+    assert doc["models"][0]["concept_accuracy"]["sound_files"] == 1.0
+    assert "concept_accuracy" not in doc["models"][1]

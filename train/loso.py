@@ -677,6 +677,9 @@ class FoldResult(_Record):
         skipped: test rows or candidates that could not be scored.
         run_dir: the run folder.
         options: the recipe's options that change what is learnt.
+        concept_accuracy: for a model with a concept bridge, how often each side names the right concept
+            (:class:`soundlib.evaluation.concepts.ConceptAccuracy` as a dict); ``None`` otherwise (and in results
+            written before it was measured).
     """
 
     fold: str
@@ -693,6 +696,7 @@ class FoldResult(_Record):
     skipped: int = 0
     run_dir: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    concept_accuracy: dict[str, Any] | None = None
 
 
 @dataclass
@@ -725,7 +729,9 @@ class LosoReport:
 
     def mean(self, model: str) -> dict[str, Any] | None:
         """The mean over the folds of ``model``'s figures (each fold counts once): ``{"folds", "topk", "chance",
-        "mrr", "queries", "candidates"}``; ``None`` without results."""
+        "mrr", "queries", "candidates", "concept_accuracy"}`` (the last ``None`` unless every fold measured it:
+        then the mean share of pictures, sound windows and sound files that name their concept); ``None`` without
+        results."""
         res = self.model_results(model)
         if not res:
             return None
@@ -741,6 +747,9 @@ class LosoReport:
         out["mrr"] = sum(r.mrr for r in res) / len(res)
         out["queries"] = sum(r.queries for r in res) / len(res)
         out["candidates"] = sum(r.candidates for r in res) / len(res)
+        named = [r.concept_accuracy for r in res]
+        out["concept_accuracy"] = None if not all(named) else {
+            part: avg([d.get(part) for d in named if d]) for part in ("pictures", "sound_windows", "sound_files")}
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -906,6 +915,7 @@ def _run_one(fold: Fold, lists: FoldLists, rec: Recipe, run_dir: Path, out: Path
         chance={str(k): {"sample": s, "category": c} for k, (s, c) in sc.chance.items()},
         mrr=sc.mrr, best_epoch=tr.best_epoch, epochs_run=tr.epochs_run,
         val_top10=tr.best_top10 if math.isfinite(tr.best_top10) else None, train_rows=tr.train_rows,
-        skipped=len(ev.problems), run_dir=str(run_dir), options=wanted)
+        skipped=len(ev.problems), run_dir=str(run_dir), options=wanted,
+        concept_accuracy=None if ev.models[0].concepts is None else ev.models[0].concepts.to_json())
     _write_json(result_path, result.to_dict())
     return result, False

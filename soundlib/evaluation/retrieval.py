@@ -34,6 +34,7 @@ from encoders.config import AudioConfig
 from soundlib import metrics as M
 from soundlib.config import DEFAULT_FILE_SCORE, DEFAULT_KS
 from soundlib.errors import SoundlibError
+from soundlib.evaluation.concepts import ConceptAccuracy, concept_accuracy
 from soundlib.evaluation.inputs import (Clip, ListData, Problem, check_file_score, embed_list, load_models,
                                         model_labels, relative)
 from soundlib.evaluation.scoring import RetrievalScores, score_vectors
@@ -46,12 +47,14 @@ __all__ = ["ModelResult", "EvalReport", "evaluate_list", "chroma_ranking"]
 
 @dataclass
 class ModelResult:
-    """One model's retrieval figures and its per-query recommendations (for ``--out``)."""
+    """One model's retrieval figures and its per-query recommendations (for ``--out``); for a model with a concept
+    bridge, how often each side names the right concept (:mod:`soundlib.evaluation.concepts`)."""
 
     model: str
     checkpoint: str
     scores: RetrievalScores
     recommendations: dict[str, dict[str, Any]]
+    concepts: ConceptAccuracy | None = None
 
 
 @dataclass
@@ -81,11 +84,18 @@ class EvalReport:
             "list": self.list_path,
             "queries": self.queries,
             "candidates": self.candidates,
-            "models": [m.scores.to_json(m.model) for m in self.models],
+            "models": [self._model_json(m) for m in self.models],
         }
         if self.candidates_path is not None:  # --candidates: which file, and how many of the candidates it added
             doc["candidates_list"] = self.candidates_path
             doc["extra_candidates"] = self.extra_candidates
+        return doc
+
+    @staticmethod
+    def _model_json(m: ModelResult) -> dict[str, Any]:
+        doc = m.scores.to_json(m.model)
+        if m.concepts is not None:  # bridged models only: the other models' documents keep their keys
+            doc["concept_accuracy"] = m.concepts.to_json()
         return doc
 
     def recommendations_json(self) -> dict[str, Any]:
@@ -214,7 +224,9 @@ def evaluate_list(
         scores = score_vectors(qv, query_samples, query_cats, cand, v_samples, v_cats, ks,
                                ranked=ranked, ranked_distances=ranked_dist)
         recs = _recommendations(data, ok_rows, scores, hit_meta, base)
-        results.append(ModelResult(label, spec or str(lm.info.path), scores, recs))
+        sounds = {ci: (emb.clips[m][ci][1], cat) for ci, _, cat in entries}  # each sound file once
+        named = concept_accuracy(lm.model, qv, query_cats, list(sounds.values()))
+        results.append(ModelResult(label, spec or str(lm.info.path), scores, recs, named))
     n_cand = results[0].scores.n_candidates
     return EvalReport(str(list_path), ks, len(ok_rows), n_cand, len(ok_clips), n_rows, results, problems,
                       file_score, extra_candidates=n_extra, candidates_path=cand_path)
