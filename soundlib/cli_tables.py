@@ -225,7 +225,7 @@ def loso_concepts_table(report: LosoReport, model: str) -> Any:
     if not res:
         return None
     parts = (("pictures", "pictures_counted"), ("sound_windows", "windows_counted"), ("sound_files", "files_counted"))
-    t = Table(title=f"{model}: right concept named, % (of those counted)")
+    t = Table(title=f"{model}: right concept named, %")
     t.add_column("fold", no_wrap=True)
     for c in ("pictures", "sound windows", "sound files"):
         t.add_column(c, justify="right", no_wrap=True)
