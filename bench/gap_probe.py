@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from common import CACHE_DIR, Result, parser
-from query import COLLECTION, GAP, WINDOW_SPREAD, _spread, _unit, query_sets_and_offset, recall
+from query import (COLLECTION, GAP, WINDOW_SPREAD, _spread, _unit, first_distinct, query_sets_and_offset,
+                   recall)
 from scale import Server, exact_wants, free_port, load_library, set_ef
 
 N_QUERIES = 200
@@ -43,14 +44,7 @@ def probe_recall(store, q: np.ndarray, probe: np.ndarray, k: int = 10) -> list[l
     for j in range(len(q)):
         e = np.asarray(res["embeddings"][j], dtype=np.float32)
         order = np.argsort(((e - q[j]) ** 2).sum(1), kind="stable")
-        seen: list[int] = []
-        for i in order:
-            f = file_of[res["ids"][j][i]]
-            if f not in seen:
-                seen.append(f)
-                if len(seen) == k:
-                    break
-        out.append(seen)
+        out.append(first_distinct((file_of[res["ids"][j][i]] for i in order), k))
     return out
 
 

@@ -39,7 +39,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -159,15 +159,19 @@ def exact_top_files(lib: Library, q: np.ndarray, k: int) -> list[list[int]]:
     for row in sims:
         cand = np.argpartition(-row, m - 1)[:m]
         cand = cand[np.argsort(-row[cand], kind="stable")]
-        seen: list[int] = []
-        for i in cand:
-            f = int(lib.file_of[i])
-            if f not in seen:
-                seen.append(f)
-                if len(seen) == k:
-                    break
-        out.append(seen)
+        out.append(first_distinct((int(lib.file_of[i]) for i in cand), k))
     return out
+
+
+def first_distinct(files: Iterable[int], k: int) -> list[int]:
+    """The first ``k`` distinct values of ``files`` (windows' files, best window first), in order."""
+    seen: list[int] = []
+    for f in files:
+        if f not in seen:
+            seen.append(f)
+            if len(seen) == k:
+                break
+    return seen
 
 
 def _exact_mean_distance(lib: Library, q: np.ndarray, files: list[int]) -> float:
