@@ -477,3 +477,11 @@ def test_eval_reports_concept_accuracy_of_bridged_models_only(run, bridge_run, d
     doc = rep.to_json()
     assert doc["models"][0]["concept_accuracy"]["sound_files"] == 1.0
     assert "concept_accuracy" not in doc["models"][1]
+    from rich.console import Console
+
+    from soundlib.cli_tables import retrieval_table
+
+    con = Console(record=True, width=200)
+    con.print(retrieval_table(rep))
+    text = con.export_text()
+    assert "concept right: pictures" in text and "0.0 % of 6" in text and "100.0 % of 12" in text
