@@ -224,7 +224,7 @@ def evaluate_list(
         scores = score_vectors(qv, query_samples, query_cats, cand, v_samples, v_cats, ks,
                                ranked=ranked, ranked_distances=ranked_dist)
         recs = _recommendations(data, ok_rows, scores, hit_meta, base)
-        sounds = {ci: (emb.clips[m][ci][1], cat) for ci, _, cat in entries}  # each sound file once
+        sounds = {ci: (emb.clips[m][ci][1], cat) for ci, _, cat in entries}  # each sound (clip) once
         named = concept_accuracy(lm.model, qv, query_cats, list(sounds.values()))
         results.append(ModelResult(label, spec or str(lm.info.path), scores, recs, named))
     n_cand = results[0].scores.n_candidates
