@@ -6,10 +6,10 @@ from WordNet by ``tools/build_concepts.py`` and read by :mod:`soundlib.concepts`
 dropped): the probability of the concept's most probable class (``picture_pool="max"``, the bridged default) or
 the sum over its classes (``"sum"``, checkpoints saved before the choice existed). The sum favours concepts of
 many classes: dog holds ImageNet's 118 breeds, so a drawing the classifier is unsure of (a pig, an owl) collects
-more dog mass than anything else. A sound's concept probabilities come from a linear classifier (softmax regression) over aisfx's 512-d
-embedding and the log-probabilities of its 9 sound-library classifiers (:class:`~encoders.backbones.AisfxHeads`),
-standardised; it is fitted on the training sounds' categories (``train/bridge.py``), never by gradient descent
-with the heads.
+more dog mass than anything else. A sound's concept probabilities come from a linear classifier (softmax
+regression) over aisfx's 512-d embedding and the log-probabilities of its 9 sound-library classifiers
+(:class:`~encoders.backbones.AisfxHeads`), standardised; it is fitted on the training sounds' categories
+(``train/bridge.py``), never by gradient descent with the heads.
 
 Both are L2-normalised into the same ``C`` columns (concepts only sounds have, such as ``magic``, are columns the
 picture side leaves at 0), and the model's embedding becomes ``[sqrt(1 - w) * heads, sqrt(w) * concepts]`` (``w`` =
@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from encoders.config import PICTURE_POOLS
 
 #: ImageNet-1k classes of EfficientNet-Lite0's classifier.
 IMAGENET_CLASSES = 1000
@@ -44,8 +46,8 @@ class ConceptBridge(nn.Module):
 
     def __init__(self, n_concepts: int, sound_features: int, picture_pool: str = "sum") -> None:
         super().__init__()
-        if picture_pool not in ("sum", "max"):
-            raise ValueError(f"picture_pool must be 'sum' or 'max', got {picture_pool!r}")
+        if picture_pool not in PICTURE_POOLS:
+            raise ValueError(f"picture_pool must be one of {', '.join(PICTURE_POOLS)}, got {picture_pool!r}")
         self.n_concepts = int(n_concepts)
         self.picture_pool = picture_pool
         self.register_buffer("class_concept", torch.full((IMAGENET_CLASSES,), -1, dtype=torch.int64))

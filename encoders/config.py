@@ -59,6 +59,10 @@ class ImageConfig:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+#: How the concept bridge pools a picture's ImageNet probabilities per concept (``ModelConfig.bridge_picture_pool``).
+PICTURE_POOLS: tuple[str, ...] = ("sum", "max")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """One named model configuration (see :mod:`encoders.registry`).

@@ -186,8 +186,10 @@ class PretrainedAVModel(TwoTower, nn.Module):
         self.audio = PretrainedEncoder(audio_layout(self.spec), self.spec.head_dim, d, compat, self.spec.dropout)
         self._init_shared(config)
         # the concept bridge (encoders/bridge.py): active with a weight and at least one concept column
-        self.bridge = ConceptBridge(len(config.concepts), AisfxSpec().global_channels + AISFX_HEAD_OUTPUTS,
-                                    config.bridge_picture_pool) if config.bridge_weight > 0 and config.concepts else None
+        self.bridge = None
+        if config.bridge_weight > 0 and config.concepts:
+            self.bridge = ConceptBridge(len(config.concepts), AisfxSpec().global_channels + AISFX_HEAD_OUTPUTS,
+                                        config.bridge_picture_pool)
         self.inference_bf16 = bf16_supported()
         self.__dict__["_frontend"] = None  # AisfxFrontend, built on first use (imports librosa); not a child
 

@@ -25,7 +25,7 @@ import dataclasses
 import importlib
 from typing import TYPE_CHECKING, Any, Callable
 
-from encoders.config import ModelConfig
+from encoders.config import PICTURE_POOLS, ModelConfig
 from encoders.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ MODELS: dict[str, ModelConfig] = {}
 PROJECTORS = ("linear", "nonlinear")
 LOSSES = ("bce", "margin", "infonce", "ntxent")
 COMPATIBILITIES = ("add", "dot")  # same as encoders.attention.COMPATIBILITIES (kept here: no torch import)
-PICTURE_POOLS = ("sum", "max")  # encoders.bridge.ConceptBridge's picture side (kept here: no torch import)
 
 
 def register_model(config: ModelConfig, replace: bool = False) -> None:

@@ -10,7 +10,7 @@ before the heads train, so validation scores the bridged embedding the checkpoin
 What it learns from: the training pairs' sounds, plus (``soundlib train --bridge-sounds``) a sound list of every
 labelled sound of the training sources, paired or not (``soundlib catalog``'s ``catalog_sounds.csv``). The pairs
 leave out a concept's sounds beyond its pair cap and every sound of a concept whose pictures are missing; on
-leave-one-source-out folds, fitting on the whole list raised the mean top-10 from 31.9 / 54.1 to 35.2 / 59.6 %
+leave-one-source-out folds, fitting on the whole list raised the mean top-10 from 31.9 / 54.1 to 35.1 / 60.2 %
 (sample / category), most where a held-out picture source took many concepts' pictures with it.
 """
 
