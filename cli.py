@@ -434,17 +434,21 @@ def loso(sound_roots, image_roots, gcompris_dir, folds_csv, fold_names, out, mod
                    "collection was built with, else auto. Changing it rewrites metadata only (no embedding).")
 @click.option("--no-metadata", is_flag=True,
               help="Do not read embedded tags (BWF bext, iXML, RIFF INFO, ID3, Vorbis, MP4) nor measure loudness.")
+@click.option("--no-names", is_flag=True,
+              help="Embed the audio alone: do not mix the concepts a file's name and folders name (dog, rain, "
+                   "piano...) into its vector. Files stored under the other choice are embedded again.")
 @model_option
 @store_options
 @json_option
 @debug_option
 @handle_errors
-def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, no_metadata, model_spec, db,
-           chroma_url, collection, as_json, debug):
+def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, no_metadata, no_names, model_spec,
+           db, chroma_url, collection, as_json, debug):
     """Embed every sound file under FOLDERS into a persistent Chroma collection.
 
     A sound's category follows --category-from; its embedded description, keywords, title, artist, library,
-    channels, peak (dBFS) and loudness (LUFS) are stored with it. Incremental: unchanged files are not decoded
+    channels, peak (dBFS) and loudness (LUFS) are stored with it. With the default (bridged) model, the concepts
+    its name and folders name (Dog_Bark_03.wav: dog) count for half of its concept part, the audio for the rest. Incremental: unchanged files are not decoded
     again, changed files are replaced as a whole. Files that cannot be read are listed; exit code 1 if any
     (a file whose tags cannot be read is still ingested, with a warning). Ctrl-C stops after the batch in flight
     (what is complete is kept; run again to finish).
@@ -473,7 +477,7 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
             with graceful_interrupt() as stop, rich_progress(enabled=not as_json) as progress:
                 report = run_ingest(folders, loaded, store, max_windows=max_windows, prune=prune,
                                     progress=progress, batch_size=batch_size, stop=stop,
-                                    category_from=category_from, metadata=not no_metadata)
+                                    category_from=category_from, metadata=not no_metadata, names=not no_names)
 
     from soundlib.clikit import print_skipped
 

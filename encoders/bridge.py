@@ -99,3 +99,29 @@ def blend(heads: Tensor, concepts: Tensor, weight: float) -> Tensor:
     """``[sqrt(1 - w) * heads, sqrt(w) * unit(concepts)]``: ``(B, D)`` unit heads + ``(B, C)`` probabilities ->
     ``(B, D + C)``; a picture with no concept mass keeps a zero concept part."""
     return torch.cat([heads * (1.0 - weight) ** 0.5, F.normalize(concepts.float(), dim=1) * weight ** 0.5], dim=1)
+
+
+def mix_concepts(emb: Tensor, concepts: Tensor, embed_dim: int, weight: float, share: float) -> Tensor:
+    """Bridged embeddings with their concept part moved towards other concept evidence (e.g. the concepts a sound's
+    file name names).
+
+    Args:
+        emb: ``(B, embed_dim + C)`` unit embeddings made by :func:`blend` with bridge weight ``weight``.
+        concepts: ``(C,)`` non-negative evidence for one item (all its rows); all zero leaves ``emb`` unchanged.
+        embed_dim: size of the heads' part.
+        weight: the model's bridge weight ``w``.
+        share: how much of the concept part the evidence gets, in ``[0, 1]``: the part becomes
+            ``unit((1 - share) * unit(part) + share * unit(concepts))``.
+
+    Returns:
+        ``(B, embed_dim + C)``: the heads' part as given, the concept part mixed and still of norm ``sqrt(w)``, so
+        rows stay unit vectors.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    extra = torch.as_tensor(concepts, dtype=torch.float32).reshape(1, -1)
+    if float(extra.abs().sum()) == 0.0 or share == 0.0:
+        return emb
+    part = F.normalize(emb[:, embed_dim:].float(), dim=1)
+    mixed = F.normalize((1.0 - share) * part + share * F.normalize(extra, dim=1), dim=1)
+    return torch.cat([emb[:, :embed_dim].float(), mixed * weight ** 0.5], dim=1)

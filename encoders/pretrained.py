@@ -57,7 +57,7 @@ from encoders.backbones import (
     pack,
     unpack,
 )
-from encoders.bridge import ConceptBridge, blend
+from encoders.bridge import ConceptBridge, blend, mix_concepts
 from encoders.config import ModelConfig
 from encoders.errors import ConfigError
 from encoders.hashing import config_key
@@ -231,6 +231,13 @@ class PretrainedAVModel(TwoTower, nn.Module):
         if self.bridge is None:
             return emb
         return emb[:, :self.config.embed_dim] / (1.0 - self.config.bridge_weight) ** 0.5
+
+    def with_sound_evidence(self, emb: Tensor, concepts: Tensor, share: float) -> Tensor:
+        """Sound embeddings of one file ``(B, embed_dim)`` with their concept part mixed with other ``(C,)``
+        evidence for that file (:func:`encoders.bridge.mix_concepts`); unchanged without a bridge."""
+        if self.bridge is None:
+            return emb
+        return mix_concepts(emb, concepts, int(self.config.embed_dim), self.config.bridge_weight, share)
 
     def sound_classifier_input(self, feats: Tensor) -> Tensor:
         """Packed audio features ``(B, audio_layout.size)`` -> ``(B, 890)``: aisfx's 512-d embedding and its 9

@@ -50,6 +50,13 @@ class StoreConfig:
     wait_env: str = "SOUNDLIB_STORE_WAIT"
     candidate_factor: int = 8
 
+#: Share of a bridged sound embedding's concept part given to the concepts its file name and folders name
+#: (:mod:`soundlib.name_concepts`); the audio keeps the rest. Half: the words and the audio count equally.
+NAME_SHARE = 0.5
+#: Version of the name mixing (the words table and the rule), stored with each file's windows (``named``): files
+#: embedded under another version (or before names were mixed in) are embedded again by the next ingest.
+NAMES_VERSION = 1
+
 #: Sounds (distinct files) a query returns.
 DEFAULT_K = 10
 #: Cut-offs of ``soundlib eval`` (the paper's top-1/5/10).

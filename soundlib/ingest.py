@@ -7,7 +7,8 @@ For each audio file under the given folders (see :mod:`soundlib.scan`), compared
   only the stored ``mtime``/``mtime_ns`` are refreshed (still *unchanged*: the sound did not change);
 - **updated**: content changed (size or sha256 differ), the window layout changed (e.g. another
   ``--max-windows``), or its windows were embedded by another version of the model's audio features
-  (``audio_features_version``, e.g. a faster front end) -> re-embedded; its old windows are replaced as a whole;
+  (``audio_features_version``, e.g. a faster front end) or of the name mixing (``named``, below) -> re-embedded;
+  its old windows are replaced as a whole;
 - **skipped**: cannot be decoded (reason from :mod:`soundlib.audio`); windows stored for an earlier version of
   that file are deleted, so the library never recommends a file that no longer plays;
 - **removed** (``prune=True``): in the store under the given folders but gone from disk;
@@ -15,6 +16,10 @@ For each audio file under the given folders (see :mod:`soundlib.scan`), compared
   rewritten (no decoding, no embedding);
 - **described**: unchanged, but stored before soundlib read embedded metadata (or with ``metadata=False``) -> its
   tags are read and its windows decoded again for peak and loudness, its metadata rewritten (no embedding).
+
+With a bridged model (the default), each file's vectors get the concepts its name and folders name mixed into
+their concept part (:mod:`soundlib.name_concepts`; ``names=False`` for the audio alone). Files remember the
+version of that mixing (``named``); a file stored under another one is embedded again.
 
 Categories follow the rule ``category_from`` (:mod:`soundlib.categories`); the collection remembers the last rule
 used, which is the default of the next ingest. Embedded metadata (:mod:`soundlib.tags`) is read in the decoding
@@ -38,9 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from soundlib.categories import DEFAULT_RULE, categorize, check_rule
-from soundlib.config import INFERENCE_BATCH
+from soundlib.config import INFERENCE_BATCH, NAMES_VERSION
 from soundlib.embedding import EmbeddedFile, FailedFile, decode_file, embed_windows_batched
 from soundlib.errors import SoundlibError
+from soundlib.name_concepts import for_model as name_mixing
 from soundlib.progress import ProgressFn
 from soundlib.scan import SoundFile, file_sha256, plan_roots, scan
 from soundlib.store import (META_VERSION, FileRecord, FileVectors, SoundStore, file_key, filter_metadata,
@@ -134,7 +140,8 @@ def _expected_windows(rec: FileRecord, cfg: Any, max_windows: int) -> int:
 def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_windows: int | None = None,
            prune: bool = False, progress: ProgressFn | None = None, batch_size: int = INFERENCE_BATCH,
            stop: threading.Event | None = None, flush_seconds: float = FLUSH_SECONDS,
-           category_from: str | None = None, metadata: bool = True, workers: int | None = None) -> IngestReport:
+           category_from: str | None = None, metadata: bool = True, workers: int | None = None,
+           names: bool = True) -> IngestReport:
     """Bring the store up to date with the audio files under ``folders`` (rules in the module docstring).
 
     Args:
@@ -153,6 +160,8 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
         metadata: read embedded tags and measure loudness (``False``: faster, files stay undescribed until an
             ingest with metadata).
         workers: model workers (:func:`soundlib.embedding.embed_windows_batched`; default one per torch thread).
+        names: mix the concepts a file's name and folders name into its vectors (bridged models only;
+            :mod:`soundlib.name_concepts`). Files stored under the other choice are embedded again.
 
     Returns:
         An :class:`IngestReport`.
@@ -166,18 +175,20 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
         check_rule(category_from)
     with store.writing("ingest"):
         return _ingest_locked(list(folders), loaded_model, store, max_windows, prune, progress, batch_size, stop,
-                              flush_seconds, category_from, metadata, workers)
+                              flush_seconds, category_from, metadata, workers, names)
 
 
 def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max_windows: int | None,
                    prune: bool, progress: ProgressFn | None, batch_size: int, stop: threading.Event | None,
                    flush_seconds: float, category_from: str | None, metadata: bool,
-                   workers: int | None) -> IngestReport:
+                   workers: int | None, names: bool) -> IngestReport:
     """:func:`ingest`'s work, with the store's writer lock held."""
     t0 = time.perf_counter()
     cfg = loaded_model.model.config.audio
     version = int(getattr(loaded_model.model, "audio_features_version", 1))
     cap = cfg.max_windows if max_windows is None else int(max_windows)
+    mixing = name_mixing(loaded_model.model) if names else None
+    named = NAMES_VERSION if mixing is not None else 0
     report = IngestReport()
     plan_roots(folders)  # every argument must exist before the store is touched
     store.prepare(loaded_model)
@@ -228,7 +239,8 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
                 replace.add(fid)
             todo.append(sf)
             continue
-        current = _expected_windows(rec, cfg, cap) == rec.n_windows and rec.features == version  # same vectors
+        current = (_expected_windows(rec, cfg, cap) == rec.n_windows and rec.features == version
+                   and rec.named == named)  # the vectors it would get now
         if current and rec.size == sf.size and rec.mtime_ns == sf.mtime_ns:
             unchanged(sf, rec)
             continue
@@ -277,8 +289,10 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
                 report.warnings.append((sf.path, res.warning))
             buffer.append(FileVectors(root=sf.root, rel=sf.rel, folder=sf.folder, size=sf.size, mtime=sf.mtime,
                                       mtime_ns=sf.mtime_ns, sha256=res.sha256, duration=res.duration,
-                                      sample_rate=res.sample_rate, starts=res.starts, vectors=res.vectors,
-                                      features=version, meta=META_VERSION if metadata else 0,
+                                      sample_rate=res.sample_rate, starts=res.starts,
+                                      vectors=res.vectors if mixing is None else mixing.apply(loaded_model.model,
+                                                                                              sf.rel, res.vectors),
+                                      features=version, named=named, meta=META_VERSION if metadata else 0,
                                       **labels(sf.rel, sf.root, rule, res.info)))
             buffered += len(res.starts)
             if buffered >= limit or time.monotonic() - last_flush >= flush_seconds:

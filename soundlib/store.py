@@ -14,7 +14,9 @@ Layout of a collection:
   ``n_windows``, ``file_id`` and ``last`` (True on the window with the highest index), ``category_from`` (the
   rule that made ``category``, :mod:`soundlib.categories`), ``meta`` (version of the file facts below) and
   ``features`` (the model's ``audio_features_version`` that made the vector; absent on windows written before it
-  existed = 1);
+  existed = 1) and ``named`` (the :data:`soundlib.config.NAMES_VERSION` under which the file's name was mixed
+  into its vectors, :mod:`soundlib.name_concepts`; 0 = not mixed: a model without a concept bridge, or windows
+  written before names were mixed in);
 - on window 0 only, what describes the file (:data:`FILE_INFO_KEYS`): embedded tags (``title``, ``description``,
   ``keywords``, ``comment``, ``artist``, ``library``, ``cat_id``; :mod:`soundlib.tags`), UCS name blocks
   (``ucs_fx_name``, ``ucs_creator``, ``ucs_source``), ``channels``, ``peak_dbfs``, ``loudness_lufs``. Search results
@@ -188,6 +190,7 @@ class FileRecord(FileFacts):
     file_id: str
     n_windows: int
     features: int = 1
+    named: int = 0
 
     @classmethod
     def from_metadata(cls, m: dict[str, Any]) -> "FileRecord":
@@ -198,7 +201,8 @@ class FileRecord(FileFacts):
                    duration=float(m.get("duration", 0.0)), sample_rate=int(m.get("sample_rate", 0)),
                    n_windows=int(m.get("n_windows", 0)), category_from=str(m.get("category_from", "")),
                    meta=int(m.get("meta", 0)), levels=tuple(m.get("levels") or ()), words=tuple(m.get("words") or ()),
-                   info={k: m[k] for k in FILE_INFO_KEYS if k in m}, features=int(m.get("features", 1)))
+                   info={k: m[k] for k in FILE_INFO_KEYS if k in m}, features=int(m.get("features", 1)),
+                   named=int(m.get("named", 0)))
 
 
 @dataclass(frozen=True)
@@ -210,11 +214,13 @@ class FileVectors(FileFacts):
         starts: window start times in seconds, length ``N``.
         vectors: ``(N, D)`` float32 embeddings (L2-normalised).
         features: the model's ``audio_features_version`` that computed them.
+        named: the ``NAMES_VERSION`` their concept part was mixed with the file's name under (0: not mixed).
     """
 
     starts: Sequence[float]
     vectors: np.ndarray
     features: int = 1
+    named: int = 0
 
     @property
     def file_id(self) -> str:
@@ -231,6 +237,7 @@ class FileVectors(FileFacts):
             "mtime": float(self.mtime), "mtime_ns": int(self.mtime_ns), "size": int(self.size),
             "sample_rate": int(self.sample_rate), "window": i, "n_windows": n, "file_id": fid, "last": i == n - 1,
             "category_from": self.category_from, "meta": int(self.meta), "features": int(self.features),
+            "named": int(self.named),
         } for i, s in enumerate(self.starts)]
         if metas:
             metas[0].update(info_metadata(self.info))

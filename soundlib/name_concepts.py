@@ -1,0 +1,156 @@
+"""Concepts a sound's file name and folders name, mixed into its embedding at ingest (bridged models).
+
+A studio's library is named: ``Dog Bark Large 03.wav``, ``ANMLDog_Growl_JD.wav``, ``animals/cow/moo2.ogg``. The
+bridged model's sound classifier names the right concept for about one sound window in five from sources it never
+saw (``soundlib loso``), while the picture side names it for most photos. A name that says ``dog`` is better
+evidence than that, so ingest moves a file's concept part towards the concepts its name and folders name
+(:func:`encoders.bridge.mix_concepts`, share :data:`soundlib.config.NAME_SHARE`): half the concept part comes from
+the audio, half from the words. A name with no concept word (``take_03.wav``) changes nothing; a name with two
+(``Fire Crackling Campfire Guitar``: fire, acoustic guitar) spreads its half over them and the audio decides
+between them. Phrases are read longest first and use their words up: ``Sea Lion Bark`` names sea lion (not big cat
+by ``lion``, nor dog by ``bark``: ``bark`` is read after ``sea lion``, so it still names dog); ``Fire Engine``
+names siren, not fire.
+
+The words live in ``soundlib/data/concept_words.csv`` (``concept,words,notes``; words ``;``-separated, a word may
+be two, e.g. ``sea lion``): a reviewed table of what names a concept in English sound-library names, normalised like
+every other word in soundlib (:func:`soundlib.words.tokens`: lower case, camel case and ``_`` split, a plural ``s``
+dropped). Which words count: the folders below the ingest root and the file name without its extension (the path
+stored with the file, so the mix never goes stale: a renamed file is a new file). Embedded descriptions and keywords
+are searched (``soundlib search``, ``query --text``) but not mixed in: they can change without the file being
+embedded again.
+
+Only bridged models have a concept part; for the others :func:`for_model` returns ``None`` and nothing changes.
+Stored files remember the :data:`soundlib.config.NAMES_VERSION` their vectors were made under (``named``), so a
+library ingested before, or under another table, is embedded again by the next ingest.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from soundlib.config import NAME_SHARE
+from soundlib.errors import SoundlibError
+from soundlib.words import tokens
+
+#: The reviewed concept -> words table shipped with soundlib.
+WORDS_TABLE = Path(__file__).resolve().parent / "data" / "concept_words.csv"
+
+
+@lru_cache(maxsize=4)
+def concept_words(path: str | Path = WORDS_TABLE) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """The table as ``{concept: (phrase, ...)}``, each phrase the normalised words of one entry.
+
+    Raises:
+        SoundlibError: the table cannot be read, lacks its columns, names a concept twice, or holds an entry with
+            no word left after normalising (one line naming the file).
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not {"concept", "words"} <= set(reader.fieldnames or ()):
+                raise SoundlibError("needs the columns concept,words", str(path))
+            table: dict[str, tuple[tuple[str, ...], ...]] = {}
+            for line, row in enumerate(reader, start=2):
+                concept = (row["concept"] or "").strip().lower()
+                if not concept or concept in table:
+                    raise SoundlibError(f"line {line}: empty or repeated concept {concept!r}", str(path))
+                phrases = []
+                for entry in (row["words"] or "").split(";"):
+                    phrase = tuple(tokens(entry))
+                    if entry.strip() and not phrase:
+                        raise SoundlibError(f"line {line}: {entry!r} has no word soundlib keeps", str(path))
+                    if phrase:
+                        phrases.append(phrase)
+                table[concept] = tuple(phrases)
+    except OSError as e:
+        raise SoundlibError(f"cannot read ({e.strerror or e})", str(path)) from e
+    return table
+
+
+def path_words(rel: str) -> list[str]:
+    """The normalised words of a stored path (folders below the root, then the name without its extension)."""
+    parts = PurePosixPath(rel.replace("\\", "/")).parts
+    out: list[str] = []
+    for i, part in enumerate(parts):
+        out += tokens(PurePosixPath(part).stem if i == len(parts) - 1 else part)
+    return out
+
+
+def _named_columns(words: Sequence[str], phrases: Sequence[Sequence[tuple[str, ...]]]) -> set[int]:
+    """Columns named in ``words``, read left to right taking the longest phrase that starts at each word; the words
+    of a phrase are used up (``sea lion`` names sea lion, not also big cat by ``lion``)."""
+    by_phrase: dict[tuple[str, ...], set[int]] = {}
+    for col, ps in enumerate(phrases):
+        for p in ps:
+            by_phrase.setdefault(p, set()).add(col)
+    longest = max((len(p) for p in by_phrase), default=0)
+    out: set[int] = set()
+    i = 0
+    while i < len(words):
+        for n in range(min(longest, len(words) - i), 0, -1):
+            cols = by_phrase.get(tuple(words[i:i + n]))
+            if cols:
+                out |= cols
+                i += n
+                break
+        else:
+            i += 1
+    return out
+
+
+@dataclass(frozen=True)
+class NameConcepts:
+    """The concept columns of one bridged model, with the words that name each.
+
+    Attributes:
+        concepts: the model's concept columns, in order (``config.concepts``).
+        phrases: per column, the phrases naming it (empty for a column the table does not list).
+        share: the share of the concept part the name gets (:data:`soundlib.config.NAME_SHARE`).
+    """
+
+    concepts: tuple[str, ...]
+    phrases: tuple[tuple[tuple[str, ...], ...], ...]
+    share: float = NAME_SHARE
+
+    @classmethod
+    def for_concepts(cls, concepts: Sequence[str], share: float = NAME_SHARE,
+                     table: str | Path = WORDS_TABLE) -> "NameConcepts":
+        words = concept_words(table)
+        names = tuple(str(c) for c in concepts)
+        return cls(names, tuple(words.get(c.strip().lower(), ()) for c in names), share)
+
+    def named(self, rel: str) -> list[str]:
+        """The concepts the path names, in column order."""
+        cols = _named_columns(path_words(rel), self.phrases)
+        return [c for i, c in enumerate(self.concepts) if i in cols]
+
+    def vector(self, rel: str) -> np.ndarray:
+        """``(C,)`` float32: 1 for each concept the path names, else 0 (all zero: nothing named)."""
+        out = np.zeros(len(self.concepts), np.float32)
+        out[sorted(_named_columns(path_words(rel), self.phrases))] = 1.0
+        return out
+
+    def apply(self, model: Any, rel: str, vectors: np.ndarray) -> np.ndarray:
+        """One file's ``(N, D)`` window embeddings with their concept part mixed with what its path names."""
+        import torch
+
+        named = self.vector(rel)
+        if not named.any() or len(vectors) == 0:
+            return vectors
+        out = model.with_sound_evidence(torch.from_numpy(np.asarray(vectors, np.float32)), torch.from_numpy(named),
+                                        self.share)
+        return out.detach().float().cpu().numpy()
+
+
+def for_model(model: Any, share: float = NAME_SHARE) -> NameConcepts | None:
+    """The name mixing of a model: ``None`` for a model without a concept bridge (nothing to mix into)."""
+    if getattr(model, "bridge", None) is None or not getattr(model.config, "concepts", None):
+        return None
+    return NameConcepts.for_concepts(model.config.concepts, share)

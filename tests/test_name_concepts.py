@@ -1,0 +1,193 @@
+"""Concepts named by a sound's file name, mixed into its bridged embedding at ingest (soundlib.name_concepts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from encoders.bridge import mix_concepts
+from soundlib.config import NAME_SHARE, NAMES_VERSION
+from soundlib.errors import SoundlibError
+from soundlib.ingest import ingest
+from soundlib.name_concepts import NameConcepts, concept_words, for_model, path_words
+from soundlib.store import file_key, open_store
+from tests.cli_process import run_cli as run
+from tests.conftest import write_audio
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    from soundlib.models import load_model
+
+    return load_model(None)
+
+
+@pytest.fixture(scope="module")
+def names(default_model) -> NameConcepts:
+    mixing = for_model(default_model.model)
+    assert mixing is not None
+    return mixing
+
+
+# --- the words table and reading names ----------------------------------------------------------------------------
+
+def test_every_concept_of_the_default_model_has_words(names: NameConcepts) -> None:
+    assert len(names.concepts) == 116
+    assert [c for c, ps in zip(names.concepts, names.phrases) if not ps] == []
+
+
+@pytest.mark.parametrize(("rel", "named"), [
+    ("Animals/Dogs/Dog Bark Large 03.wav", ["dog"]),
+    ("ANMLDog_Growl_JD_Foley.wav", ["dog"]),  # a UCS name: CatID camel case split
+    ("DOORWood_Creak Long_JD.wav", ["door"]),
+    ("weather/RainOnRoof.flac", ["rain"]),
+    ("cows/moo2.ogg", ["cattle"]),  # a plural folder
+    ("Sea Lions.wav", ["sea lion"]),  # the longer phrase uses "lion" up: not big cat
+    ("vehicles/Steam Engine Whistle.wav", ["road traffic", "train", "whistle"]),
+    ("Fire Crackling Campfire Guitar.wav", ["fire", "acoustic guitar"]),
+    ("take_03.wav", []),
+    ("", []),
+])
+def test_names_read_folders_and_the_name_without_its_extension(names: NameConcepts, rel: str, named: list[str]) -> None:
+    assert sorted(names.named(rel)) == sorted(named)
+    v = names.vector(rel)
+    assert v.shape == (116,) and v.sum() == len(named)
+    assert sorted(names.concepts[i] for i in np.flatnonzero(v)) == sorted(named)
+
+
+def test_path_words_skip_the_extension_only_on_the_name() -> None:
+    assert path_words("Rain.wav/drip.wav") == ["rain", "wav", "drip"]
+    assert path_words("a\\b\\Owl Hoot.ogg") == ["owl", "hoot"]
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("concept,notes\ndog,x\n", "needs the columns concept,words"),
+    ("concept,words\ndog,dog\ndog,bark\n", "line 3: empty or repeated concept 'dog'"),
+    ("concept,words\ndog,dog;--\n", "line 2: '--' has no word soundlib keeps"),
+])
+def test_a_bad_words_table_is_one_line_naming_the_file(tmp_path: Path, text: str, reason: str) -> None:
+    table = tmp_path / f"bad{abs(hash(text))}.csv"
+    table.write_text(text)
+    with pytest.raises(SoundlibError) as e:
+        concept_words(table)
+    assert str(e.value) == f"{table}: {reason}"
+    with pytest.raises(SoundlibError, match="cannot read"):
+        concept_words(tmp_path / "missing.csv")
+
+
+def test_a_model_without_a_bridge_has_no_name_mixing(tiny_model) -> None:
+    assert for_model(tiny_model.model) is None
+
+
+# --- the mix ------------------------------------------------------------------------------------------------------
+
+def test_mix_moves_the_concept_part_and_keeps_the_heads_and_unit_rows() -> None:
+    g = torch.Generator().manual_seed(0)
+    d, c, w = 8, 5, 0.7
+    heads = torch.nn.functional.normalize(torch.randn(3, d, generator=g), dim=1)
+    probs = torch.softmax(torch.randn(3, c, generator=g), dim=1)
+    emb = torch.cat([heads * (1 - w) ** 0.5, torch.nn.functional.normalize(probs, dim=1) * w ** 0.5], dim=1)
+    named = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])
+    out = mix_concepts(emb, named, d, w, 0.5)
+    assert torch.allclose(out[:, :d], emb[:, :d])
+    assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-6)
+    before = torch.nn.functional.normalize(emb[:, d:], dim=1)[:, 2]
+    after = torch.nn.functional.normalize(out[:, d:], dim=1)[:, 2]
+    assert bool((after > before + 0.1).all())
+    # half and half: the mixed part is the normalised sum of the two unit directions
+    want = torch.nn.functional.normalize(torch.nn.functional.normalize(emb[:, d:], dim=1) + named, dim=1)
+    assert torch.allclose(out[:, d:] / w ** 0.5, want, atol=1e-6)
+    assert mix_concepts(emb, torch.zeros(c), d, w, 0.5) is emb  # nothing named: unchanged
+    assert torch.allclose(mix_concepts(emb, named, d, w, 1.0)[:, d:] / w ** 0.5, named.expand(3, -1))
+    with pytest.raises(ValueError, match="share"):
+        mix_concepts(emb, named, d, w, 1.5)
+
+
+# --- ingest with the bridged default --------------------------------------------------------------------------------
+
+def _noise(seconds: float = 1.5, rate: int = 48_000, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * rng.standard_normal(t.size) * np.exp(-3 * (t % 0.5))).astype(np.float32)
+
+
+def _vectors(store, root: Path, rel: str) -> tuple[np.ndarray, list[dict]]:
+    got = store.require().get(where={"file_id": file_key(str(root), rel)}, include=["embeddings", "metadatas"])
+    order = np.argsort([m["window"] for m in got["metadatas"]])
+    return np.asarray(got["embeddings"])[order], [got["metadatas"][i] for i in order]
+
+
+def test_ingest_mixes_what_the_name_says_and_only_that(tmp_path: Path, default_model, names: NameConcepts) -> None:
+    lib = tmp_path / "lib"
+    (lib / "animals").mkdir(parents=True)
+    y = _noise()
+    write_audio(lib / "animals" / "Dog Bark 01.wav", y, 48_000)
+    write_audio(lib / "take_01.wav", y, 48_000)  # the same sound, a name that says nothing
+    model = default_model.model
+    d, dog = int(model.config.embed_dim), names.concepts.index("dog")
+    with open_store(db=tmp_path / "db", create=True) as store:
+        report = ingest([lib], default_model, store)
+        assert (report.added, report.skipped) == (2, [])
+        named, meta_named = _vectors(store, lib, "animals/Dog Bark 01.wav")
+        plain, meta_plain = _vectors(store, lib, "take_01.wav")
+        assert {m["named"] for m in meta_named + meta_plain} == {NAMES_VERSION}
+        np.testing.assert_allclose(named[:, :d], plain[:, :d], atol=1e-5)  # the heads: the same audio
+        np.testing.assert_allclose(np.linalg.norm(named, axis=1), 1.0, atol=1e-5)
+        part_named = named[:, d:] / np.linalg.norm(named[:, d:], axis=1, keepdims=True)
+        part_plain = plain[:, d:] / np.linalg.norm(plain[:, d:], axis=1, keepdims=True)
+        # the mix: half the concept part points at dog (the name), half is the audio's own concepts
+        want = part_plain + np.eye(len(names.concepts))[dog]
+        want /= np.linalg.norm(want, axis=1, keepdims=True)
+        np.testing.assert_allclose(part_named, want, atol=1e-4)
+        assert (part_named[:, dog] > part_plain[:, dog] + 0.3).all()
+        # a dog query (its concept part all dog) now finds the named file first
+        query = np.concatenate([np.zeros(d), np.eye(len(names.concepts))[dog]])
+        assert float((named @ query).max()) > float((plain @ query).max()) + 0.3
+
+        again = ingest([lib], default_model, store)
+        assert (again.unchanged, again.added, again.updated, again.windows) == (2, 0, 0, 0)  # no work
+
+        audio_only = ingest([lib], default_model, store, names=False)
+        assert (audio_only.updated, audio_only.unchanged) == (2, 0)  # stored under the other choice
+        named2, meta2 = _vectors(store, lib, "animals/Dog Bark 01.wav")
+        assert {m["named"] for m in meta2} == {0}
+        np.testing.assert_allclose(named2, plain, atol=1e-5)  # now the audio alone: like the unnamed copy
+
+
+def test_files_stored_before_names_were_mixed_are_embedded_again(tmp_path: Path, default_model) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write_audio(lib / "rain on roof.wav", _noise(seed=5), 48_000)
+    with open_store(db=tmp_path / "db", create=True) as store:
+        ingest([lib], default_model, store)
+        col = store.require()
+        got = col.get(include=["embeddings", "metadatas"])
+        for m in got["metadatas"]:  # what an older soundlib wrote: no "named" key (an update would merge keys)
+            del m["named"]
+        col.delete(ids=got["ids"])
+        col.add(ids=got["ids"], embeddings=got["embeddings"], metadatas=got["metadatas"])
+        assert "named" not in col.get(include=["metadatas"])["metadatas"][0]
+        report = ingest([lib], default_model, store)
+        assert (report.updated, report.unchanged) == (1, 0)
+        assert {m["named"] for m in col.get(include=["metadatas"])["metadatas"]} == {NAMES_VERSION}
+
+
+def test_cli_ingest_no_names(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write_audio(lib / "owl hoot.wav", _noise(seed=7), 48_000)
+    db = tmp_path / "db"
+    first = run("ingest", str(lib), "--db", str(db), "--no-names", "--json")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["added"] == 1
+    second = run("ingest", str(lib), "--db", str(db), "--json")
+    assert second.exit_code == 0, second.output
+    assert (json.loads(second.stdout)["updated"], json.loads(second.stdout)["unchanged"]) == (1, 0)
+    assert "--no-names" in run("ingest", "--help").stdout
+    assert NAME_SHARE == 0.5
