@@ -927,6 +927,9 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
 @click.option("--candidates", "candidates", type=click.Path(), default=None, metavar="SOUNDS.csv",
               help="More candidates: a CSV with an audio column and an optional category column (paths relative "
                    "to it) whose sound files are ranked with the list's clips (chance counts them too).")
+@click.option("--names", is_flag=True,
+              help="Mix the concepts each sound's path names into it, as ingest does (bridged models; the path "
+                   "below the sounds' common folder). Default: the audio alone, the model's own figures.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the recommendations per frame as JSON (knn, knn_dist, labels, ground truth; "
                    "with several models, one such object per model name).")
@@ -946,8 +949,8 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
 @json_option
 @debug_option
 @handle_errors
-def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candidates, out, correlation, val_list,
-             pairs_json, val_pairs_json, seed, frames_root, audio_root, norm_stats, db, chroma_url, collection,
+def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candidates, names, out, correlation,
+             val_list, pairs_json, val_pairs_json, seed, frames_root, audio_root, norm_stats, db, chroma_url, collection,
              as_json, debug):
     """Top-k sample- and category-level accuracy (and chance, MRR) on a pair list.
 
@@ -965,6 +968,7 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
       soundlib eval data/test.csv --model runs/m5/best.pt --model runs/m7/best.pt --json
       soundlib eval data/test.csv --correlation --val data/val.csv
       soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv
+      soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv --names
       soundlib eval vgg/lists/vggsound_test.txt --frames-root vgg/frames_1fps --audio-root vgg/audio \\
         --model runs/m5 --norm-stats vgg/lists/vggsound_train_mean_var.npy
       soundlib eval vgg/lists/vggsound_test.txt --correlation --pairs vgg/lists/vid2aud_test.json \\
@@ -994,8 +998,8 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
     err = stderr_console()
     with rich_progress(enabled=sys.stderr.isatty()) as progress:
         if correlation:
-            if library or out or candidates:
-                fail("--correlation does not take --library, --candidates or --out")
+            if library or out or candidates or names:
+                fail("--correlation does not take --library, --candidates, --names or --out")
             from soundlib.evaluation.correlation import evaluate_correlation
 
             report = evaluate_correlation(list_path, list(model_specs), val_path=val_list, seed=seed,
@@ -1008,7 +1012,7 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
             report = evaluate_list(list_path, list(model_specs), k_list,
                                    file_score=file_score, max_windows=max_windows,
                                    library=library, db=db, url=chroma_url, progress=progress,
-                                   roots=roots, norm_stats=norm_stats, candidates=candidates)
+                                   roots=roots, norm_stats=norm_stats, candidates=candidates, names=names)
     from soundlib.clikit import print_skipped
 
     for p in report.problems:

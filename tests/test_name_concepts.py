@@ -20,6 +20,8 @@ from tests.conftest import write_audio
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+DEMO_DOG = Path(__file__).resolve().parents[1] / "demo" / "images" / "dog-photo.png"
+
 
 @pytest.fixture(scope="module")
 def default_model():
@@ -191,3 +193,44 @@ def test_cli_ingest_no_names(tmp_path: Path) -> None:
     assert (json.loads(second.stdout)["updated"], json.loads(second.stdout)["unchanged"]) == (1, 0)
     assert "--no-names" in run("ingest", "--help").stdout
     assert NAME_SHARE == 0.5
+
+
+# --- eval --names ---------------------------------------------------------------------------------------------------
+
+def test_name_paths_are_below_the_sounds_common_folder(tmp_path: Path) -> None:
+    from soundlib.evaluation.inputs import name_paths
+
+    home = tmp_path / "Horse Project"  # a folder above the sounds: its words must not count
+    got = name_paths([home / "sfx" / "dogs" / "bark.wav", home / "sfx" / "rain" / "RainOnRoof.flac"])
+    assert got == ["dogs/bark.wav", "rain/RainOnRoof.flac"]
+    assert name_paths([home / "sfx" / "dogs" / "bark.wav"]) == ["bark.wav"]
+    assert name_paths([]) == []
+
+
+def test_eval_names_mixes_each_sounds_path_and_only_with_the_flag(tmp_path: Path, default_model) -> None:
+    import shutil
+
+    from soundlib.evaluation.retrieval import evaluate_list
+
+    data = tmp_path / "data"
+    (data / "sfx" / "dogs").mkdir(parents=True)
+    (data / "sfx" / "misc").mkdir(parents=True)
+    y = _noise(seed=11)
+    write_audio(data / "sfx" / "dogs" / "Dog Bark.wav", y, 48_000)
+    write_audio(data / "sfx" / "misc" / "take.wav", y, 48_000)  # the same sound, a name that says nothing
+    shutil.copy(DEMO_DOG, data / "frame.png")  # the bundled demo's dog photo: the picture side says dog
+    (data / "test.csv").write_text("frame,audio,category\nframe.png,sfx/dogs/Dog Bark.wav,dog\n"
+                                   "frame.png,sfx/misc/take.wav,dog\n", encoding="utf-8")
+    reports = {names: evaluate_list(data / "test.csv", [], (1, 2), names=names) for names in (False, True)}
+    assert "names" not in reports[False].to_json() and reports[True].to_json()["names"] is True
+
+    def distances(rep) -> dict[str, float]:
+        rec = next(iter(rep.models[0].recommendations.values()))
+        return dict(zip(rec["knn_samples"], rec["knn_dist"]))
+
+    alone, named = distances(reports[False]), distances(reports[True])
+    assert alone["sfx/dogs/Dog Bark.wav"] == pytest.approx(alone["sfx/misc/take.wav"], abs=1e-4)  # same audio
+    assert named["sfx/misc/take.wav"] == pytest.approx(alone["sfx/misc/take.wav"], abs=1e-5)  # nothing named
+    assert named["sfx/dogs/Dog Bark.wav"] < alone["sfx/dogs/Dog Bark.wav"] - 0.05  # the name brought it nearer
+    with pytest.raises(SoundlibError, match="--names"):
+        evaluate_list(data / "test.csv", [], (1,), names=True, library="sounds", db=str(tmp_path / "db"))

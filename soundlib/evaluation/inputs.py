@@ -20,9 +20,10 @@ from encoders.config import AudioConfig
 from soundlib.config import FILE_SCORES, INFERENCE_BATCH
 from soundlib.errors import SoundlibError
 from soundlib.lists import PairList, PairRow
+from soundlib.name_concepts import for_model as name_mixing
 from soundlib.progress import ProgressFn
 
-__all__ = ["Problem", "Clip", "ListData", "Embedded", "embed_list", "load_models", "model_labels",
+__all__ = ["Problem", "Clip", "ListData", "Embedded", "embed_list", "name_paths", "load_models", "model_labels",
            "check_file_score", "relative"]
 
 
@@ -127,7 +128,7 @@ class Embedded:
 
 
 def embed_list(models: Sequence[Any], labels: Sequence[str], data: ListData, progress: ProgressFn,
-               max_windows: int | None) -> Embedded:
+               max_windows: int | None, names: bool = False) -> Embedded:
     """Embed a list's frames, and its clips unless ``max_windows`` is ``None``, with every model.
 
     Args:
@@ -136,6 +137,8 @@ def embed_list(models: Sequence[Any], labels: Sequence[str], data: ListData, pro
         data: the list (:meth:`ListData.from_pairs`).
         progress: progress callback (tasks ``"frames LABEL"``, ``"sounds LABEL"``).
         max_windows: windows embedded per whole-file clip; ``None``: frames only (a library supplies the sounds).
+        names: mix the concepts each sound's path names into its windows, as ``soundlib ingest`` does (bridged
+            models; :func:`name_paths` gives the paths).
 
     Returns:
         :class:`Embedded`; a frame or clip that failed with any model is in its errors.
@@ -149,10 +152,28 @@ def embed_list(models: Sequence[Any], labels: Sequence[str], data: ListData, pro
         if max_windows is None:
             continue
         cv, ce = _embed_clips(model, data.clips, max_windows, progress, label)
+        mixing = name_mixing(model) if names else None
+        if mixing is not None:
+            rels = name_paths([c.audio for c in data.clips])
+            cv = {ci: (starts, mixing.apply(model, rels[ci], vecs)) for ci, (starts, vecs) in cv.items()}
         out.clips.append(cv)
         for i, r in ce.items():
             out.clip_errors.setdefault(i, r)
     return out
+
+
+def name_paths(audio: Sequence[Path]) -> list[str]:
+    """The paths whose words name a list's sounds (:mod:`soundlib.name_concepts`): each file's path below the
+    deepest folder all of them share, the list's stand-in for a library root (so the folders above the sounds,
+    such as a home folder, never count)."""
+    if not audio:
+        return []
+    folders = [str(Path(a).parent) for a in audio]
+    try:
+        root = os.path.commonpath(folders)
+    except ValueError:  # relative and absolute paths mixed: no common root
+        return [Path(a).name for a in audio]
+    return [Path(os.path.relpath(a, root)).as_posix() for a in audio]
 
 
 def _embed_frames(model: Any, frames: Sequence[Path], progress: ProgressFn,

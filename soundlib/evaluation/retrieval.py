@@ -73,6 +73,7 @@ class EvalReport:
     library: str | None = None
     extra_candidates: int = 0
     candidates_path: str | None = None
+    names: bool = False
 
     @property
     def has_categories(self) -> bool:
@@ -89,6 +90,8 @@ class EvalReport:
         if self.candidates_path is not None:  # --candidates: which file, and how many of the candidates it added
             doc["candidates_list"] = self.candidates_path
             doc["extra_candidates"] = self.extra_candidates
+        if self.names:  # --names: the sounds' paths were mixed in (only then, so other documents keep their keys)
+            doc["names"] = True
         return doc
 
     @staticmethod
@@ -120,6 +123,7 @@ def evaluate_list(
     roots: ReferenceRoots | None = None,
     norm_stats: str | os.PathLike | None = None,
     candidates: str | Path | None = None,
+    names: bool = False,
 ) -> EvalReport:
     """Evaluate one or several models on a pair list (same rows, same candidates for all of them).
 
@@ -139,6 +143,10 @@ def evaluate_list(
         candidates: a candidates list (CSV: ``audio``, optional ``category``; paths relative to it) whose sound
             files join the list's clips as whole-file candidates (a file the list already uses is not added
             twice); a candidate that cannot be read is skipped and reported in ``problems``.
+        names: mix the concepts each sound's path names into its windows, as ``soundlib ingest`` does
+            (:mod:`soundlib.name_concepts`; bridged models; the path below the sounds' deepest common folder). Off by
+            default: a model's own figures are the audio alone. With ``library`` the collection's vectors are used
+            as ingested.
 
     Returns:
         :class:`EvalReport`; ``queries == 0`` when nothing could be scored (every row is in ``problems``).
@@ -153,6 +161,9 @@ def evaluate_list(
     if library is not None and norm_stats is not None:
         raise SoundlibError("--norm-stats cannot be used with --library: its sounds were embedded with the "
                             "checkpoint's own statistics")
+    if library is not None and names:
+        raise SoundlibError("--names mixes the list's sound paths in; with --library the collection's vectors are "
+                            "used as they were ingested (see ingest --no-names)")
     if library is not None and candidates is not None:
         raise SoundlibError("--candidates adds sounds to a list's own clips; with --library the collection's files "
                             "are the candidates")
@@ -172,14 +183,14 @@ def evaluate_list(
         return _evaluate_library(data, loaded, labels, ks, problems, library, db, url, progress, list_path, n_rows)
 
     # 1. embed frames and clips with every model; a row is scored only if it worked for all of them
-    emb = embed_list([lm.model for _, lm in loaded], labels, data, progress, max_windows)
+    emb = embed_list([lm.model for _, lm in loaded], labels, data, progress, max_windows, names=names)
     ok_rows = emb.scorable_rows(data, range(len(data.rows)), problems)
     ok_clips = sorted({data.row_clip[i] for i in ok_rows})
     base = data.pairs.path.parent.resolve()
     cand_path = None if candidates is None else str(candidates)
     if not ok_rows:
         return EvalReport(str(list_path), ks, 0, 0, len(ok_clips), n_rows, [], problems, file_score,
-                          candidates_path=cand_path)
+                          candidates_path=cand_path, names=names)
 
     # 2. the candidate entries: one per distinct (clip, sample) of the scored rows, then the extra candidates
     entries: list[tuple[int, str, str | None]] = []
@@ -229,7 +240,7 @@ def evaluate_list(
         results.append(ModelResult(label, spec or str(lm.info.path), scores, recs, named))
     n_cand = results[0].scores.n_candidates
     return EvalReport(str(list_path), ks, len(ok_rows), n_cand, len(ok_clips), n_rows, results, problems,
-                      file_score, extra_candidates=n_extra, candidates_path=cand_path)
+                      file_score, extra_candidates=n_extra, candidates_path=cand_path, names=names)
 
 
 def _add_candidates(data: ListData, path: str | Path, problems: list[Problem]
