@@ -435,8 +435,9 @@ def loso(sound_roots, image_roots, gcompris_dir, folds_csv, fold_names, out, mod
 @click.option("--no-metadata", is_flag=True,
               help="Do not read embedded tags (BWF bext, iXML, RIFF INFO, ID3, Vorbis, MP4) nor measure loudness.")
 @click.option("--no-names", is_flag=True,
-              help="Embed the audio alone: do not mix the concepts a file's name and folders name (dog, rain, "
-                   "piano...) into its vector. Files stored under the other choice are embedded again.")
+              help="Embed the audio alone: do not mix the concepts a file's name, folders and embedded description "
+                   "name (dog, rain, piano...) into its vector. Files stored under the other choice are embedded "
+                   "again.")
 @model_option
 @store_options
 @json_option
@@ -448,7 +449,8 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
 
     A sound's category follows --category-from; its embedded description, keywords, title, artist, library,
     channels, peak (dBFS) and loudness (LUFS) are stored with it. With the default (bridged) model, the concepts
-    its name and folders name (Dog_Bark_03.wav: dog) count for half of its concept part, the audio for the rest. Incremental: unchanged files are not decoded
+    its name, folders, title, description, keywords and CatID name (Dog_Bark_03.wav: dog) count for half of its
+    concept part, the audio for the rest. Incremental: unchanged files are not decoded
     again, changed files are replaced as a whole. Files that cannot be read are listed; exit code 1 if any
     (a file whose tags cannot be read is still ingested, with a warning). Ctrl-C stops after the batch in flight
     (what is complete is kept; run again to finish).

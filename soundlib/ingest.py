@@ -18,8 +18,9 @@ For each audio file under the given folders (see :mod:`soundlib.scan`), compared
   tags are read and its windows decoded again for peak and loudness, its metadata rewritten (no embedding).
 
 With a bridged model (the default), each file's vectors get the concepts its name and folders name mixed into
-their concept part (:mod:`soundlib.name_concepts`; ``names=False`` for the audio alone). Files remember the
-version of that mixing (``named``); a file stored under another one is embedded again.
+their concept part, and those its embedded title, description, keywords and CatID name (:mod:`soundlib.name_concepts`;
+``names=False`` for the audio alone). Files remember the version of that mixing (``named``); a file stored under
+another one, or stored without its tags (``--no-metadata``) when this ingest reads them, is embedded again.
 
 Categories follow the rule ``category_from`` (:mod:`soundlib.categories`); the collection remembers the last rule
 used, which is the default of the next ingest. Embedded metadata (:mod:`soundlib.tags`) is read in the decoding
@@ -160,8 +161,9 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
         metadata: read embedded tags and measure loudness (``False``: faster, files stay undescribed until an
             ingest with metadata).
         workers: model workers (:func:`soundlib.embedding.embed_windows_batched`; default one per torch thread).
-        names: mix the concepts a file's name and folders name into its vectors (bridged models only;
-            :mod:`soundlib.name_concepts`). Files stored under the other choice are embedded again.
+        names: mix the concepts a file's name, folders and embedded title / description / keywords / CatID name
+            into its vectors (bridged models only; :mod:`soundlib.name_concepts`). Files stored under the other
+            choice are embedded again.
 
     Returns:
         An :class:`IngestReport`.
@@ -240,7 +242,8 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
             todo.append(sf)
             continue
         current = (_expected_windows(rec, cfg, cap) == rec.n_windows and rec.features == version
-                   and rec.named == named)  # the vectors it would get now
+                   and rec.named == named  # the vectors it would get now; and a mix that lacks the tags
+                   and not (mixing is not None and metadata and rec.meta < META_VERSION))  # it reads now
         if current and rec.size == sf.size and rec.mtime_ns == sf.mtime_ns:
             unchanged(sf, rec)
             continue
@@ -290,8 +293,8 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
             buffer.append(FileVectors(root=sf.root, rel=sf.rel, folder=sf.folder, size=sf.size, mtime=sf.mtime,
                                       mtime_ns=sf.mtime_ns, sha256=res.sha256, duration=res.duration,
                                       sample_rate=res.sample_rate, starts=res.starts,
-                                      vectors=res.vectors if mixing is None else mixing.apply(loaded_model.model,
-                                                                                              sf.rel, res.vectors),
+                                      vectors=res.vectors if mixing is None else mixing.apply(
+                                          loaded_model.model, sf.rel, res.vectors, res.info),
                                       features=version, named=named, meta=META_VERSION if metadata else 0,
                                       **labels(sf.rel, sf.root, rule, res.info)))
             buffered += len(res.starts)

@@ -14,10 +14,12 @@ names siren, not fire.
 The words live in ``soundlib/data/concept_words.csv`` (``concept,words,notes``; words ``;``-separated, a word may
 be two, e.g. ``sea lion``): a reviewed table of what names a concept in English sound-library names, normalised like
 every other word in soundlib (:func:`soundlib.words.tokens`: lower case, camel case and ``_`` split, a plural ``s``
-dropped). Which words count: the folders below the ingest root and the file name without its extension (the path
-stored with the file, so the mix never goes stale: a renamed file is a new file). Embedded descriptions and keywords
-are searched (``soundlib search``, ``query --text``) but not mixed in: they can change without the file being
-embedded again.
+dropped). Which words count (:data:`TAG_FIELDS`): the folders below the ingest root and the file name without its
+extension, and the embedded ``title``, ``description``, ``keywords`` and UCS ``cat_id`` read at the same ingest
+(a studio's ``SFX_0412.wav`` often says "Large dog barking, outdoors" only in its BWF description). Not the comment
+(recording notes), the artist or the library (``Boom Library`` is not an explosion). Tags live inside the file, so
+they cannot change without the file's bytes changing and the file being embedded again; a file first ingested with
+``--no-metadata`` is embedded again by the first ingest that reads its tags.
 
 Only bridged models have a concept part; for the others :func:`for_model` returns ``None`` and nothing changes.
 Stored files remember the :data:`soundlib.config.NAMES_VERSION` their vectors were made under (``named``), so a
@@ -27,7 +29,7 @@ library ingested before, or under another table, is embedded again by the next i
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -41,6 +43,8 @@ from soundlib.words import tokens
 
 #: The reviewed concept -> words table shipped with soundlib.
 WORDS_TABLE = Path(__file__).resolve().parent / "data" / "concept_words.csv"
+#: Embedded tags (:mod:`soundlib.tags`, the file's ``info``) whose words count besides its path.
+TAG_FIELDS: tuple[str, ...] = ("title", "description", "keywords", "cat_id")
 
 
 @lru_cache(maxsize=4)
@@ -81,6 +85,17 @@ def path_words(rel: str) -> list[str]:
     for i, part in enumerate(parts):
         out += tokens(PurePosixPath(part).stem if i == len(parts) - 1 else part)
     return out
+
+
+def file_texts(rel: str, info: Mapping[str, Any] | None = None) -> list[list[str]]:
+    """The word sequences that may name a file's concepts: its path (:func:`path_words`), then each of its
+    :data:`TAG_FIELDS` present in ``info`` (kept apart: a phrase never spans two of them)."""
+    texts = [path_words(rel)]
+    for key in TAG_FIELDS:
+        value = (info or {}).get(key)
+        if value:
+            texts.append(tokens(str(value)))
+    return texts
 
 
 def _named_columns(words: Sequence[str], phrases: Sequence[Sequence[tuple[str, ...]]]) -> set[int]:
@@ -126,22 +141,30 @@ class NameConcepts:
         names = tuple(str(c) for c in concepts)
         return cls(names, tuple(words.get(c.strip().lower(), ()) for c in names), share)
 
-    def named(self, rel: str) -> list[str]:
-        """The concepts the path names, in column order."""
-        cols = _named_columns(path_words(rel), self.phrases)
+    def _columns(self, rel: str, info: Mapping[str, Any] | None) -> set[int]:
+        cols: set[int] = set()
+        for words in file_texts(rel, info):
+            cols |= _named_columns(words, self.phrases)
+        return cols
+
+    def named(self, rel: str, info: Mapping[str, Any] | None = None) -> list[str]:
+        """The concepts the path (and the tags in ``info``) name, in column order."""
+        cols = self._columns(rel, info)
         return [c for i, c in enumerate(self.concepts) if i in cols]
 
-    def vector(self, rel: str) -> np.ndarray:
-        """``(C,)`` float32: 1 for each concept the path names, else 0 (all zero: nothing named)."""
+    def vector(self, rel: str, info: Mapping[str, Any] | None = None) -> np.ndarray:
+        """``(C,)`` float32: 1 for each concept the path (and the tags in ``info``) name, else 0 (all zero:
+        nothing named)."""
         out = np.zeros(len(self.concepts), np.float32)
-        out[sorted(_named_columns(path_words(rel), self.phrases))] = 1.0
+        out[sorted(self._columns(rel, info))] = 1.0
         return out
 
-    def apply(self, model: Any, rel: str, vectors: np.ndarray) -> np.ndarray:
-        """One file's ``(N, D)`` window embeddings with their concept part mixed with what its path names."""
+    def apply(self, model: Any, rel: str, vectors: np.ndarray, info: Mapping[str, Any] | None = None) -> np.ndarray:
+        """One file's ``(N, D)`` window embeddings with their concept part mixed with what its path (and the tags in
+        ``info``) name."""
         import torch
 
-        named = self.vector(rel)
+        named = self.vector(rel, info)
         if not named.any() or len(vectors) == 0:
             return vectors
         out = model.with_sound_evidence(torch.from_numpy(np.asarray(vectors, np.float32)), torch.from_numpy(named),

@@ -63,6 +63,16 @@ def test_names_read_folders_and_the_name_without_its_extension(names: NameConcep
     assert sorted(names.concepts[i] for i in np.flatnonzero(v)) == sorted(named)
 
 
+def test_the_embedded_title_description_keywords_and_catid_name_concepts_too(names: NameConcepts) -> None:
+    info = {"description": "Large dog barking, outdoors", "keywords": "Thunder; storm", "cat_id": "DOORWood",
+            "comment": "fire", "library": "Boom Library", "artist": "Owl Studios"}  # the last three do not count
+    assert names.named("SFX_0412.wav", info) == ["dog", "rain", "door"]
+    assert names.named("SFX_0412.wav", {"title": "Sea"}) == ["seashore"]
+    assert names.named("SFX_0412.wav") == [] and names.named("SFX_0412.wav", {}) == []
+    # a phrase never spans two fields: "sea" ending the title and "lion" starting the description are two words
+    assert names.named("x.wav", {"title": "Sea", "description": "lion"}) == ["big cat", "seashore"]
+
+
 def test_path_words_skip_the_extension_only_on_the_name() -> None:
     assert path_words("Rain.wav/drip.wav") == ["rain", "wav", "drip"]
     assert path_words("a\\b\\Owl Hoot.ogg") == ["owl", "hoot"]
@@ -178,6 +188,37 @@ def test_files_stored_before_names_were_mixed_are_embedded_again(tmp_path: Path,
         report = ingest([lib], default_model, store)
         assert (report.updated, report.unchanged) == (1, 0)
         assert {m["named"] for m in col.get(include=["metadatas"])["metadatas"]} == {NAMES_VERSION}
+
+
+def test_an_embedded_description_names_a_generic_file_and_a_no_metadata_store_is_redone(
+        tmp_path: Path, default_model, names: NameConcepts) -> None:
+    from tests.fixtures_tags import write_bwf
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    y = _noise(seed=13)
+    write_bwf(lib / "SFX_0412.wav", y, 48_000, description="Large dog barking, outdoors")
+    write_audio(lib / "SFX_0413.wav", y, 48_000)  # the same sound, no tags
+    d, dog = int(default_model.model.config.embed_dim), names.concepts.index("dog")
+    with open_store(db=tmp_path / "db", create=True) as store:
+        first = ingest([lib], default_model, store, metadata=False)  # tags not read: nothing names dog
+        assert first.added == 2
+        untagged, _ = _vectors(store, lib, "SFX_0412.wav")
+        plain, _ = _vectors(store, lib, "SFX_0413.wav")
+        np.testing.assert_allclose(untagged, plain, atol=1e-5)
+
+        second = ingest([lib], default_model, store)  # reads the tags: the mix changes, so it is embedded again
+        assert (second.updated, second.described) == (2, 0)
+        tagged, meta = _vectors(store, lib, "SFX_0412.wav")
+        assert meta[0]["description"] == "Large dog barking, outdoors"
+        part = tagged[:, d:] / np.linalg.norm(tagged[:, d:], axis=1, keepdims=True)
+        base = plain[:, d:] / np.linalg.norm(plain[:, d:], axis=1, keepdims=True)
+        want = base + np.eye(len(names.concepts))[dog]
+        np.testing.assert_allclose(part, want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-4)
+        np.testing.assert_allclose(_vectors(store, lib, "SFX_0413.wav")[0], plain, atol=1e-5)
+
+        third = ingest([lib], default_model, store, metadata=False)  # not reading tags now does not undo them
+        assert (third.unchanged, third.updated) == (2, 0)
 
 
 def test_cli_ingest_no_names(tmp_path: Path) -> None:
