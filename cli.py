@@ -602,7 +602,8 @@ def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out,
 
 
 def _ranking(title, hits, score="distance"):
-    """A Rich table of a ranking (``Hit`` or ``WordHit``): file, category, start, score, description."""
+    """A Rich table of a ranking (``Hit`` or ``WordHit``): file, category, start, score, description, and the
+    concepts the file's words named (``named``, when any result has them: ingest mixed them into its vector)."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -612,11 +613,15 @@ def _ranking(title, hits, score="distance"):
     table.add_column("start (s)", justify="right")
     table.add_column(score, justify="right")
     table.add_column("description", overflow="fold", max_width=50)
+    named = any(h.metadata.get("named_concepts") for h in hits)  # the column only where a name counted
+    if named:
+        table.add_column("named", overflow="fold", max_width=24)
     for i, h in enumerate(hits, 1):
         value = getattr(h, "distance", None)
         value = f"{value:.4f}" if value is not None else f"{h.score:.3f}"
-        table.add_row(str(i), _display_path(h.path), h.category, f"{h.start:.1f}", value,
-                      str(h.metadata.get("description", "")))
+        row = [str(i), _display_path(h.path), h.category, f"{h.start:.1f}", value,
+               str(h.metadata.get("description", ""))]
+        table.add_row(*row, *([str(h.metadata.get("named_concepts", ""))] if named else []))
     return table
 
 

@@ -290,13 +290,16 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
             assert isinstance(res, EmbeddedFile)
             if res.warning:
                 report.warnings.append((sf.path, res.warning))
+            info = res.info
+            if mixing is not None:  # which concepts the words named: shown with results (why a sound came up)
+                info = {**info, "named_concepts": "; ".join(mixing.named(sf.rel, res.info))}
             buffer.append(FileVectors(root=sf.root, rel=sf.rel, folder=sf.folder, size=sf.size, mtime=sf.mtime,
                                       mtime_ns=sf.mtime_ns, sha256=res.sha256, duration=res.duration,
                                       sample_rate=res.sample_rate, starts=res.starts,
                                       vectors=res.vectors if mixing is None else mixing.apply(
                                           loaded_model.model, sf.rel, res.vectors, res.info),
                                       features=version, named=named, meta=META_VERSION if metadata else 0,
-                                      **labels(sf.rel, sf.root, rule, res.info)))
+                                      **labels(sf.rel, sf.root, rule, info)))
             buffered += len(res.starts)
             if buffered >= limit or time.monotonic() - last_flush >= flush_seconds:
                 flush()

@@ -275,3 +275,33 @@ def test_eval_names_mixes_each_sounds_path_and_only_with_the_flag(tmp_path: Path
     assert named["sfx/dogs/Dog Bark.wav"] < alone["sfx/dogs/Dog Bark.wav"] - 0.05  # the name brought it nearer
     with pytest.raises(SoundlibError, match="--names"):
         evaluate_list(data / "test.csv", [], (1,), names=True, library="sounds", db=str(tmp_path / "db"))
+
+
+# --- results say which words counted ----------------------------------------------------------------------------
+
+def test_results_name_the_concepts_the_words_named(tmp_path: Path, default_model) -> None:
+    import shutil
+
+    from soundlib.serve.config import ServeConfig
+    from soundlib.serve.engine import Engine
+
+    lib = tmp_path / "lib"
+    (lib / "dogs").mkdir(parents=True)
+    y = _noise(seed=17)
+    write_audio(lib / "dogs" / "Dog Bark 01.wav", y, 48_000)
+    write_audio(lib / "take_01.wav", y, 48_000)
+    with open_store(db=tmp_path / "db", create=True) as store:
+        ingest([lib], default_model, store)
+        engine = Engine(default_model, store, ServeConfig(cache_dir=tmp_path / "cache"))
+        photo = tmp_path / "dog.png"
+        shutil.copy(DEMO_DOG, photo)
+        rows = engine.query_uploads([("dog.png", photo)], k=2)["results"]
+        assert {r["name"]: r["named"] for r in rows} == {"Dog Bark 01.wav": "dog", "take_01.wav": ""}
+        assert rows[0]["name"] == "Dog Bark 01.wav"  # the same sound: the name decides, for a dog photo
+
+    db = str(tmp_path / "db")
+    doc = json.loads(run("query", str(photo), "--db", db, "-k", "2", "--json").stdout)
+    infos = {Path(h["path"]).name: h["info"] for h in doc["results"]}
+    assert infos["Dog Bark 01.wav"]["named_concepts"] == "dog" and "named_concepts" not in infos["take_01.wav"]
+    table = run("query", str(photo), "--db", db, "-k", "2")
+    assert table.exit_code == 0 and "named" in table.stdout and "dog" in table.stdout

@@ -154,7 +154,8 @@ class Engine:
             rows.append({"file": fid, "window": h.id, "name": Path(h.path).name,
                          "path": f.rel if f else str(h.metadata.get("path", "")), "category": h.category,
                          "start": round(h.start, 3), "duration": round(float(h.metadata.get("duration", 0.0)), 3),
-                         "distance": round(h.distance, 6), "score": round(1.0 - h.distance ** 2 / 2.0, 4)})
+                         "distance": round(h.distance, 6), "score": round(1.0 - h.distance ** 2 / 2.0, 4),
+                         "named": str(h.metadata.get("named_concepts", ""))})
         return rows
 
     def _check_k(self, k: int) -> int:
@@ -174,7 +175,8 @@ class Engine:
         Returns:
             ``{"query", "inputs", "k", "categories", "frames": [{"index", "input", "time", "results"}],
             "results", "seconds": {"decode", "rank"}}``; each result row has ``file``, ``window``, ``name``,
-            ``path``, ``category``, ``start``, ``duration``, ``distance`` and ``score`` (cosine similarity).
+            ``path``, ``category``, ``start``, ``duration``, ``distance``, ``score`` (cosine similarity) and
+            ``named`` (the concepts the file's words named at ingest, ``"; "``-joined; empty when none).
 
         Raises:
             UploadError: a refused upload (its name and the reason), or no uploads.

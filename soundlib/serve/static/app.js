@@ -201,6 +201,13 @@ function rowElement(row) {
   score.textContent = row.score.toFixed(3);
   score.title = `cosine similarity ${row.score.toFixed(4)} (distance ${row.distance.toFixed(4)}); best window at ${row.start.toFixed(1)} s`;
   meta.append(name, cat, score);
+  if (row.named) {  // the concepts its name and tags named: ingest mixed them into its vector
+    const named = document.createElement("span");
+    named.className = "named";
+    named.textContent = `named: ${row.named}`;
+    named.title = "its name, folders or description name these; they count for half of its concepts";
+    meta.append(named);
+  }
   const canvas = document.createElement("canvas");
   canvas.className = "wave";
   canvas.addEventListener("click", (e) => {
