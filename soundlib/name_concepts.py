@@ -29,6 +29,7 @@ library ingested before, or under another table, is embedded again by the next i
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -39,7 +40,7 @@ import numpy as np
 
 from soundlib.config import NAME_SHARE
 from soundlib.errors import SoundlibError
-from soundlib.words import tokens
+from soundlib.words import stem, tokens
 
 #: The reviewed concept -> words table shipped with soundlib.
 WORDS_TABLE = Path(__file__).resolve().parent / "data" / "concept_words.csv"
@@ -78,12 +79,24 @@ def concept_words(path: str | Path = WORDS_TABLE) -> dict[str, tuple[tuple[str, 
     return table
 
 
+_DIGITS = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
+
+
+def name_words(text: str) -> list[str]:
+    """:func:`soundlib.words.tokens` with letters and digits parted too (``Dog1`` -> ``dog``, ``shaker01`` ->
+    ``shaker``): numbered takes are how libraries name files. Word search keeps ``dog1`` whole."""
+    out: list[str] = []
+    for word in tokens(text):
+        out += [stem(w) for w in _DIGITS.split(word) if len(w) > 1 and not w.isdigit()]
+    return out
+
+
 def path_words(rel: str) -> list[str]:
     """The normalised words of a stored path (folders below the root, then the name without its extension)."""
     parts = PurePosixPath(rel.replace("\\", "/")).parts
     out: list[str] = []
     for i, part in enumerate(parts):
-        out += tokens(PurePosixPath(part).stem if i == len(parts) - 1 else part)
+        out += name_words(PurePosixPath(part).stem if i == len(parts) - 1 else part)
     return out
 
 
@@ -94,7 +107,7 @@ def file_texts(rel: str, info: Mapping[str, Any] | None = None) -> list[list[str
     for key in TAG_FIELDS:
         value = (info or {}).get(key)
         if value:
-            texts.append(tokens(str(value)))
+            texts.append(name_words(str(value)))
     return texts
 
 

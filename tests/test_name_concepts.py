@@ -50,6 +50,8 @@ def test_every_concept_of_the_default_model_has_words(names: NameConcepts) -> No
     ("DOORWood_Creak Long_JD.wav", ["door"]),
     ("weather/RainOnRoof.flac", ["rain"]),
     ("cows/moo2.ogg", ["cattle"]),  # a plural folder
+    ("Animal/Dog1.wav", ["dog"]),  # a numbered take: letters and digits parted
+    ("drums/Shakers02.ogg", ["drum kit", "shaker"]),
     ("Sea Lions.wav", ["sea lion"]),  # the longer phrase uses "lion" up: not big cat
     ("vehicles/Steam Engine Whistle.wav", ["road traffic", "train", "whistle"]),
     ("Fire Crackling Campfire Guitar.wav", ["fire", "acoustic guitar"]),
@@ -75,6 +77,7 @@ def test_the_embedded_title_description_keywords_and_catid_name_concepts_too(nam
 
 def test_path_words_skip_the_extension_only_on_the_name() -> None:
     assert path_words("Rain.wav/drip.wav") == ["rain", "wav", "drip"]
+    assert path_words("take 3/x9 MP5 Cows2.wav") == ["take", "mp", "cow"]  # bare numbers and single letters go
     assert path_words("a\\b\\Owl Hoot.ogg") == ["owl", "hoot"]
 
 
