@@ -957,8 +957,8 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
 @debug_option
 @handle_errors
 def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candidates, names, out, correlation,
-             val_list, pairs_json, val_pairs_json, seed, frames_root, audio_root, norm_stats, db, chroma_url, collection,
-             as_json, debug):
+             val_list, pairs_json, val_pairs_json, seed, frames_root, audio_root, norm_stats, db, chroma_url,
+             collection, as_json, debug):
     """Top-k sample- and category-level accuracy (and chance, MRR) on a pair list.
 
     Each row's frame is a query; its own clip (sample) and category are the ground truth; the candidates are

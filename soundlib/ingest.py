@@ -17,10 +17,11 @@ For each audio file under the given folders (see :mod:`soundlib.scan`), compared
 - **described**: unchanged, but stored before soundlib read embedded metadata (or with ``metadata=False``) -> its
   tags are read and its windows decoded again for peak and loudness, its metadata rewritten (no embedding).
 
-With a bridged model (the default), each file's vectors get the concepts its name and folders name mixed into
-their concept part, and those its embedded title, description, keywords and CatID name (:mod:`soundlib.name_concepts`;
-``names=False`` for the audio alone). Files remember the version of that mixing (``named``); a file stored under
-another one, or stored without its tags (``--no-metadata``) when this ingest reads them, is embedded again.
+With a bridged model (the default), the concepts a file's words name (its folders and name; its embedded title,
+description, keywords and CatID) are mixed into its vectors' concept part (:mod:`soundlib.name_concepts`;
+``names=False`` for the audio alone), and listed as ``named_concepts`` on its window 0. Files remember the version
+of that mixing (``named``); a file stored under another one, or stored without its tags (``--no-metadata``) when
+this ingest reads them, is embedded again.
 
 Categories follow the rule ``category_from`` (:mod:`soundlib.categories`); the collection remembers the last rule
 used, which is the default of the next ingest. Embedded metadata (:mod:`soundlib.tags`) is read in the decoding
