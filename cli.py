@@ -602,8 +602,8 @@ def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out,
 
 
 def _ranking(title, hits, score="distance"):
-    """A Rich table of a ranking (``Hit`` or ``WordHit``): file, category, start, score, description, and the
-    concepts the file's words named (``named``, when any result has them: ingest mixed them into its vector)."""
+    """A Rich table of a ranking (``Hit`` or ``WordHit``): file, category, start, score, and when any result has
+    them its description and the concepts its words named (``named``: ingest mixed them into its vector)."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -612,16 +612,17 @@ def _ranking(title, hits, score="distance"):
     table.add_column("category")
     table.add_column("start (s)", justify="right")
     table.add_column(score, justify="right")
-    table.add_column("description", overflow="fold", max_width=50)
-    named = any(h.metadata.get("named_concepts") for h in hits)  # the column only where a name counted
-    if named:
-        table.add_column("named", overflow="fold", max_width=24)
+    # the description and named columns only where some result has one (a narrow terminal keeps the paths)
+    extra = [(key, title, width) for key, title, width in (("description", "description", 50),
+                                                            ("named_concepts", "named", 24))
+             if any(h.metadata.get(key) for h in hits)]
+    for _, title, width in extra:
+        table.add_column(title, overflow="fold", max_width=width)
     for i, h in enumerate(hits, 1):
         value = getattr(h, "distance", None)
         value = f"{value:.4f}" if value is not None else f"{h.score:.3f}"
-        row = [str(i), _display_path(h.path), h.category, f"{h.start:.1f}", value,
-               str(h.metadata.get("description", ""))]
-        table.add_row(*row, *([str(h.metadata.get("named_concepts", ""))] if named else []))
+        table.add_row(str(i), _display_path(h.path), h.category, f"{h.start:.1f}", value,
+                      *(str(h.metadata.get(key, "")) for key, _, _ in extra))
     return table
 
 

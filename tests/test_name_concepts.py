@@ -308,3 +308,4 @@ def test_results_name_the_concepts_the_words_named(tmp_path: Path, default_model
     assert infos["Dog Bark 01.wav"]["named_concepts"] == "dog" and "named_concepts" not in infos["take_01.wav"]
     table = run("query", str(photo), "--db", db, "-k", "2")
     assert table.exit_code == 0 and "named" in table.stdout and "dog" in table.stdout
+    assert "description" not in table.stdout  # no result has one: the column is left out

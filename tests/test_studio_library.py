@@ -157,8 +157,11 @@ def test_search_command(world):
     assert [Path(r["path"]).name for r in doc["results"]] == ["RAINHvy_Tin Roof_JD_Weather.flac"]
     doc = json.loads(run("search", "door", "--category", "doorwood", "--db", db, "--json").stdout)
     assert [Path(r["path"]).name for r in doc["results"]] == ["DOORWood_Creak Long_JD_Foley.wav"]
-    table = run("search", "wolf", "--db", db)
+    table = run("search", "wolf", "--db", db, env={"COLUMNS": "250"})  # wide enough not to fold the temp path
     assert table.exit_code == 0 and "howl_01.wav" in table.stdout and "score" in table.stdout
+    assert "description" not in table.stdout  # the howl has none: the column is left out
+    described = run("search", "door", "creak", "--db", db, env={"COLUMNS": "250"})
+    assert "description" in described.stdout and "Old oak barn door" in described.stdout
     assert json.loads(run("search", "zebra", "--db", db, "--json").stdout)["results"] == []
     one_line(run("search", "!!", "--db", db), 2, "no words")
 
