@@ -459,6 +459,7 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
     Examples:
       soundlib ingest ./sfx
       soundlib ingest ./sfx --category-from first      # relabel an existing library: no embedding
+      soundlib ingest ./sfx --no-names                 # the audio alone: names and tags do not count
       soundlib ingest ./sfx --prune --model runs/m5/best.pt --db ./sfx.chroma
     """
     import sys
