@@ -15,6 +15,9 @@ MODEL_ENV = "SOUNDLIB_MODEL"
 CHROMA_URL_ENV = "SOUNDLIB_CHROMA_URL"
 #: Environment variable holding the Chroma server token (never on the command line).
 TOKEN_ENV = "SOUNDLIB_CHROMA_TOKEN"
+#: Environment variable naming a studio's own words table (``concept,words``: its words for the model's concepts,
+#: any language), read besides the shipped one when ingest mixes names (:mod:`soundlib.name_concepts`).
+WORDS_ENV = "SOUNDLIB_WORDS"
 
 #: Items (1-s windows or pictures) per model call at inference: ingest, query, eval, training's validation and
 #: feature caches. Results do not depend on it; memory grows with it (64 windows of audio: 12 MB).

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from soundlib.categories import DEFAULT_RULE, categorize, check_rule
-from soundlib.config import INFERENCE_BATCH, NAMES_VERSION
+from soundlib.config import INFERENCE_BATCH
 from soundlib.embedding import EmbeddedFile, FailedFile, decode_file, embed_windows_batched
 from soundlib.errors import SoundlibError
 from soundlib.name_concepts import for_model as name_mixing
@@ -191,7 +191,7 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
     version = int(getattr(loaded_model.model, "audio_features_version", 1))
     cap = cfg.max_windows if max_windows is None else int(max_windows)
     mixing = name_mixing(loaded_model.model) if names else None
-    named = NAMES_VERSION if mixing is not None else 0
+    named = mixing.version if mixing is not None else 0
     report = IngestReport()
     plan_roots(folders)  # every argument must exist before the store is touched
     store.prepare(loaded_model)

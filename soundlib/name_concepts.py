@@ -21,6 +21,10 @@ extension, and the embedded ``title``, ``description``, ``keywords`` and UCS ``c
 they cannot change without the file's bytes changing and the file being embedded again; a file first ingested with
 ``--no-metadata`` is embedded again by the first ingest that reads its tags.
 
+A studio adds its own words (another language, its own vocabulary) in a table of the same shape named by
+``$SOUNDLIB_WORDS`` (:func:`user_words`); its concepts must be the model's. Files remember the words they were
+mixed under (:func:`names_version`), so changing that table embeds them again.
+
 Only bridged models have a concept part; for the others :func:`for_model` returns ``None`` and nothing changes.
 Stored files remember the :data:`soundlib.config.NAMES_VERSION` their vectors were made under (``named``), so a
 library ingested before, or under another table, is embedded again by the next ingest.
@@ -29,6 +33,8 @@ library ingested before, or under another table, is embedded again by the next i
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from soundlib.config import NAME_SHARE
+from soundlib.config import NAME_SHARE, NAMES_VERSION, WORDS_ENV
 from soundlib.errors import SoundlibError
 from soundlib.words import stem, tokens
 
@@ -48,14 +54,24 @@ WORDS_TABLE = Path(__file__).resolve().parent / "data" / "concept_words.csv"
 TAG_FIELDS: tuple[str, ...] = ("title", "description", "keywords", "cat_id")
 
 
-@lru_cache(maxsize=4)
 def concept_words(path: str | Path = WORDS_TABLE) -> dict[str, tuple[tuple[str, ...], ...]]:
-    """The table as ``{concept: (phrase, ...)}``, each phrase the normalised words of one entry.
+    """A words table (``concept,words[,notes]``) as ``{concept: (phrase, ...)}``, each phrase the normalised words
+    of one entry (read once per file version).
 
     Raises:
         SoundlibError: the table cannot be read, lacks its columns, names a concept twice, or holds an entry with
             no word left after normalising (one line naming the file).
     """
+    try:
+        st = Path(path).stat()
+    except OSError as e:
+        raise SoundlibError(f"cannot read ({e.strerror or e})", str(path)) from e
+    return _read_table(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=8)
+def _read_table(path: str, mtime_ns: int, size: int) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """:func:`concept_words`'s reading, cached by the file's path, mtime and size."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -76,6 +92,8 @@ def concept_words(path: str | Path = WORDS_TABLE) -> dict[str, tuple[tuple[str, 
                 table[concept] = tuple(phrases)
     except OSError as e:
         raise SoundlibError(f"cannot read ({e.strerror or e})", str(path)) from e
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise SoundlibError(f"not a UTF-8 CSV words table ({e})", str(path)) from e
     return table
 
 
@@ -133,6 +151,26 @@ def _named_columns(words: Sequence[str], phrases: Sequence[Sequence[tuple[str, .
     return out
 
 
+def user_words() -> Path | None:
+    """The studio's own words table named by ``$SOUNDLIB_WORDS`` (:data:`WORDS_ENV`), or ``None``."""
+    value = os.environ.get(WORDS_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def names_version(extra: str | Path | None = None) -> int:
+    """The version stored with mixed files (``named``): :data:`soundlib.config.NAMES_VERSION`, or with a studio's
+    words table a number drawn from it and its content (sha256, 31 bits, never 0 or 1), so a file mixed under other
+    words is embedded again."""
+    if extra is None:
+        return NAMES_VERSION
+    try:
+        data = Path(extra).read_bytes()
+    except OSError as e:
+        raise SoundlibError(f"cannot read ({e.strerror or e})", str(extra)) from e
+    digest = hashlib.sha256(f"{NAMES_VERSION}\n".encode() + data).digest()
+    return 2 + int.from_bytes(digest[:4], "big") % (2**31 - 2)
+
+
 @dataclass(frozen=True)
 class NameConcepts:
     """The concept columns of one bridged model, with the words that name each.
@@ -141,18 +179,34 @@ class NameConcepts:
         concepts: the model's concept columns, in order (``config.concepts``).
         phrases: per column, the phrases naming it (empty for a column the table does not list).
         share: the share of the concept part the name gets (:data:`soundlib.config.NAME_SHARE`).
+        version: what mixed files store as ``named`` (:func:`names_version`).
     """
 
     concepts: tuple[str, ...]
     phrases: tuple[tuple[tuple[str, ...], ...], ...]
     share: float = NAME_SHARE
+    version: int = NAMES_VERSION
 
     @classmethod
-    def for_concepts(cls, concepts: Sequence[str], share: float = NAME_SHARE,
-                     table: str | Path = WORDS_TABLE) -> "NameConcepts":
-        words = concept_words(table)
+    def for_concepts(cls, concepts: Sequence[str], share: float = NAME_SHARE, table: str | Path = WORDS_TABLE,
+                     extra: str | Path | None = None) -> "NameConcepts":
+        """The columns ``concepts`` with the words of ``table``, plus those of a studio's ``extra`` table.
+
+        Raises:
+            SoundlibError: a table is unusable, or ``extra`` names a concept that is not one of ``concepts`` (one
+                line naming the file).
+        """
+        words = {c: list(ps) for c, ps in concept_words(table).items()}
         names = tuple(str(c) for c in concepts)
-        return cls(names, tuple(words.get(c.strip().lower(), ()) for c in names), share)
+        if extra is not None:
+            known = {c.strip().lower() for c in names}
+            for concept, phrases in concept_words(extra).items():
+                if concept not in known:
+                    raise SoundlibError(f"{concept!r} is not a concept of this model (its concepts are the rows "
+                                        f"of soundlib/data/concept_words.csv)", str(extra))
+                words.setdefault(concept, []).extend(p for p in phrases if p not in words.get(concept, []))
+        return cls(names, tuple(tuple(words.get(c.strip().lower(), ())) for c in names), share,
+                   names_version(extra))
 
     def _columns(self, rel: str, info: Mapping[str, Any] | None) -> set[int]:
         cols: set[int] = set()
@@ -186,7 +240,8 @@ class NameConcepts:
 
 
 def for_model(model: Any, share: float = NAME_SHARE) -> NameConcepts | None:
-    """The name mixing of a model: ``None`` for a model without a concept bridge (nothing to mix into)."""
+    """The name mixing of a model, with the studio's own words of ``$SOUNDLIB_WORDS`` when set: ``None`` for a
+    model without a concept bridge (nothing to mix into)."""
     if getattr(model, "bridge", None) is None or not getattr(model.config, "concepts", None):
         return None
-    return NameConcepts.for_concepts(model.config.concepts, share)
+    return NameConcepts.for_concepts(model.config.concepts, share, extra=user_words())

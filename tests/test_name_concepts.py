@@ -309,3 +309,63 @@ def test_results_name_the_concepts_the_words_named(tmp_path: Path, default_model
     table = run("query", str(photo), "--db", db, "-k", "2")
     assert table.exit_code == 0 and "named" in table.stdout and "dog" in table.stdout
     assert "description" not in table.stdout  # no result has one: the column is left out
+
+
+# --- a studio's own words ($SOUNDLIB_WORDS) ------------------------------------------------------------------------
+
+def test_a_studios_own_words_name_concepts_in_its_language(tmp_path: Path, default_model) -> None:
+    words = tmp_path / "de.csv"
+    words.write_text("concept,words\ndog,hund;bellen\nrain,regen\n", encoding="utf-8")
+    concepts = default_model.model.config.concepts
+    plain = NameConcepts.for_concepts(concepts)
+    german = NameConcepts.for_concepts(concepts, extra=words)
+    assert plain.named("Hund_Bellen_01.wav") == [] and german.named("Hund_Bellen_01.wav") == ["dog"]
+    assert german.named("Tiere/Regen auf Dach.wav") == ["rain"] and german.named("Dog1.wav") == ["dog"]  # and English
+    assert plain.version == NAMES_VERSION and german.version not in (0, 1)
+    words.write_text("concept,words\ndog,hund\n", encoding="utf-8")  # other words: another version
+    assert NameConcepts.for_concepts(concepts, extra=words).version not in (german.version, 0, 1)
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("concept,words\nhund,hund\n", "'hund' is not a concept of this model"),
+    ("concept\ndog\n", "needs the columns concept,words"),
+])
+def test_a_bad_studio_words_table_is_one_line_naming_it(tmp_path: Path, default_model, text: str,
+                                                        reason: str) -> None:
+    words = tmp_path / f"words{len(text)}.csv"
+    words.write_text(text, encoding="utf-8")
+    with pytest.raises(SoundlibError) as e:
+        NameConcepts.for_concepts(default_model.model.config.concepts, extra=words)
+    assert str(e.value).startswith(f"{words}: {reason}")
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00concept")
+    with pytest.raises(SoundlibError, match="not a UTF-8 CSV"):
+        NameConcepts.for_concepts(default_model.model.config.concepts, extra=binary)
+
+
+def test_ingest_with_soundlib_words_and_without_it_again(tmp_path: Path, default_model, monkeypatch) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    y = _noise(seed=19)
+    write_audio(lib / "Hund_Bellen_01.wav", y, 48_000)
+    write_audio(lib / "Aufnahme_01.wav", y, 48_000)  # "recording": names nothing in either table
+    words = tmp_path / "de.csv"
+    words.write_text("concept,words\ndog,hund;bellen\n", encoding="utf-8")
+    with open_store(db=tmp_path / "db", create=True) as store:
+        monkeypatch.setenv("SOUNDLIB_WORDS", str(words))
+        first = ingest([lib], default_model, store)
+        assert first.added == 2
+        german, meta = _vectors(store, lib, "Hund_Bellen_01.wav")
+        plain, _ = _vectors(store, lib, "Aufnahme_01.wav")
+        assert meta[0]["named_concepts"] == "dog" and meta[0]["named"] not in (0, 1)
+        assert not np.allclose(german, plain, atol=1e-3)
+        assert ingest([lib], default_model, store).unchanged == 2  # same words: no work
+        monkeypatch.delenv("SOUNDLIB_WORDS")
+        again = ingest([lib], default_model, store)  # the shipped words only: both were mixed under other words
+        assert (again.updated, again.unchanged) == (2, 0)
+        now, meta = _vectors(store, lib, "Hund_Bellen_01.wav")
+        assert meta[0]["named"] == NAMES_VERSION and "named_concepts" not in meta[0]
+        np.testing.assert_allclose(now, plain, atol=1e-5)
+    bad = run("ingest", str(lib), "--db", str(tmp_path / "db2"), env={"SOUNDLIB_WORDS": str(tmp_path / "none.csv")})
+    assert bad.exit_code == 2 and "none.csv" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
