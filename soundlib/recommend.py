@@ -11,9 +11,13 @@ One ranking for several pictures (images, folders, video frames)
     (video frames with their time in seconds, images with time 0).
 
 Sounds ("more like this")
-    A sound is cut into windows exactly as ingest cuts it (same cap), each window is searched, and a library file
+    A sound that is in the library as it is on disk (same path below a stored root, same size and mtime) is
+    searched with its stored windows, exactly what ingest wrote (its name's concepts mixed in, as for every stored
+    file). Any other sound is cut into windows exactly as ingest cuts it (same cap) and embedded; with a bridged
+    model the concepts its own file name and embedded tags name are mixed in as ingest would
+    (:mod:`soundlib.name_concepts`; ``names=False``: the audio alone). Each window is searched, and a library file
     scores its smallest distance over all (query window, library window) pairs: the best-matching moment. So a sound
-    that is in the library finds itself first (distance ~0), and a long query matches files that share any part of
+    that is in the library finds itself first (distance 0), and a long query matches files that share any part of
     it. Sounds and pictures cannot be mixed in one query (their distances are not on one scale).
 
 Filters
@@ -189,14 +193,59 @@ def _embed_pictures(model: Any, items: list[tuple[str, str]], acc: _Vectors,
     run()
 
 
-def _embed_sounds(model: Any, items: list[tuple[str, str]], acc: _Vectors, max_windows: int | None) -> None:
+def stored_sound(store: SoundStore, path: str | os.PathLike) -> tuple[list[float], np.ndarray] | None:
+    """The stored windows ``(starts, (N, D) vectors)`` of a sound file that is in the library as it is on disk
+    (same path below one of its folders' roots, same size and mtime), else ``None`` (one read by id per folder
+    above the file, no scan)."""
+    from soundlib.store import file_key, window_id
+
+    p = Path(path).resolve()
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    heads = store.file_heads([file_key(str(root), p.relative_to(root).as_posix()) for root in p.parents])
+    for fid, m in heads.items():
+        n = int(m.get("n_windows", 0))
+        if n < 1 or int(m.get("size", -1)) != st.st_size or int(m.get("mtime_ns", -1)) != st.st_mtime_ns:
+            continue
+        ids, vectors, metas = store.windows(ids=[window_id(fid, i) for i in range(n)])
+        if len(ids) == n:  # complete (a file cut by a crash is embedded as any other sound)
+            order = np.argsort([int(mm.get("window", 0)) for mm in metas])
+            return [float(metas[i].get("start", 0.0)) for i in order], vectors[order]
+    return None
+
+
+def _embed_sounds(model: Any, items: list[tuple[str, str]], acc: _Vectors, max_windows: int | None,
+                  store: SoundStore, names: bool) -> None:
     from soundlib.audio import load_windows
+    from soundlib.name_concepts import for_model
 
     cfg = model.config.audio
+    mixing = for_model(model) if names else None
     for path, _kind in items:
-        starts, windows = load_windows(path, cfg, max_windows=max_windows)
-        acc.vectors += list(embed_windows(model, windows))
+        stored = stored_sound(store, path)
+        if stored is not None:
+            starts, vectors = stored
+        else:
+            starts, windows = load_windows(path, cfg, max_windows=max_windows)
+            vectors = embed_windows(model, windows)
+            if mixing is not None:
+                vectors = mixing.apply(model, Path(path).name, vectors, _tags(path))
+        acc.vectors += list(vectors)
         acc.labels += [(path, float(s)) for s in starts]
+
+
+def _tags(path: str) -> dict[str, Any]:
+    """A query sound's embedded tags for its name mixing (what could be read of them; none when unreadable)."""
+    from soundlib.tags import TagError, read_tags
+
+    try:
+        return dict(read_tags(path))
+    except TagError as e:
+        return dict(e.partial)
+    except OSError:
+        return {}
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:
@@ -218,7 +267,7 @@ def _fuse_min(rankings: list[list[Hit]], k: int) -> list[Hit]:
 def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: SoundStore, k: int = DEFAULT_K,
               categories: Iterable[str] | None = None, per_frame: bool = False,
               max_windows: int | None = None, progress: ProgressFn | None = None,
-              text: str | None = None) -> QueryResult:
+              text: str | None = None, names: bool = True) -> QueryResult:
     """Recommend ``k`` distinct sound files for pictures, videos or sounds (rules in the module docstring).
 
     Args:
@@ -231,6 +280,8 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
         per_frame: also return one ranking per picture / video frame / sound window.
         max_windows: window cap for sound inputs (default ``AudioConfig.max_windows``, as ingest).
         progress: receives ``("embed", inputs_done, inputs_total)``.
+        names: mix a sound input's own name and tags into it as ingest does (bridged models; sounds that are in
+            the library use their stored windows either way).
 
     Returns:
         :class:`QueryResult`; ``results`` has ``k`` hits unless the (filtered) library holds fewer files.
@@ -254,7 +305,7 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
     files = _allowed_files(store, text, categories)
     acc = _Vectors(kind="sound" if sounds else "picture")
     if sounds:
-        _embed_sounds(model, sounds, acc, max_windows)
+        _embed_sounds(model, sounds, acc, max_windows, store, names)
     else:
         _embed_pictures(model, pictures, acc, progress)
     return _rank(acc, store, k, files, per_frame, [str(p) for p in inputs])

@@ -369,3 +369,42 @@ def test_ingest_with_soundlib_words_and_without_it_again(tmp_path: Path, default
     bad = run("ingest", str(lib), "--db", str(tmp_path / "db2"), env={"SOUNDLIB_WORDS": str(tmp_path / "none.csv")})
     assert bad.exit_code == 2 and "none.csv" in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+# --- sound queries ("more like this") --------------------------------------------------------------------------------
+
+def test_a_sound_query_in_the_library_uses_its_stored_windows_and_others_mix_their_own_name(
+        tmp_path: Path, default_model) -> None:
+    import os
+    import shutil
+
+    from soundlib.recommend import recommend, stored_sound
+
+    lib = tmp_path / "lib"
+    (lib / "rain").mkdir(parents=True)
+    (lib / "dogs").mkdir()
+    write_audio(lib / "rain" / "thunder_10.wav", _noise(seed=23), 48_000)  # mixed with rain: its folder and name
+    write_audio(lib / "dogs" / "Dog Bark.wav", _noise(seed=29), 48_000)
+    write_audio(lib / "take_02.wav", _noise(seed=31), 48_000)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(lib / "take_02.wav", outside / "Dog Bark 2.wav")  # the take's audio, a name that says dog
+    shutil.copy(lib / "take_02.wav", outside / "take_03.wav")
+    with open_store(db=tmp_path / "db", create=True) as store:
+        ingest([lib], default_model, store)
+        for rel in ("rain/thunder_10.wav", "dogs/Dog Bark.wav", "take_02.wav"):
+            starts, vectors = stored_sound(store, lib / rel)
+            np.testing.assert_array_equal(vectors, _vectors(store, lib, rel)[0])  # exactly what ingest wrote
+            top = recommend([str(lib / rel)], default_model, store, k=1).results[0]
+            assert (Path(top.path).name, top.distance) == (Path(rel).name, pytest.approx(0.0, abs=1e-6))
+        assert stored_sound(store, outside / "take_03.wav") is None  # not below a stored root
+        os.utime(lib / "take_02.wav", ns=(1, 1))  # changed on disk since ingest: no longer the stored file
+        assert stored_sound(store, lib / "take_02.wav") is None
+
+        def distance_to_dog(query: Path, names: bool = True) -> float:
+            hits = recommend([str(query)], default_model, store, k=3, names=names).results
+            return next(h.distance for h in hits if Path(h.path).name == "Dog Bark.wav")
+
+        named, unnamed = distance_to_dog(outside / "Dog Bark 2.wav"), distance_to_dog(outside / "take_03.wav")
+        assert named < unnamed - 0.05  # the query's own name counts, as a stored file's does
+        assert distance_to_dog(outside / "Dog Bark 2.wav", names=False) == pytest.approx(unnamed, abs=1e-5)
