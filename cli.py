@@ -782,7 +782,8 @@ def _display_path(path: str) -> str:
 @click.pass_context
 @handle_errors
 def library(ctx, db, chroma_url, collection, as_json, debug):
-    """Show what a collection holds: files, windows, categories with counts, model, size on disk.
+    """Show what a collection holds: files, windows, categories with counts, model, size on disk, and how many
+    files their words named (dog, rain...: those words count in picture queries).
 
     With a subcommand, move a library between stores: `export` writes a collection to one file, `import` loads
     such a file into an embedded store or a Chroma server.
@@ -802,7 +803,7 @@ def library(ctx, db, chroma_url, collection, as_json, debug):
         info = store.describe()
     if as_json:
         print_json({key: info[key] for key in ("collection", "model", "files", "windows", "categories",
-                                               "category_from")})
+                                               "category_from", "names") if key in info})
         return
     from rich.table import Table
 
@@ -814,6 +815,9 @@ def library(ctx, db, chroma_url, collection, as_json, debug):
     table.add_row("files", str(info["files"]))
     table.add_row("windows", str(info["windows"]))
     table.add_row("category rule", str(info.get("category_from") or "first (before rules existed)"))
+    if "names" in info:  # files whose words name a concept count it in picture queries
+        names = info["names"]
+        table.add_row("named by their words", f"{names['named_files']} of {names['mixed_files']} files")
     if info.get("size_bytes") is not None:
         table.add_row("size on disk", f"{info['size_bytes'] / 2**20:.1f} MiB")
     cats = Table(title="categories")

@@ -916,17 +916,34 @@ class SoundStore:
 
     # --- summary ----------------------------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
-        """``{"collection", "model", "files", "windows", "categories": {category: n_files}}`` (complete files)."""
+    def stats(self, records: dict[str, FileRecord] | None = None) -> dict[str, Any]:
+        """``{"collection", "model", "files", "windows", "categories": {category: n_files}}`` (complete files;
+        ``records``: :meth:`file_records` when already read)."""
         meta = self.metadata
-        recs = self.file_records()
+        recs = self.file_records() if records is None else records
         cats = Counter(r.category for r in recs.values())
         return {"collection": self.name, "model": str(meta.get("model", "")), "files": len(recs),
                 "windows": self.count(), "categories": dict(sorted(cats.items()))}
 
+    def names(self, records: dict[str, FileRecord] | None = None) -> dict[str, int] | None:
+        """How the files' words count (:mod:`soundlib.name_concepts`): ``{"mixed_files": files embedded with the
+        name mixing, "named_files": those whose words named at least one concept}``; ``None`` when no file was
+        mixed (a model without a concept bridge, or ``ingest --no-names``). Reads window 0 of the mixed files."""
+        recs = self.file_records() if records is None else records
+        mixed = [fid for fid, r in recs.items() if r.named]
+        if not mixed:
+            return None
+        heads = self.file_heads(mixed)
+        return {"mixed_files": len(mixed), "named_files": sum(1 for m in heads.values() if m.get("named_concepts"))}
+
     def describe(self) -> dict[str, Any]:
-        """:meth:`stats` plus where the store is, the model hash, dim, and the store's size on disk (embedded)."""
-        out = self.stats()
+        """:meth:`stats` plus where the store is, the model hash, dim, the store's size on disk (embedded) and, when
+        files were mixed with their names, :meth:`names` (``names``)."""
+        recs = self.file_records()
+        out = self.stats(recs)
+        names = self.names(recs)
+        if names is not None:
+            out["names"] = names
         meta = self.metadata
         out.update(location=self.location, model_sha256=str(meta.get("model_sha256", "")),
                    category_from=meta.get("category_from"),

@@ -229,12 +229,18 @@ def test_cli_ingest_no_names(tmp_path: Path) -> None:
     lib.mkdir()
     write_audio(lib / "owl hoot.wav", _noise(seed=7), 48_000)
     db = tmp_path / "db"
+    write_audio(lib / "take_04.wav", _noise(seed=37), 48_000)
     first = run("ingest", str(lib), "--db", str(db), "--no-names", "--json")
     assert first.exit_code == 0, first.output
-    assert json.loads(first.stdout)["added"] == 1
+    assert json.loads(first.stdout)["added"] == 2
+    assert "names" not in json.loads(run("library", "--db", str(db), "--json").stdout)  # nothing mixed
     second = run("ingest", str(lib), "--db", str(db), "--json")
     assert second.exit_code == 0, second.output
-    assert (json.loads(second.stdout)["updated"], json.loads(second.stdout)["unchanged"]) == (1, 0)
+    assert (json.loads(second.stdout)["updated"], json.loads(second.stdout)["unchanged"]) == (2, 0)
+    doc = json.loads(run("library", "--db", str(db), "--json").stdout)
+    assert doc["names"] == {"mixed_files": 2, "named_files": 1}  # the owl's name named it, the take's nothing
+    table = run("library", "--db", str(db), env={"COLUMNS": "200"})
+    assert "named by their words" in table.stdout and "1 of 2 files" in table.stdout
     assert "--no-names" in run("ingest", "--help").stdout
     assert NAME_SHARE == 0.5
 
