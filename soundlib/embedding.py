@@ -90,16 +90,10 @@ def describe(path: str, windows: np.ndarray, cfg: AudioConfig, channels: int) ->
         ``(info, warning)``: ``warning`` is the one-line reason the tags could not be read (``info`` then holds
         the rest).
     """
-    from soundlib.tags import TagError, loudness, read_tags
+    from soundlib.tags import loudness, read_tags_partial
 
-    info: dict[str, Any] = {"channels": int(channels), **loudness(windows, cfg.sample_rate)}
-    warning = None
-    try:
-        info.update(read_tags(path))
-    except TagError as e:
-        info.update(e.partial)
-        warning = e.reason
-    return info, warning
+    tags, warning = read_tags_partial(path)
+    return {"channels": int(channels), **loudness(windows, cfg.sample_rate), **tags}, warning
 
 
 def decode_file(sound: SoundFile, cfg: AudioConfig, max_windows: int | None, metadata: bool = False) -> DecodedFile:

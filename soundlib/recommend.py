@@ -220,6 +220,7 @@ def _embed_sounds(model: Any, items: list[tuple[str, str]], acc: _Vectors, max_w
                   store: SoundStore, names: bool) -> None:
     from soundlib.audio import load_windows
     from soundlib.name_concepts import for_model
+    from soundlib.tags import read_tags_partial
 
     cfg = model.config.audio
     mixing = for_model(model) if names else None
@@ -231,21 +232,10 @@ def _embed_sounds(model: Any, items: list[tuple[str, str]], acc: _Vectors, max_w
             starts, windows = load_windows(path, cfg, max_windows=max_windows)
             vectors = embed_windows(model, windows)
             if mixing is not None:
-                vectors = mixing.apply(model, Path(path).name, vectors, _tags(path))
+                vectors = mixing.apply(model, Path(path).name, vectors, read_tags_partial(path)[0])
         acc.vectors += list(vectors)
         acc.labels += [(path, float(s)) for s in starts]
 
-
-def _tags(path: str) -> dict[str, Any]:
-    """A query sound's embedded tags for its name mixing (what could be read of them; none when unreadable)."""
-    from soundlib.tags import TagError, read_tags
-
-    try:
-        return dict(read_tags(path))
-    except TagError as e:
-        return dict(e.partial)
-    except OSError:
-        return {}
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:

@@ -240,6 +240,15 @@ def read_tags(path: str | os.PathLike) -> dict[str, str]:
     raise err
 
 
+def read_tags_partial(path: str | os.PathLike) -> tuple[dict[str, str], str | None]:
+    """:func:`read_tags` for callers that use a sound whatever its tags: ``(fields, None)``, or on a
+    :class:`TagError` the fields read before it and its one-line reason."""
+    try:
+        return read_tags(path), None
+    except TagError as e:
+        return dict(e.partial), e.reason
+
+
 # --- loudness -----------------------------------------------------------------------------------------------------
 
 #: Floor of the reported levels (dBFS / LUFS): digital silence is reported as this, never as -inf.
