@@ -32,7 +32,6 @@ library ingested before, or under another table, is embedded again by the next i
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import re
@@ -46,6 +45,7 @@ import numpy as np
 
 from soundlib.config import NAME_SHARE, NAMES_VERSION, WORDS_ENV
 from soundlib.errors import SoundlibError
+from soundlib.lists import read_records
 from soundlib.words import stem, tokens
 
 #: The reviewed concept -> words table shipped with soundlib.
@@ -59,41 +59,33 @@ def concept_words(path: str | Path = WORDS_TABLE) -> dict[str, tuple[tuple[str, 
     of one entry (read once per file version).
 
     Raises:
-        SoundlibError: the table cannot be read, lacks its columns, names a concept twice, or holds an entry with
-            no word left after normalising (one line naming the file).
+        SoundlibError: the table is missing, unreadable, not UTF-8 text or lacks its columns
+            (:func:`soundlib.lists.read_records`), names a concept twice, or holds an entry with no word left after
+            normalising (one line naming the file).
     """
     try:
         st = Path(path).stat()
-    except OSError as e:
-        raise SoundlibError(f"cannot read ({e.strerror or e})", str(path)) from e
+    except OSError:  # read_records names what is wrong with it
+        return _read_table(str(path), -1, -1)
     return _read_table(str(path), st.st_mtime_ns, st.st_size)
 
 
 @lru_cache(maxsize=8)
 def _read_table(path: str, mtime_ns: int, size: int) -> dict[str, tuple[tuple[str, ...], ...]]:
     """:func:`concept_words`'s reading, cached by the file's path, mtime and size."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if not {"concept", "words"} <= set(reader.fieldnames or ()):
-                raise SoundlibError("needs the columns concept,words", str(path))
-            table: dict[str, tuple[tuple[str, ...], ...]] = {}
-            for line, row in enumerate(reader, start=2):
-                concept = (row["concept"] or "").strip().lower()
-                if not concept or concept in table:
-                    raise SoundlibError(f"line {line}: empty or repeated concept {concept!r}", str(path))
-                phrases = []
-                for entry in (row["words"] or "").split(";"):
-                    phrase = tuple(tokens(entry))
-                    if entry.strip() and not phrase:
-                        raise SoundlibError(f"line {line}: {entry!r} has no word soundlib keeps", str(path))
-                    if phrase:
-                        phrases.append(phrase)
-                table[concept] = tuple(phrases)
-    except OSError as e:
-        raise SoundlibError(f"cannot read ({e.strerror or e})", str(path)) from e
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise SoundlibError(f"not a UTF-8 CSV words table ({e})", str(path)) from e
+    table: dict[str, tuple[tuple[str, ...], ...]] = {}
+    for line, row in read_records(path, ("concept", "words")):
+        concept = row["concept"].lower()
+        if not concept or concept in table:
+            raise SoundlibError(f"line {line}: empty or repeated concept {concept!r}", path)
+        phrases = []
+        for entry in row["words"].split(";"):
+            phrase = tuple(tokens(entry))
+            if entry.strip() and not phrase:
+                raise SoundlibError(f"line {line}: {entry!r} has no word soundlib keeps", path)
+            if phrase:
+                phrases.append(phrase)
+        table[concept] = tuple(phrases)
     return table
 
 
