@@ -291,14 +291,14 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
             assert isinstance(res, EmbeddedFile)
             if res.warning:
                 report.warnings.append((sf.path, res.warning))
-            info = res.info
-            if mixing is not None:  # which concepts the words named: shown with results (why a sound came up)
-                info = {**info, "named_concepts": "; ".join(mixing.named(sf.rel, res.info))}
+            vectors, info = res.vectors, res.info
+            if mixing is not None:  # the concepts its words name: in its vectors, and shown with results
+                evidence = mixing.vector(sf.rel, res.info)
+                vectors = mixing.mix(loaded_model.model, vectors, evidence)
+                info = {**info, "named_concepts": "; ".join(mixing.names_of(evidence))}
             buffer.append(FileVectors(root=sf.root, rel=sf.rel, folder=sf.folder, size=sf.size, mtime=sf.mtime,
                                       mtime_ns=sf.mtime_ns, sha256=res.sha256, duration=res.duration,
-                                      sample_rate=res.sample_rate, starts=res.starts,
-                                      vectors=res.vectors if mixing is None else mixing.apply(
-                                          loaded_model.model, sf.rel, res.vectors, res.info),
+                                      sample_rate=res.sample_rate, starts=res.starts, vectors=vectors,
                                       features=version, named=named, meta=META_VERSION if metadata else 0,
                                       **labels(sf.rel, sf.root, rule, info)))
             buffered += len(res.starts)

@@ -208,8 +208,7 @@ class NameConcepts:
 
     def named(self, rel: str, info: Mapping[str, Any] | None = None) -> list[str]:
         """The concepts the path (and the tags in ``info``) name, in column order."""
-        cols = self._columns(rel, info)
-        return [c for i, c in enumerate(self.concepts) if i in cols]
+        return self.names_of(self.vector(rel, info))
 
     def vector(self, rel: str, info: Mapping[str, Any] | None = None) -> np.ndarray:
         """``(C,)`` float32: 1 for each concept the path (and the tags in ``info``) name, else 0 (all zero:
@@ -218,17 +217,24 @@ class NameConcepts:
         out[sorted(self._columns(rel, info))] = 1.0
         return out
 
-    def apply(self, model: Any, rel: str, vectors: np.ndarray, info: Mapping[str, Any] | None = None) -> np.ndarray:
-        """One file's ``(N, D)`` window embeddings with their concept part mixed with what its path (and the tags in
-        ``info``) name."""
+    def names_of(self, named: np.ndarray) -> list[str]:
+        """The concepts of a :meth:`vector`, in column order."""
+        return [self.concepts[i] for i in np.flatnonzero(named)]
+
+    def mix(self, model: Any, vectors: np.ndarray, named: np.ndarray) -> np.ndarray:
+        """One file's ``(N, D)`` window embeddings with their concept part mixed with its :meth:`vector`."""
         import torch
 
-        named = self.vector(rel, info)
         if not named.any() or len(vectors) == 0:
             return vectors
         out = model.with_sound_evidence(torch.from_numpy(np.asarray(vectors, np.float32)), torch.from_numpy(named),
                                         self.share)
         return out.detach().float().cpu().numpy()
+
+    def apply(self, model: Any, rel: str, vectors: np.ndarray, info: Mapping[str, Any] | None = None) -> np.ndarray:
+        """One file's ``(N, D)`` window embeddings with their concept part mixed with what its path (and the tags in
+        ``info``) name."""
+        return self.mix(model, vectors, self.vector(rel, info))
 
 
 def for_model(model: Any, share: float = NAME_SHARE) -> NameConcepts | None:

@@ -144,6 +144,7 @@ def embed_list(models: Sequence[Any], labels: Sequence[str], data: ListData, pro
         :class:`Embedded`; a frame or clip that failed with any model is in its errors.
     """
     out = Embedded()
+    rels = name_paths([c.audio for c in data.clips]) if names else []
     for model, label in zip(models, labels):
         fv, fe = _embed_frames(model, data.frames, progress, label)
         out.frames.append(fv)
@@ -154,7 +155,6 @@ def embed_list(models: Sequence[Any], labels: Sequence[str], data: ListData, pro
         cv, ce = _embed_clips(model, data.clips, max_windows, progress, label)
         mixing = name_mixing(model) if names else None
         if mixing is not None:
-            rels = name_paths([c.audio for c in data.clips])
             cv = {ci: (starts, mixing.apply(model, rels[ci], vecs)) for ci, (starts, vecs) in cv.items()}
         out.clips.append(cv)
         for i, r in ce.items():
