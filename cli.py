@@ -503,7 +503,8 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
         for label, n in (("added", report.added), ("updated", report.updated), ("unchanged", report.unchanged),
                          ("removed", report.removed), ("skipped", len(report.skipped)),
                          ("relabelled (metadata only)", report.relabelled),
-                         ("described (metadata only)", report.described)):
+                         ("described (metadata only)", report.described),
+                         ("remixed (names, no decoding)", report.remixed)):
             table.add_row(label, str(n))
         table.add_section()
         table.add_row("windows written", str(report.windows))

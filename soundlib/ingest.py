@@ -16,12 +16,16 @@ For each audio file under the given folders (see :mod:`soundlib.scan`), compared
   rewritten (no decoding, no embedding);
 - **described**: unchanged, but stored before soundlib read embedded metadata (or with ``metadata=False``) -> its
   tags are read and its windows decoded again for peak and loudness, its metadata rewritten (no embedding).
+- **remixed**: unchanged, but stored under another name mixing (``named``: another words table, ``names=False``,
+  an older soundlib) -> brought up to date from its stored vectors, without decoding (:func:`_remix`): vectors
+  holding the audio alone are mixed in place, a mix of the concepts its words name now is kept; only a file whose
+  stored mix named other concepts is embedded again (*updated*).
 
 With a bridged model (the default), the concepts a file's words name (its folders and name; its embedded title,
 description, keywords and CatID) are mixed into its vectors' concept part (:mod:`soundlib.name_concepts`;
 ``names=False`` for the audio alone), and listed as ``named_concepts`` on its window 0. Files remember the version
-of that mixing (``named``); a file stored under another one, or stored without its tags (``--no-metadata``) when
-this ingest reads them, is embedded again.
+of that mixing (``named``); a file stored under another one is *remixed* (above), and a file stored without its
+tags (``--no-metadata``) when this ingest reads them is embedded again.
 
 Categories follow the rule ``category_from`` (:mod:`soundlib.categories`); the collection remembers the last rule
 used, which is the default of the next ingest. Embedded metadata (:mod:`soundlib.tags`) is read in the decoding
@@ -44,10 +48,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from soundlib.categories import DEFAULT_RULE, categorize, check_rule
 from soundlib.config import INFERENCE_BATCH
 from soundlib.embedding import EmbeddedFile, FailedFile, decode_file, embed_windows_batched
 from soundlib.errors import SoundlibError
+from soundlib.name_concepts import NameConcepts
 from soundlib.name_concepts import for_model as name_mixing
 from soundlib.progress import ProgressFn
 from soundlib.scan import SoundFile, file_sha256, plan_roots, scan
@@ -88,6 +95,7 @@ class IngestReport:
     interrupted: bool = False
     relabelled: int = 0
     described: int = 0
+    remixed: int = 0
     warnings: list[tuple[str, str]] = field(default_factory=list)
     category_from: str = DEFAULT_RULE
 
@@ -101,6 +109,7 @@ class IngestReport:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged, "removed": self.removed,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "windows": self.windows,
                 "seconds": round(self.seconds, 3), "relabelled": self.relabelled, "described": self.described,
+                "remixed": self.remixed,
                 "warnings": [{"path": p, "reason": r} for p, r in self.warnings], "category_from": self.category_from}
 
 
@@ -224,6 +233,7 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
     kind: dict[str, str] = {}
     on_disk: set[str] = set()
     refresh: list[tuple[SoundFile, FileRecord]] = []  # unchanged files whose metadata is out of date
+    remix: list[tuple[SoundFile, FileRecord]] = []  # unchanged files stored under another name mixing
 
     def unchanged(sf: SoundFile, rec: FileRecord) -> None:
         report.unchanged += 1
@@ -242,13 +252,10 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
                 replace.add(fid)
             todo.append(sf)
             continue
-        current = (_expected_windows(rec, cfg, cap) == rec.n_windows and rec.features == version
-                   and rec.named == named  # the vectors it would get now; and a mix that lacks the tags
-                   and not (mixing is not None and metadata and rec.meta < META_VERSION))  # it reads now
-        if current and rec.size == sf.size and rec.mtime_ns == sf.mtime_ns:
-            unchanged(sf, rec)
-            continue
-        if current and rec.size == sf.size:
+        current = (_expected_windows(rec, cfg, cap) == rec.n_windows and rec.features == version  # the audio
+                   and not (mixing is not None and metadata and rec.meta < META_VERSION))  # a mix lacking the tags
+        same = current and rec.size == sf.size and rec.mtime_ns == sf.mtime_ns
+        if current and rec.size == sf.size and not same:
             try:
                 sha = file_sha256(sf.path)
             except OSError as e:
@@ -256,11 +263,21 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
                 continue
             if sha == rec.sha256:
                 store.touch_file(rec, mtime=sf.mtime, mtime_ns=sf.mtime_ns)
-                unchanged(sf, rec)
-                continue
-        kind[fid] = "updated"
-        replace.add(fid)
-        todo.append(sf)
+                same = True
+        if same and rec.named == named:
+            unchanged(sf, rec)
+        elif same:
+            remix.append((sf, rec))
+        else:
+            kind[fid] = "updated"
+            replace.add(fid)
+            todo.append(sf)
+    if remix and not stopped():  # before embedding: the files it cannot bring up to date are embedded below
+        for sf in _remix(remix, loaded_model.model, store, mixing, named, rule, report, progress, stopped):
+            fid = file_key(sf.root, sf.rel)
+            kind[fid] = "updated"
+            replace.add(fid)
+            todo.append(sf)
 
     buffer: list[FileVectors] = []
     buffered = 0
@@ -292,15 +309,15 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
             if res.warning:
                 report.warnings.append((sf.path, res.warning))
             vectors, info = res.vectors, res.info
+            lab = labels(sf.rel, sf.root, rule, info)
             if mixing is not None:  # the concepts its words name: in its vectors, and shown with results
-                evidence = mixing.vector(sf.rel, res.info)
+                evidence = mixing.vector(sf.rel, lab["info"])  # what it stores: a remix reads the same
                 vectors = mixing.mix(loaded_model.model, vectors, evidence)
-                info = {**info, "named_concepts": "; ".join(mixing.names_of(evidence))}
+                lab["info"]["named_concepts"] = "; ".join(mixing.names_of(evidence))
             buffer.append(FileVectors(root=sf.root, rel=sf.rel, folder=sf.folder, size=sf.size, mtime=sf.mtime,
                                       mtime_ns=sf.mtime_ns, sha256=res.sha256, duration=res.duration,
                                       sample_rate=res.sample_rate, starts=res.starts, vectors=vectors,
-                                      features=version, named=named, meta=META_VERSION if metadata else 0,
-                                      **labels(sf.rel, sf.root, rule, info)))
+                                      features=version, named=named, meta=META_VERSION if metadata else 0, **lab))
             buffered += len(res.starts)
             if buffered >= limit or time.monotonic() - last_flush >= flush_seconds:
                 flush()
@@ -326,6 +343,69 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
         store.set_collection_metadata(windows=store.count())  # sizes the first fetch of filtered searches
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _remix(items: list[tuple[SoundFile, FileRecord]], model: Any, store: SoundStore, mixing: NameConcepts | None,
+           named: int, rule: str, report: IngestReport, progress: ProgressFn | None, stopped: Any) -> list[SoundFile]:
+    """Bring unchanged files stored under another name mixing (``named``: another words table, ``--no-names``, an
+    older soundlib) up to date without decoding them, as far as their stored vectors allow.
+
+    What a file's words name now is read from its path and the tags stored on its window 0. Its vectors:
+
+    - hold the audio alone (stored unmixed, or its words named nothing): mixed in place with what they name now;
+    - hold a mix of the same concepts they name now: kept (only ``named`` is rewritten);
+    - hold a mix of other concepts: returned, to be embedded again (a mix cannot be taken back out exactly);
+
+    and a file whose windows disagree on ``named`` (a crash cut its last remix) is returned too. Files brought up to
+    date count as ``remixed``; they are relabelled under ``rule`` on the way.
+    """
+    heads = store.file_records(complete=False, file_ids=[rec.file_id for _, rec in items])
+    again: list[SoundFile] = []
+    changes: list[tuple[FileRecord, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+    evidence: dict[str, np.ndarray] = {}  # files whose stored audio-alone vectors get a mix
+
+    def write() -> None:
+        stored = store.file_vectors(evidence)
+        mixed: dict[str, np.ndarray] = {}
+        for rec, *_ in changes:
+            if rec.file_id in evidence:
+                vecs = stored.get(rec.file_id)
+                if vecs is None or len(vecs) != rec.n_windows:  # windows lost: embed it again
+                    again.append(files[rec.file_id])
+                    continue
+                mixed[rec.file_id] = mixing.mix(model, vecs, evidence[rec.file_id])
+        keep = [c for c in changes if c[0].file_id not in evidence or c[0].file_id in mixed]
+        store.update_files(keep, mixed)
+        report.remixed += len(keep)
+        changes.clear()
+        evidence.clear()
+
+    files = {rec.file_id: sf for sf, rec in items}
+    for n, (sf, rec) in enumerate(items):
+        if stopped():
+            break
+        head = heads.get(rec.file_id)
+        if head is None or head.named != rec.named:
+            again.append(sf)
+            continue
+        before = str(head.info.get("named_concepts") or "") if rec.named else ""
+        now_vector = mixing.vector(sf.rel, head.info) if mixing is not None else None
+        now = "; ".join(mixing.names_of(now_vector)) if mixing is not None else ""
+        if before and before != now:
+            again.append(sf)
+            continue
+        if now and not before:
+            evidence[rec.file_id] = now_vector
+        lab = labels(sf.rel, sf.root, rule, head.info)
+        changes.append((rec, {"named": named, "category": lab["category"], "category_from": rule},
+                        {**info_metadata(lab["info"]), "named_concepts": now or None},
+                        filter_metadata(lab["levels"], lab["words"])))
+        if len(changes) >= UPDATE_FILES:
+            write()
+        if progress is not None:
+            progress("metadata", n + 1, len(items))
+    write()
+    return again
 
 
 def _refresh(items: list[tuple[SoundFile, FileRecord]], store: SoundStore, rule: str, metadata: bool, cfg: Any,

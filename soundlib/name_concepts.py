@@ -23,11 +23,13 @@ they cannot change without the file's bytes changing and the file being embedded
 
 A studio adds its own words (another language, its own vocabulary) in a table of the same shape named by
 ``$SOUNDLIB_WORDS`` (:func:`user_words`); its concepts must be the model's. Files remember the words they were
-mixed under (:func:`names_version`), so changing that table embeds them again.
+mixed under (:func:`names_version`), so after a change of that table the next ingest brings them up to date.
 
 Only bridged models have a concept part; for the others :func:`for_model` returns ``None`` and nothing changes.
 Stored files remember the :data:`soundlib.config.NAMES_VERSION` their vectors were made under (``named``), so a
-library ingested before, or under another table, is embedded again by the next ingest.
+library ingested before, or under another table, is brought up to date by the next ingest: from the stored vectors
+where they hold the audio alone or the same concepts' mix (*remixed*, no decoding), else embedded again
+(:mod:`soundlib.ingest`).
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ def user_words() -> Path | None:
 def names_version(extra: str | Path | None = None) -> int:
     """The version stored with mixed files (``named``): :data:`soundlib.config.NAMES_VERSION`, or with a studio's
     words table a number drawn from it and its content (sha256, 31 bits, never 0 or 1), so a file mixed under other
-    words is embedded again."""
+    words is brought up to date by the next ingest."""
     if extra is None:
         return NAMES_VERSION
     try:

@@ -664,31 +664,61 @@ class SoundStore:
             with self._guard("update"):
                 col.update(ids=chunk, metadatas=[dict(changes) for _ in chunk])
 
-    def update_files(self, changes: Sequence[tuple[FileRecord, dict[str, Any], dict[str, Any], dict[str, Any]]]
-                     ) -> int:
-        """Rewrite metadata of stored files without touching their embeddings (no model involved).
+    def update_files(self, changes: Sequence[tuple[FileRecord, dict[str, Any], dict[str, Any], dict[str, Any]]],
+                     vectors: Mapping[str, np.ndarray] | None = None) -> int:
+        """Rewrite metadata of stored files, and the embeddings of some, in place (no model involved; their ids,
+        windows and other fields are kept).
 
         Args:
             changes: ``(file, on_every_window, on_window_0, on_last_window)``: fields to set on all of the file's
                 windows, plus extra fields for its window 0 (:func:`info_metadata`) and its last window
-                (:func:`filter_metadata`). A file's ``last`` window is written after its others, so a crash leaves
-                the file looking unchanged and the next run redoes it.
+                (:func:`filter_metadata`); a field set to ``None`` is removed. A file's ``last`` window is written
+                after its others, so a crash leaves the file looking unchanged and the next run redoes it.
+            vectors: new ``(n_windows, D)`` embeddings of some of these files, by file id, in window order.
 
         Returns:
             Number of windows updated.
         """
         col = self.require()
-        ids: list[str] = []
-        metas: list[dict[str, Any]] = []
+        vectors = vectors or {}
+        plain: tuple[list[str], list[dict[str, Any]]] = ([], [])
+        moved: tuple[list[str], list[dict[str, Any]]] = ([], [])
+        embeddings: list[np.ndarray] = []
         for rec, every, head, tail in changes:
+            ids, metas = moved if rec.file_id in vectors else plain
             for i in range(rec.n_windows):
                 ids.append(window_id(rec.file_id, i))
                 metas.append({**every, **(head if i == 0 else {}), **(tail if i == rec.n_windows - 1 else {})})
+            if rec.file_id in vectors:
+                vecs = np.asarray(vectors[rec.file_id], dtype=np.float32)
+                if vecs.shape[0] != rec.n_windows:
+                    raise ValueError(f"{rec.file_id}: {vecs.shape[0]} vectors for {rec.n_windows} windows")
+                embeddings.append(vecs)
         step = self.max_batch_size
-        for lo in range(0, len(ids), step):
+        for lo in range(0, len(plain[0]), step):
             with self._guard("update"):
-                col.update(ids=ids[lo:lo + step], metadatas=metas[lo:lo + step])
-        return len(ids)
+                col.update(ids=plain[0][lo:lo + step], metadatas=plain[1][lo:lo + step])
+        allv = np.concatenate(embeddings) if embeddings else None
+        for lo in range(0, len(moved[0]), step):
+            with self._guard("update"):
+                col.update(ids=moved[0][lo:lo + step], embeddings=allv[lo:lo + step],
+                           metadatas=moved[1][lo:lo + step])
+        return len(plain[0]) + len(moved[0])
+
+    def file_vectors(self, file_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored embeddings of whole files: file id -> ``(n_windows, D)`` in window order (files with no
+        window left out)."""
+        col = self.require()
+        fids = sorted(set(file_ids))
+        rows: dict[str, dict[int, np.ndarray]] = {}
+        for lo in range(0, len(fids), 500):
+            with self._guard("reading"):
+                got = col.get(where={"file_id": {"$in": fids[lo:lo + 500]}}, include=["embeddings"])
+            emb = got.get("embeddings")
+            for rid, v in zip(got.get("ids") or [], emb if emb is not None else []):
+                fid, _, index = rid.rpartition(":")
+                rows.setdefault(fid, {})[int(index)] = np.asarray(v, dtype=np.float32)
+        return {fid: np.stack([w[i] for i in sorted(w)]) for fid, w in rows.items()}
 
     def files_matching(self, where: dict[str, Any] | None = None) -> dict[str, int]:
         """The complete files whose last window matches ``where``: file id -> window count (ids listed only).

@@ -29,8 +29,9 @@ def test_ingest_json_summary_and_exit_code(setup) -> None:
     assert first.exit_code == 1  # some files were skipped
     doc = json.loads(first.stdout)  # nothing but the one document on stdout
     assert set(doc) == {"added", "updated", "unchanged", "removed", "skipped", "windows", "seconds", "relabelled",
-                        "described", "warnings", "category_from"}
-    assert (doc["relabelled"], doc["described"], doc["warnings"], doc["category_from"]) == (0, 0, [], "auto")
+                        "described", "remixed", "warnings", "category_from"}
+    assert (doc["relabelled"], doc["described"], doc["remixed"], doc["warnings"], doc["category_from"]) == (
+        0, 0, 0, [], "auto")
     assert (doc["added"], doc["updated"], doc["unchanged"], doc["removed"]) == (len(GOOD), 0, 0, 0)
     assert doc["windows"] == TOTAL_WINDOWS and isinstance(doc["seconds"], float)
     reasons = {Path(s["path"]).relative_to(lib).as_posix(): s["reason"] for s in doc["skipped"]}

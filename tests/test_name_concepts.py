@@ -16,6 +16,7 @@ from soundlib.ingest import ingest
 from soundlib.name_concepts import NameConcepts, concept_words, for_model, path_words
 from soundlib.store import file_key, open_store
 from tests.cli_process import run_cli as run
+from tests.chroma_server import chroma_server  # noqa: F401 (fixture)
 from tests.conftest import write_audio
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -169,19 +170,36 @@ def test_ingest_mixes_what_the_name_says_and_only_that(tmp_path: Path, default_m
         again = ingest([lib], default_model, store)
         assert (again.unchanged, again.added, again.updated, again.windows) == (2, 0, 0, 0)  # no work
 
+        # stored under the other choice: the named file's mix cannot be taken out, so it is embedded again; the
+        # take held the audio alone under either choice, so only its metadata is rewritten
         audio_only = ingest([lib], default_model, store, names=False)
-        assert (audio_only.updated, audio_only.unchanged) == (2, 0)  # stored under the other choice
+        assert (audio_only.updated, audio_only.remixed, audio_only.unchanged) == (1, 1, 0)
+        assert audio_only.windows == len(meta_named)  # the named file's windows only
         named2, meta2 = _vectors(store, lib, "animals/Dog Bark 01.wav")
-        assert {m["named"] for m in meta2} == {0}
+        assert {m["named"] for m in meta2} == {0} and "named_concepts" not in meta2[0]
         np.testing.assert_allclose(named2, plain, atol=1e-5)  # now the audio alone: like the unnamed copy
+        assert {m["named"] for m in _vectors(store, lib, "take_01.wav")[1]} == {0}
+
+        # names again: both hold the audio alone, so both are mixed in place from their stored vectors
+        remixed = ingest([lib], default_model, store)
+        assert (remixed.remixed, remixed.updated, remixed.unchanged, remixed.windows) == (2, 0, 0, 0)
+        named3, meta3 = _vectors(store, lib, "animals/Dog Bark 01.wav")
+        np.testing.assert_allclose(named3, named, atol=1e-5)  # exactly the mix a fresh embedding gets
+        assert {m["named"] for m in meta3} == {NAMES_VERSION} and meta3[0]["named_concepts"] == "dog"
+        np.testing.assert_allclose(_vectors(store, lib, "take_01.wav")[0], plain, atol=1e-5)
+        assert ingest([lib], default_model, store).unchanged == 2  # and then no work
 
 
-def test_files_stored_before_names_were_mixed_are_embedded_again(tmp_path: Path, default_model) -> None:
+def test_files_stored_before_names_were_mixed_are_mixed_in_place(tmp_path: Path, default_model) -> None:
     lib = tmp_path / "lib"
     lib.mkdir()
     write_audio(lib / "rain on roof.wav", _noise(seed=5), 48_000)
+    write_audio(lib / "take_02.wav", _noise(seed=6, seconds=4.0), 48_000)
+    with open_store(db=tmp_path / "fresh", create=True) as fresh:  # what an ingest with names stores
+        ingest([lib], default_model, fresh)
+        want = {rel: _vectors(fresh, lib, rel)[0] for rel in ("rain on roof.wav", "take_02.wav")}
     with open_store(db=tmp_path / "db", create=True) as store:
-        ingest([lib], default_model, store)
+        ingest([lib], default_model, store, names=False)  # an older soundlib stored the audio alone...
         col = store.require()
         got = col.get(include=["embeddings", "metadatas"])
         for m in got["metadatas"]:  # what an older soundlib wrote: no "named" key (an update would merge keys)
@@ -190,8 +208,29 @@ def test_files_stored_before_names_were_mixed_are_embedded_again(tmp_path: Path,
         col.add(ids=got["ids"], embeddings=got["embeddings"], metadatas=got["metadatas"])
         assert "named" not in col.get(include=["metadatas"])["metadatas"][0]
         report = ingest([lib], default_model, store)
-        assert (report.updated, report.unchanged) == (1, 0)
+        assert (report.remixed, report.updated, report.unchanged, report.windows) == (2, 0, 0, 0)  # no embedding
         assert {m["named"] for m in col.get(include=["metadatas"])["metadatas"]} == {NAMES_VERSION}
+        for rel, vectors in want.items():
+            np.testing.assert_allclose(_vectors(store, lib, rel)[0], vectors, atol=1e-5)
+        assert _vectors(store, lib, "rain on roof.wav")[1][0]["named_concepts"] == "rain"
+        assert ingest([lib], default_model, store).unchanged == 2
+
+
+def test_a_remix_cut_by_a_crash_is_embedded_again(tmp_path: Path, default_model) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write_audio(lib / "owl hoot.wav", _noise(seed=8, seconds=3.0), 48_000)
+    with open_store(db=tmp_path / "db", create=True) as store:
+        ingest([lib], default_model, store, names=False)
+        plain, meta = _vectors(store, lib, "owl hoot.wav")
+        assert len(meta) >= 2
+        col = store.require()  # a remix killed after its window 0: the last window still says "not mixed"
+        col.update(ids=[f"{file_key(str(lib), 'owl hoot.wav')}:0"], metadatas=[{"named": NAMES_VERSION}])
+        report = ingest([lib], default_model, store)
+        assert (report.updated, report.remixed) == (1, 0)
+        now, meta = _vectors(store, lib, "owl hoot.wav")
+        assert {m["named"] for m in meta} == {NAMES_VERSION} and meta[0]["named_concepts"] == "owl"
+        assert not np.allclose(now, plain, atol=1e-3)
 
 
 def test_an_embedded_description_names_a_generic_file_and_a_no_metadata_store_is_redone(
@@ -237,7 +276,8 @@ def test_cli_ingest_no_names(tmp_path: Path) -> None:
     assert "names" not in json.loads(run("library", "--db", str(db), "--json").stdout)  # nothing mixed
     second = run("ingest", str(lib), "--db", str(db), "--json")
     assert second.exit_code == 0, second.output
-    assert (json.loads(second.stdout)["updated"], json.loads(second.stdout)["unchanged"]) == (2, 0)
+    doc = json.loads(second.stdout)
+    assert (doc["remixed"], doc["updated"], doc["unchanged"], doc["windows"]) == (2, 0, 0, 0)  # mixed in place
     doc = json.loads(run("library", "--db", str(db), "--json").stdout)
     assert doc["names"] == {"mixed_files": 2, "named_files": 1}  # the owl's name named it, the take's nothing
     table = run("library", "--db", str(db), env={"COLUMNS": "200"})
@@ -370,10 +410,18 @@ def test_ingest_with_soundlib_words_and_without_it_again(tmp_path: Path, default
         assert ingest([lib], default_model, store).unchanged == 2  # same words: no work
         monkeypatch.delenv("SOUNDLIB_WORDS")
         again = ingest([lib], default_model, store)  # the shipped words only: both were mixed under other words
-        assert (again.updated, again.unchanged) == (2, 0)
+        # Hund's mix named dog, which these words do not: embedded again; Aufnahme named nothing either way
+        assert (again.updated, again.remixed, again.unchanged) == (1, 1, 0)
         now, meta = _vectors(store, lib, "Hund_Bellen_01.wav")
         assert meta[0]["named"] == NAMES_VERSION and "named_concepts" not in meta[0]
         np.testing.assert_allclose(now, plain, atol=1e-5)
+        rec, meta = _vectors(store, lib, "Aufnahme_01.wav")
+        assert meta[0]["named"] == NAMES_VERSION and "named_concepts" not in meta[0]
+        np.testing.assert_allclose(rec, plain, atol=1e-5)
+        monkeypatch.setenv("SOUNDLIB_WORDS", str(words))  # the German words back: Hund is mixed in place
+        back = ingest([lib], default_model, store)
+        assert (back.remixed, back.updated, back.windows) == (2, 0, 0)
+        np.testing.assert_allclose(_vectors(store, lib, "Hund_Bellen_01.wav")[0], german, atol=1e-5)
     bad = run("ingest", str(lib), "--db", str(tmp_path / "db2"), env={"SOUNDLIB_WORDS": str(tmp_path / "none.csv")})
     assert bad.exit_code == 2 and "none.csv" in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
@@ -416,3 +464,25 @@ def test_a_sound_query_in_the_library_uses_its_stored_windows_and_others_mix_the
         named, unnamed = distance_to_dog(outside / "Dog Bark 2.wav"), distance_to_dog(outside / "take_03.wav")
         assert named < unnamed - 0.05  # the query's own name counts, as a stored file's does
         assert distance_to_dog(outside / "Dog Bark 2.wav", names=False) == pytest.approx(unnamed, abs=1e-5)
+
+
+@pytest.mark.server
+def test_a_remix_on_a_chroma_server_matches_a_fresh_embedding(tmp_path: Path, default_model, chroma_server) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write_audio(lib / "owl hoot.wav", _noise(seed=21, seconds=2.5), 48_000)
+    write_audio(lib / "take_05.wav", _noise(seed=22), 48_000)
+    with open_store(db=tmp_path / "local", create=True) as local:
+        ingest([lib], default_model, local)
+        want = {rel: _vectors(local, lib, rel)[0] for rel in ("owl hoot.wav", "take_05.wav")}
+    with open_store(url=chroma_server.url, create=True) as store:
+        assert ingest([lib], default_model, store, names=False).added == 2
+        report = ingest([lib], default_model, store)
+        assert (report.remixed, report.updated, report.windows) == (2, 0, 0)
+        for rel, vectors in want.items():
+            np.testing.assert_allclose(_vectors(store, lib, rel)[0], vectors, atol=1e-5)
+        back = ingest([lib], default_model, store, names=False)  # the take: its metadata only
+        assert (back.updated, back.remixed) == (1, 1)
+        take, meta = _vectors(store, lib, "take_05.wav")
+        assert {m["named"] for m in meta} == {0} and "named_concepts" not in meta[0]
+        np.testing.assert_allclose(take, want["take_05.wav"], atol=1e-5)
