@@ -22,6 +22,10 @@
    the ingest's own ``seconds`` (scan, decode, model, Chroma writes; not the imports); CPU time per window and
    peak RSS of each process (``wait4``: CPU time moves less with the load of a shared machine than wall time);
    and how far the embeddings moved: cosine between the two stores' vectors of the same windows.
+5. The same real library stored without names (``--no-names``, as an older soundlib stored it) and brought up to
+   date by this tree's next ingest, which *remixes* it from the stored vectors without decoding: files/s, and the
+   ratio to the time this tree's ingest above took to embed the same files with names; its vectors must equal that
+   ingest's.
 
 Run: ``.venv/bin/python bench/ingest.py [--quick] [--sounds DIR] [--rounds N] [--skip-synthetic]``
 -> ``bench/results/ingest.json``.
@@ -263,13 +267,13 @@ def real_library(source: Path, every: int) -> Path:
     return mirror
 
 
-def cli_ingest(tree: Path, sounds: Path, db: Path) -> dict[str, Any]:
-    """``python -m cli ingest SOUNDS --db DB --json`` run with the code in ``tree``: its JSON report plus the
-    process's wall time and peak RSS (MB, from ``wait4``)."""
+def cli_ingest(tree: Path, sounds: Path, db: Path, *options: str) -> dict[str, Any]:
+    """``python -m cli ingest SOUNDS --db DB --json [OPTIONS]`` run with the code in ``tree``: its JSON report plus
+    the process's wall time and peak RSS (MB, from ``wait4``)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "cli", "ingest", str(sounds), "--db", str(db), "--json"],
-                                cwd=tree, stdout=out, stderr=err)
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "ingest", str(sounds), "--db", str(db), "--json",
+                                 *options], cwd=tree, stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t
         proc.returncode = code = os.waitstatus_to_exitcode(status)
@@ -314,6 +318,7 @@ def bench_real(res: Result, sounds: Path, every: int, rounds: int, ref: str) -> 
                 if r < rounds - 1:
                     shutil.rmtree(db)
         old_v, new_v = store_vectors(keep / f"baseline-{rounds - 1}"), store_vectors(keep / f"new-{rounds - 1}")
+        bench_remix(res, library, keep / "remix", runs["new"][-1], new_v)
     finally:
         shutil.rmtree(keep, ignore_errors=True)
     common_ids = sorted(old_v.keys() & new_v.keys())
@@ -350,6 +355,28 @@ def bench_real(res: Result, sounds: Path, every: int, rounds: int, ref: str) -> 
                                "mean": float(np.mean(cos)), "p10": float(np.percentile(cos, 10)),
                                "p1": float(np.percentile(cos, 1)), "min": float(np.min(cos)),
                                "windows": len(common_ids)}}
+
+
+def bench_remix(res: Result, library: Path, db: Path, embedded: dict[str, Any], want: dict[str, np.ndarray]) -> None:
+    """Bringing a library stored without names up to date (an older soundlib's, or ``--no-names``): this tree's
+    ingest *remixes* it from the stored vectors without decoding. Against the ingest that embeds the same files with
+    names (``embedded``, this tree's last run above), and checked against that ingest's vectors."""
+    first = cli_ingest(ROOT, library, db, "--no-names")
+    remix = cli_ingest(ROOT, library, db)
+    got = store_vectors(db)
+    same_ids = got.keys() == want.keys()
+    diff = max((float(np.abs(got[i] - want[i]).max()) for i in want), default=float("nan")) if same_ids else None
+    print(f"  remix: {remix['remixed']} files in {remix['seconds']:.1f} s (embedding them: {embedded['seconds']:.1f} s; "
+          f"largest difference from a fresh ingest's vectors {diff})", flush=True)
+    res.add("ingest of a library stored without names: remixed from the store", remix["remixed"] / remix["seconds"],
+            "files/s", baseline="the same files embedded with names (this tree's ingest above)",
+            baseline_value=embedded["added"] / embedded["seconds"],
+            ratio=embedded["seconds"] / remix["seconds"],
+            note=f"{remix['remixed']} files remixed, {remix['updated']} embedded again, {remix['windows']} windows "
+                 f"embedded; vectors vs a fresh ingest's: "
+                 + ("different ids" if diff is None else f"largest absolute difference {diff:.2g}")
+                 + f"; the --no-names ingest before it took {first['seconds']:.1f} s")
+    res.details["remix"] = {"no_names": first, "remix": remix, "max_abs_diff": diff}
 
 
 def main() -> None:
