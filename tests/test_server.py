@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pytest
 
 from cli import main
 from tests.chroma_server import ChromaServer, TokenProxy
-from tests.cli_process import (check_library, one_line, run_cli as run, start_cli, stored_windows, wait_for,
+from tests.cli_process import (check_library, one_line, run_cli as run, run_in_slices, start_cli, stored_windows,
                                write_library)
 from tests.conftest import write_image
 
@@ -94,10 +95,13 @@ def test_server_killed_mid_ingest_then_restarted_finishes_exactly(media, tmp_pat
                 "--write-batch", "3"]
         proc = start_cli(args, tmp_path / "logs")
         try:
-            wait_for(lambda: stored_windows(server.path) >= 3 or not proc.alive(), timeout=180, what="windows")
-            assert proc.alive(), f"the ingest finished before the server could be killed: {proc.finish()}"
+            # the server dies while the ingest is stopped part-way for certain: a free-running ingest writes all
+            # 18 windows within ~0.1-0.3 s, so one stalled poll (busy machine) saw them all stored, or even the
+            # ingest done, before the kill (assert 18 < 18, or rc 0 with its JSON)
+            run_in_slices(proc, lambda: stored_windows(server.path) >= 3, "3 stored windows")
             server.kill()
         finally:
+            proc.signal(signal.SIGCONT)
             rc, out, err = proc.finish(timeout=120)
         assert rc == 2 and out == "" and "Traceback" not in err, err
         lines = err.strip().splitlines()
