@@ -28,7 +28,7 @@
    ingest's.
 
 Run: ``.venv/bin/python bench/ingest.py [--quick] [--sounds DIR] [--rounds N] [--skip-synthetic]``
--> ``bench/results/ingest.json``.
+-> ``bench/results/ingest.json`` (``ingest-real.json`` with ``--skip-synthetic``).
 """
 
 from __future__ import annotations
@@ -393,7 +393,9 @@ def main() -> None:
     if args.shipped:
         args.skip_real = True
     n_files, max_seconds = (12, 20.0) if args.quick else (48, 60.0)
-    res = Result("ingest-shipped" if args.shipped else "ingest", args.quick,
+    # a run of only the real-file part keeps its own file, so the generated-library rows of a full run stay
+    name = "ingest-shipped" if args.shipped else "ingest-real" if args.skip_synthetic else "ingest"
+    res = Result(name, args.quick,
                  params={"files": n_files, "max_seconds": max_seconds, "min_seconds": 0.3, "rates": RATES,
                          "formats": [f[0] for f in FORMATS]})
     if not args.skip_real:
