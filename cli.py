@@ -786,12 +786,14 @@ def library(ctx, db, chroma_url, collection, as_json, debug):
     """Show what a collection holds: files, windows, categories with counts, model, size on disk, and how many
     files their words named (dog, rain...: those words count in picture queries).
 
-    With a subcommand, move a library between stores: `export` writes a collection to one file, `import` loads
-    such a file into an embedded store or a Chroma server.
+    With a subcommand: `words` lists the words of the files whose words named nothing (to add to your own words
+    table); `export` writes a collection to one file, `import` loads such a file into an embedded store or a Chroma
+    server.
 
     \b
     Examples:
       soundlib library --json
+      soundlib library words
       soundlib library export sfx.soundlib.zip --db ./sfx.chroma
       soundlib library import sfx.soundlib.zip --chroma-url http://127.0.0.1:8000
     """
@@ -852,6 +854,52 @@ def _transfer_table(title, report):
     for row in rows:
         table.add_row(*row)
     return table
+
+
+@library.command(name="words", context_settings=CONTEXT)
+@click.option("-n", "limit", default=40, show_default=True, type=click.IntRange(min=1), help="Words listed at most.")
+@store_options
+@json_option
+@debug_option
+@click.pass_context
+@handle_errors
+def library_words(ctx, limit, db, chroma_url, collection, as_json, debug):
+    """List the words of the files whose words named no concept (dog, rain...), by how many such files carry them.
+
+    Those files keep the audio alone in picture queries. Put the words that mean a concept into a words table of
+    your own (`concept,words` rows, named by $SOUNDLIB_WORDS; see README) and ingest again: those files are then
+    remixed from the store in seconds, without decoding.
+
+    \b
+    Examples:
+      soundlib library words
+      soundlib library words -n 100 --json --db ./sfx.chroma
+    """
+    from soundlib.clikit import print_json, stdout_console
+    from soundlib.name_coverage import unnamed_words
+    from soundlib.store import open_store
+
+    db, chroma_url, collection, as_json, debug = _library_store_args(ctx, db, chroma_url, collection, as_json, debug)
+    with open_store(db=db, url=chroma_url, collection=collection) as store:
+        report = unnamed_words(store, limit)
+    if as_json:
+        print_json(report.to_json())
+        return
+    from rich.table import Table
+
+    out = stdout_console()
+    if not report.mixed_files:
+        out.print("no file of this collection was mixed with its words (ingest --no-names, or a model without a "
+                  "concept bridge)", highlight=False, markup=False, soft_wrap=True)
+        return
+    table = Table(title=f"words of the {report.unnamed_files} of {report.mixed_files} files whose words named "
+                        f"no concept")
+    table.add_column("word")
+    table.add_column("files", justify="right")
+    table.add_column("for example", overflow="fold")
+    for w in report.words:
+        table.add_row(w.word, str(w.files), w.example)
+    out.print(table)
 
 
 @library.command(name="export", context_settings=CONTEXT)

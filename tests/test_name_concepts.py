@@ -486,3 +486,53 @@ def test_a_remix_on_a_chroma_server_matches_a_fresh_embedding(tmp_path: Path, de
         take, meta = _vectors(store, lib, "take_05.wav")
         assert {m["named"] for m in meta} == {0} and "named_concepts" not in meta[0]
         np.testing.assert_allclose(take, want["take_05.wav"], atol=1e-5)
+
+
+# --- the words that name nothing yet (soundlib library words) --------------------------------------------------------
+
+def test_library_words_lists_what_unnamed_files_say_and_a_words_table_remixes_them(
+        tmp_path: Path, default_model, monkeypatch) -> None:
+    from soundlib.name_coverage import unnamed_words
+
+    lib = tmp_path / "lib"
+    (lib / "Tiere").mkdir(parents=True)
+    for i, name in enumerate(("Tiere/Hund_Bellen_01.wav", "Tiere/Hund_Knurren_02.wav", "Dog Bark 01.wav",
+                              "take_07.wav")):
+        write_audio(lib / name, _noise(seed=40 + i), 48_000)
+    db = tmp_path / "db"
+    with open_store(db=db, create=True) as store:
+        ingest([lib], default_model, store)
+        report = unnamed_words(store)
+    assert (report.mixed_files, report.unnamed_files) == (4, 3)
+    counts = {w.word: w.files for w in report.words}
+    assert counts == {"tiere": 2, "hund": 2, "bellen": 1, "knurren": 1}  # not take, 01, dog or bark
+    assert report.words[0].word == "hund" and report.words[0].example == "Tiere/Hund_Bellen_01.wav"
+
+    doc = run("library", "words", "--db", str(db), "--json")
+    assert doc.exit_code == 0, doc.output
+    assert json.loads(doc.stdout) == report.to_json()
+    table = run("library", "words", "-n", "1", "--db", str(db), env={"COLUMNS": "160"})
+    assert "3 of 4 files" in table.stdout and "hund" in table.stdout and "bellen" not in table.stdout
+
+    words = tmp_path / "de.csv"
+    words.write_text("concept,words\ndog,hund\n", encoding="utf-8")  # the word the list pointed at
+    monkeypatch.setenv("SOUNDLIB_WORDS", str(words))
+    with open_store(db=db) as store:
+        again = ingest([lib], default_model, store)
+        assert (again.remixed, again.updated, again.windows) == (4, 0, 0)  # the Hund files mixed in place
+        assert _vectors(store, lib, "Tiere/Hund_Knurren_02.wav")[1][0]["named_concepts"] == "dog"
+        after = unnamed_words(store)
+    assert (after.unnamed_files, [w.word for w in after.words]) == (1, [])  # take_07: nothing worth listing
+
+
+def test_library_words_of_a_collection_without_names(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write_audio(lib / "Grillen_Nacht.wav", _noise(seed=50), 48_000)
+    db = tmp_path / "db"
+    assert run("ingest", str(lib), "--db", str(db), "--no-names").exit_code == 0
+    doc = json.loads(run("library", "words", "--db", str(db), "--json").stdout)
+    assert doc == {"mixed_files": 0, "unnamed_files": 0, "words": []}
+    table = run("library", "words", "--db", str(db))
+    assert table.exit_code == 0 and "no file of this collection was mixed" in table.stdout
+    assert "soundlib library words" in run("library", "words", "--help").stdout
