@@ -66,7 +66,11 @@ def unnamed_words(store: Any, limit: int = 40) -> UnnamedWords:
     Returns:
         An :class:`UnnamedWords`; all zero for a collection whose files were not mixed (a model without a concept
         bridge, ``ingest --no-names``).
+
+    Raises:
+        StoreError: the collection does not exist (one line naming the store).
     """
+    store.require()
     heads = store.file_records(complete=False)  # window 0: the file's tags and the concepts its words named
     complete = store.file_records()
     mixed = [r for fid, r in heads.items() if fid in complete and complete[fid].named and r.named]

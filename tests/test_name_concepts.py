@@ -536,3 +536,5 @@ def test_library_words_of_a_collection_without_names(tmp_path: Path) -> None:
     table = run("library", "words", "--db", str(db))
     assert table.exit_code == 0 and "no file of this collection was mixed" in table.stdout
     assert "soundlib library words" in run("library", "words", "--help").stdout
+    missing = run("library", "words", "--db", str(db), "--collection", "nope")
+    assert missing.exit_code == 2 and "no collection 'nope'" in missing.stderr and "Traceback" not in missing.stderr
