@@ -273,11 +273,15 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
             replace.add(fid)
             todo.append(sf)
     if remix and not stopped():  # before embedding: the files it cannot bring up to date are embedded below
+        redo: set[str] = set()
         for sf in _remix(remix, loaded_model.model, store, mixing, named, rule, report, progress, stopped):
             fid = file_key(sf.root, sf.rel)
             kind[fid] = "updated"
             replace.add(fid)
             todo.append(sf)
+            redo.add(fid)
+        if metadata:  # stored without the current metadata (its tags): described too, after its remix
+            refresh += [(sf, rec) for sf, rec in remix if rec.meta < META_VERSION and rec.file_id not in redo]
 
     buffer: list[FileVectors] = []
     buffered = 0

@@ -264,6 +264,22 @@ def test_an_embedded_description_names_a_generic_file_and_a_no_metadata_store_is
         assert (third.unchanged, third.updated) == (2, 0)
 
 
+def test_a_file_stored_without_tags_and_remixed_without_names_is_described_too(tmp_path: Path, default_model) -> None:
+    from tests.fixtures_tags import write_bwf
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write_bwf(lib / "SFX_0500.wav", _noise(seed=14), 48_000, description="Rain on a tin roof")
+    with open_store(db=tmp_path / "db", create=True) as store:
+        assert ingest([lib], default_model, store, metadata=False).added == 1  # names mixed, tags not read
+        report = ingest([lib], default_model, store, names=False)  # the audio alone now, and the tags read
+        assert (report.remixed, report.described, report.updated, report.windows) == (1, 1, 0, 0)
+        _, meta = _vectors(store, lib, "SFX_0500.wav")
+        assert meta[0]["description"] == "Rain on a tin roof" and {m["named"] for m in meta} == {0}
+        assert {m["meta"] for m in meta} == {1}
+        assert ingest([lib], default_model, store, names=False).unchanged == 1
+
+
 def test_cli_ingest_no_names(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     lib.mkdir()
