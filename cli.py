@@ -820,7 +820,9 @@ def library(ctx, db, chroma_url, collection, as_json, debug):
     table.add_row("category rule", str(info.get("category_from") or "first (before rules existed)"))
     if "names" in info:  # files whose words name a concept count it in picture queries
         names = info["names"]
-        table.add_row("named by their words", f"{names['named_files']} of {names['mixed_files']} files")
+        unnamed = names["mixed_files"] - names["named_files"]
+        table.add_row("named by their words", f"{names['named_files']} of {names['mixed_files']} files"
+                      + (" (`soundlib library words`: what the others say)" if unnamed else ""))
     if info.get("size_bytes") is not None:
         table.add_row("size on disk", f"{info['size_bytes'] / 2**20:.1f} MiB")
     cats = Table(title="categories")
