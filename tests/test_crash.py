@@ -1,5 +1,5 @@
-"""Crash safety: `soundlib ingest` as a real process killed (SIGKILL) or interrupted (SIGINT) mid-run; an
-interrupted `library import`; an export that sees the library change.
+"""Crash safety: `soundlib ingest` as a real process killed (SIGKILL) or interrupted (SIGINT) mid-run, embedding
+or remixing a library's names in place; an interrupted `library import`; an export that sees the library change.
 
 After a SIGKILL the store opens, passes SQLite's integrity check and holds only whole files (a file cut by the
 crash has no ``last`` window and does not count); running the same command again finishes with the exact window
@@ -190,3 +190,70 @@ def test_sigterm_stops_an_ingest_like_the_first_ctrl_c() -> None:
         assert stop.is_set()
         assert signal.getsignal(signal.SIGTERM) is before  # a second SIGTERM terminates as usual
     assert signal.getsignal(signal.SIGTERM) is before and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def named_windows(db: Path, version: int) -> int:
+    """Windows whose ``named`` is ``version``, read from the store's SQLite file (what Chroma has applied)."""
+    path = db / "chroma.sqlite3"
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+    try:
+        return int(con.execute("SELECT count(*) FROM embedding_metadata WHERE key = 'named' AND int_value = ?",
+                               (version,)).fetchone()[0])
+    except sqlite3.Error:  # busy
+        return 0
+    finally:
+        con.close()
+
+
+def test_a_remix_killed_part_way_then_rerun_ends_as_a_fresh_ingest(tmp_path: Path) -> None:
+    """The bundled default: a library stored without names, then `ingest` remixing it is SIGKILLed part-way; the
+    next run finishes it, and every window equals what a fresh ingest with names stores."""
+    import numpy as np
+
+    from soundlib.config import NAMES_VERSION
+    from soundlib.store import open_store
+
+    root = (tmp_path / "lib").resolve()
+    expected = write_library(root, 40)  # dogs/, rain/, cars/: every file's folder names a concept
+    total = sum(expected.values())
+
+    def vectors(db: Path) -> dict[str, np.ndarray]:
+        with open_store(db=db) as store:
+            return {i: v for ids, vecs, _ in store.iter_records() for i, v in zip(ids, vecs)}
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["ingest", str(root), "--db", str(tmp_path / "fresh")]).exit_code == 0
+    want = vectors(tmp_path / "fresh")
+    db = tmp_path / "db"
+    assert runner.invoke(main, ["ingest", str(root), "--db", str(db), "--no-names"]).exit_code == 0
+    assert named_windows(db, NAMES_VERSION) == 0
+
+    # one window per store update: the remix makes ~120 writes, so a 20 ms slice sees it part-way
+    proc = start_cli(["ingest", root, "--db", db, "--json", "--write-batch", "1"], tmp_path / "logs")
+    try:
+        run_in_slices(proc, lambda: named_windows(db, NAMES_VERSION) >= 1, "a remixed window")
+    finally:
+        proc.kill()
+    con = sqlite3.connect(db / "chroma.sqlite3")
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    windows, complete, _ = state(db)  # the open applies what the log still held
+    assert windows == total and len(complete) == len(expected)  # a remix deletes and adds nothing
+    done = sum(1 for rec in complete.values() if rec.named == NAMES_VERSION)
+    assert 1 <= named_windows(db, NAMES_VERSION) < total and done < len(expected)
+
+    doc = rerun_names(root, db)
+    assert doc["unchanged"] == done and doc["added"] == 0
+    assert doc["updated"] <= 1 and doc["remixed"] + doc["updated"] == len(expected) - done  # at most the cut file
+    got = vectors(db)
+    assert got.keys() == want.keys()
+    assert max(float(np.abs(got[i] - want[i]).max()) for i in want) < 1e-5
+    with open_store(db=db) as store:
+        check_library(store, root, expected)
+        assert {r.named for r in store.file_records(complete=False).values()} == {NAMES_VERSION}
+
+
+def rerun_names(root: Path, db: Path) -> dict:
+    result = CliRunner().invoke(main, ["ingest", str(root), "--db", str(db), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
