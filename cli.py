@@ -591,24 +591,27 @@ def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out,
         print_json(doc)
         _export_exit(report)
         return
+    from soundlib.read_as import read_as_text
+
     out = stdout_console()
     for f in result.frames or []:
         where = f" @ {f.time:.1f} s" if media_kind(f.input) in ("video", "audio") else ""
-        out.print(_ranking(f"{f.input}{where}", f.results))
+        out.print(_ranking(f"{f.input}{where}", f.results, caption=read_as_text(f.read_as)))
     combined = "combined ranking: " if result.frames else ""
-    out.print(_ranking(combined + ", ".join(result.inputs), result.results))
+    out.print(_ranking(combined + ", ".join(result.inputs), result.results, caption=read_as_text(result.read_as)))
     if explained:
         out.print(f"heatmap of {_display_path(explained['sound'])} @ {explained['start']:.1f} s "
                   f"({explained['method']}) -> {explained['path']}", highlight=False, markup=False)
     _export_exit(report)
 
 
-def _ranking(title, hits, score="distance"):
+def _ranking(title, hits, score="distance", caption=""):
     """A Rich table of a ranking (``Hit`` or ``WordHit``): file, category, start, score, and when any result has
-    them its description and the concepts its words named (``named``: ingest mixed them into its vector)."""
+    them its description and the concepts its words named (``named``: ingest mixed them into its vector);
+    ``caption`` under it (what the picture was read as)."""
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, caption=caption or None, caption_justify="left")
     table.add_column("rank", justify="right")
     table.add_column("file", overflow="fold")
     table.add_column("category")

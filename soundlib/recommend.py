@@ -41,6 +41,7 @@ from soundlib.embedding import embed_windows, torch_threads
 from soundlib.errors import AudioError, ImageError, SoundlibError, VideoError
 from soundlib.config import DEFAULT_K, INFERENCE_BATCH
 from soundlib.progress import ProgressFn
+from soundlib.read_as import read_as, read_as_json
 from soundlib.store import Hit, SoundStore
 
 #: Model calls on fewer pictures than this run on one torch thread. One picture is too little work to split:
@@ -52,27 +53,34 @@ FRAME_EVERY = 1.0
 
 @dataclass
 class FrameResult:
-    """The ranking for one picture or one window: ``input`` path, ``time`` in seconds, ``results``."""
+    """The ranking for one picture or one window: ``input`` path, ``time`` in seconds, ``results``, and for a
+    picture with a bridged model the concepts it was read as (:func:`soundlib.read_as.read_as`)."""
 
     input: str
     time: float
     results: list[Hit]
+    read_as: list[tuple[str, float]] | None = None
 
 
 @dataclass
 class QueryResult:
-    """Answer of :func:`recommend`: the aggregated ranking (and, with ``per_frame``, one per picture/window)."""
+    """Answer of :func:`recommend`: the aggregated ranking (and, with ``per_frame``, one per picture/window);
+    ``read_as``: the concepts the pictures' query was read as (bridged models; ``None`` otherwise)."""
 
     inputs: list[str]
     k: int
     results: list[Hit]
     frames: list[FrameResult] | None = None
+    read_as: list[tuple[str, float]] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` document (shape fixed by the library issue)."""
+        """The ``--json`` document (shape fixed by the library issue; ``read_as`` only when there is one)."""
         doc: dict[str, Any] = {"inputs": list(self.inputs), "k": self.k, "results": hits_json(self.results)}
+        if self.read_as is not None:
+            doc["read_as"] = read_as_json(self.read_as)
         if self.frames is not None:
-            doc["frames"] = [{"input": f.input, "time": round(f.time, 3), "results": hits_json(f.results)}
+            doc["frames"] = [{"input": f.input, "time": round(f.time, 3), "results": hits_json(f.results),
+                              **({"read_as": read_as_json(f.read_as)} if f.read_as is not None else {})}
                              for f in self.frames]
         return doc
 
@@ -298,7 +306,7 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
         _embed_sounds(model, sounds, acc, max_windows, store, names)
     else:
         _embed_pictures(model, pictures, acc, progress)
-    return _rank(acc, store, k, files, per_frame, [str(p) for p in inputs])
+    return _rank(acc, store, k, files, per_frame, [str(p) for p in inputs], model)
 
 
 def _allowed_files(store: SoundStore, text: str | None, categories: Iterable[str] | None) -> Any:
@@ -310,11 +318,14 @@ def _allowed_files(store: SoundStore, text: str | None, categories: Iterable[str
     return allowed_files(store, text, categories or ())
 
 
-def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool, inputs: list[str]) -> QueryResult:
+def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool, inputs: list[str],
+          model: Any) -> QueryResult:
     """Search the store with embedded queries: one ranking (pictures: their centroid; sounds: min-fusion of the
-    windows) and, with ``per_frame``, one per picture / window; ``files`` restricts it (see :func:`_allowed_files`)."""
+    windows) and, with ``per_frame``, one per picture / window; ``files`` restricts it (see :func:`_allowed_files`).
+    Picture rankings say what ``model`` read the pictures as."""
     vecs = np.stack(acc.vectors).astype(np.float32)
     frames: list[FrameResult] | None = None
+    seen = None
     if acc.kind == "sound":
         per = store.search(vecs, k, files=files)
         results = _fuse_min(per, k)
@@ -323,9 +334,12 @@ def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool,
         per = store.search(np.concatenate([centroid, vecs]), k, files=files) if per_frame else \
             store.search(centroid, k, files=files)
         results, per = per[0], per[1:]
+        seen = read_as(model, centroid[0])
     if per_frame:
-        frames = [FrameResult(input=lab[0], time=lab[1], results=hits) for lab, hits in zip(acc.labels, per)]
-    return QueryResult(inputs=inputs, k=k, results=results, frames=frames)
+        frames = [FrameResult(input=lab[0], time=lab[1], results=hits,
+                              read_as=read_as(model, v) if acc.kind == "picture" else None)
+                  for lab, hits, v in zip(acc.labels, per, vecs)]
+    return QueryResult(inputs=inputs, k=k, results=results, frames=frames, read_as=seen)
 
 
 def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, float]], loaded_model: Any,
@@ -350,7 +364,7 @@ def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, floa
     acc = _Vectors(kind="picture", labels=[(str(n), float(t)) for n, t in labels],
                    vectors=list(embed_pictures(loaded_model.model, pictures)))
     inputs = list(dict.fromkeys(str(n) for n, _ in labels))
-    return _rank(acc, store, k, _allowed_files(store, None, categories), per_frame, inputs)
+    return _rank(acc, store, k, _allowed_files(store, None, categories), per_frame, inputs, loaded_model.model)
 
 
 def more_like_file(store: SoundStore, file_id: str, k: int = 10,
@@ -377,4 +391,4 @@ def more_like_file(store: SoundStore, file_id: str, k: int = 10,
     root, rel = metas[0].get("root"), str(metas[0].get("path", file_id))
     name = os.path.join(root, rel) if root else rel
     acc = _Vectors(kind="sound", labels=[(name, float(m.get("start", 0.0))) for m in metas], vectors=list(vectors))
-    return _rank(acc, store, k, _allowed_files(store, None, categories), False, [name])
+    return _rank(acc, store, k, _allowed_files(store, None, categories), False, [name], None)

@@ -113,6 +113,7 @@ def test_a_picture_gives_k_rows_with_waveforms(page, media) -> None:
     wait(driver, lambda d: all(js(d, """const c = arguments[0]; const g = c.getContext('2d');
         const a = g.getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < a.length; i += 4)
         if (a[i] > 0) return true; return false;""", r.find_element(By.CLASS_NAME, "wave")) for r in rows(d)))
+    assert not driver.find_element(By.ID, "read-as").is_displayed()  # a model without concept columns
     src = driver.find_element(By.ID, "view").get_attribute("src")
     assert "/api/explain?" in src  # the heatmap of the selected sound over the picture
     wait(driver, lambda d: js(d, "return document.getElementById('view').naturalWidth") == 448)
@@ -210,3 +211,35 @@ def test_a_broken_picture_shows_its_error(page, media) -> None:
     error = driver.find_element(By.ID, "error")
     assert error.is_displayed()
     assert error.text == "notes.jpg: not an image (format not recognised)"
+
+
+def test_the_default_model_says_what_each_picture_was_read_as(tmp_path: Path) -> None:
+    """The bundled default (concept columns): under the title, what the picture, each video frame and the
+    combined ranking were read as."""
+    from soundlib.models import DEFAULT_MODEL_PATH
+    from soundlib.serve.app import background, create_app
+
+    demo = Path(__file__).resolve().parents[1] / "demo" / "images"
+    w = serve_world(tmp_path / "world", DEFAULT_MODEL_PATH)
+    try:
+        with background(create_app(w.engine)) as url:
+            (tmp_path / "dl").mkdir()
+            driver = start_chromium(tmp_path / "profile", tmp_path / "dl")
+            try:
+                driver.get(url + "/")
+                wait(driver, lambda d: "sounds" in d.find_element(By.ID, "library").text)
+                query(driver, demo / "dog-photo.png", k=3)
+                seen = driver.find_element(By.ID, "read-as")
+                assert seen.is_displayed() and seen.text.startswith("read as: dog ")
+                video = write_video(tmp_path / "clip.mp4", seconds=2.4, fps=10)
+                query(driver, video, k=3)
+                wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#strip .frame")) >= 3)
+                combined = driver.find_element(By.ID, "read-as").text
+                assert combined.startswith("read as: ")
+                driver.find_elements(By.CSS_SELECTOR, "#strip .frame")[1].click()  # frame 0
+                wait(driver, lambda d: d.find_element(By.ID, "title").text.startswith("Frame 0"))
+                assert driver.find_element(By.ID, "read-as").text.startswith("read as: ")
+            finally:
+                driver.quit()
+    finally:
+        w.close()

@@ -181,6 +181,7 @@ class Engine:
         Raises:
             UploadError: a refused upload (its name and the reason), or no uploads.
         """
+        from soundlib.read_as import read_as_json
         from soundlib.recommend import recommend_pictures
 
         k = self._check_k(k)
@@ -198,10 +199,11 @@ class Engine:
             qid = self._remember(pictures, labels)
             rows = self._rows(result.results)
             frames = [{"index": i, "input": n, "time": round(t, 3),
-                       "results": self._rows(f.results) if result.frames else rows}
+                       "results": self._rows(f.results) if f is not None else rows,
+                       "read_as": read_as_json(f.read_as if f is not None else result.read_as)}
                       for i, ((n, t), f) in enumerate(zip(labels, result.frames or [None] * len(labels)))]
         return {"query": qid, "inputs": result.inputs, "k": k, "categories": sorted(set(categories or [])),
-                "frames": frames, "results": rows,
+                "frames": frames, "results": rows, "read_as": read_as_json(result.read_as),
                 "seconds": {"decode": round(t1 - t0, 4), "rank": round(t2 - t1, 4)}}
 
     def more_like(self, file_id: str, k: int, categories: list[str] | None = None) -> dict[str, Any]:

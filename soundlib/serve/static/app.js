@@ -73,7 +73,7 @@ async function runQuery(files) {
     state.view = 0;
     showPicture();
     showStrip();
-    showRows(answer.results, titleFor(answer));
+    showRows(answer.results, titleFor(answer), answer.read_as);
     const ms = performance.now() - t0;
     document.body.dataset.lastQueryMs = ms.toFixed(1);
     status(`${answer.results.length} sounds for ${answer.inputs.join(", ")} · ${ms.toFixed(0)} ms`);
@@ -157,15 +157,26 @@ function chooseFrame(index) {
   state.like = null;
   showStrip();
   showRows(index === null ? a.results : a.frames[index].results,
-    index === null ? titleFor(a) : `Frame ${index} (${a.frames[index].input} at ${a.frames[index].time.toFixed(1)} s)`);
+    index === null ? titleFor(a) : `Frame ${index} (${a.frames[index].input} at ${a.frames[index].time.toFixed(1)} s)`,
+    index === null ? a.read_as : a.frames[index].read_as);
   showPicture();
 }
 
 // --- result rows ----------------------------------------------------------------------------------------------
 
-function showRows(results, title) {
+// what the picture(s) were read as: the concepts the query points at (bridged models; null otherwise)
+function readAsText(readAs) {
+  if (!readAs) return "";
+  if (!readAs.length) return "read as: no concept";
+  return "read as: " + readAs.map((c) => `${c.concept} ${Math.round(c.share * 100)} %`).join(" · ");
+}
+
+function showRows(results, title, readAs = null) {
   stop();
   $("title").textContent = title;
+  const seen = $("read-as");
+  seen.textContent = readAsText(readAs);
+  seen.hidden = !readAs;
   const list = $("rows");
   list.replaceChildren();
   state.rows = results.map((r, i) => ({ ...r, index: i, peaks: null }));
