@@ -897,6 +897,11 @@ def library_words(ctx, limit, db, chroma_url, collection, as_json, debug):
         out.print("no file of this collection was mixed with its words (ingest --no-names, or a model without a "
                   "concept bridge)", highlight=False, markup=False, soft_wrap=True)
         return
+    if not report.words:
+        out.print(f"{report.unnamed_files} of {report.mixed_files} files named no concept"
+                  + (", and their words are none worth listing" if report.unnamed_files else
+                     ": every file's words named one"), highlight=False, markup=False, soft_wrap=True)
+        return
     table = Table(title=f"words of the {report.unnamed_files} of {report.mixed_files} files whose words named "
                         f"no concept")
     table.add_column("word")
