@@ -2,8 +2,9 @@
 
 A bridged embedding ends with one column per concept (:mod:`encoders.bridge`): the picture's ImageNet softmax pooled
 per concept and L2-normalised. Its dot product with a sound's concept part weighs the bridge weight (0.7 for the
-default) of how the sound ranks, so those columns say why a ranking is what it is: a video frame of a white cockatoo that reads
-as "dog 98 %" gets dog barks, and the user knows to filter (``--category bird``) rather than to distrust the library.
+default) of how the sound ranks, so those columns say why a ranking is what it is: a video frame of a white cockatoo
+that reads as "dog 98 %" gets dog barks, and the user knows to filter (``--category bird``) rather than to distrust
+the library.
 
 A concept's share is its squared component of the unit concept part: the shares sum to 1 and say how much of the
 concept direction each concept holds. For several pictures (a video) it is read from the query the ranking used,

@@ -540,7 +540,8 @@ def test_library_words_lists_what_unnamed_files_say_and_a_words_table_remixes_th
         after = unnamed_words(store)
     assert (after.unnamed_files, [w.word for w in after.words]) == (1, [])  # take_07: nothing worth listing
     said = run("library", "words", "--db", str(db))
-    assert said.exit_code == 0 and "1 of 4 files named no concept, and their words are none worth listing" in said.stdout
+    assert said.exit_code == 0
+    assert "1 of 4 files named no concept, and their words are none worth listing" in said.stdout
 
 
 def test_library_words_of_a_collection_without_names(tmp_path: Path) -> None:
