@@ -8,7 +8,8 @@ the library.
 
 A concept's share is its squared component of the unit concept part: the shares sum to 1 and say how much of the
 concept direction each concept holds. For several pictures (a video) it is read from the query the ranking used,
-their normalised mean.
+their normalised mean; for a sound query, from the mean of its windows (its classifier's concepts and, for a named
+file, what its name says).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class FrameResult:
 @dataclass
 class QueryResult:
     """Answer of :func:`recommend`: the aggregated ranking (and, with ``per_frame``, one per picture/window);
-    ``read_as``: the concepts the pictures' query was read as (bridged models; ``None`` otherwise)."""
+    ``read_as``: the concepts the query was read as (bridged models; ``None`` otherwise)."""
 
     inputs: list[str]
     k: int
@@ -322,13 +322,16 @@ def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool,
           model: Any) -> QueryResult:
     """Search the store with embedded queries: one ranking (pictures: their centroid; sounds: min-fusion of the
     windows) and, with ``per_frame``, one per picture / window; ``files`` restricts it (see :func:`_allowed_files`).
-    Picture rankings say what ``model`` read the pictures as."""
+    Rankings say what ``model`` read the query as (pictures: their centroid; a sound: the mean of its windows;
+    ``model=None``: not said)."""
     vecs = np.stack(acc.vectors).astype(np.float32)
     frames: list[FrameResult] | None = None
     seen = None
     if acc.kind == "sound":
         per = store.search(vecs, k, files=files)
         results = _fuse_min(per, k)
+        if model is not None:  # what the sound (its windows' mean) reads as: its classifier and its name
+            seen = read_as(model, _normalise(vecs.mean(axis=0, keepdims=True))[0])
     else:
         centroid = _normalise(vecs.mean(axis=0, keepdims=True))
         per = store.search(np.concatenate([centroid, vecs]), k, files=files) if per_frame else \

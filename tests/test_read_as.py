@@ -65,7 +65,19 @@ def test_query_says_what_each_picture_was_read_as(tmp_path: Path) -> None:
     assert "read as: dog" in table.stdout
 
 
-def test_sound_queries_and_other_models_have_no_read_as(tmp_path: Path, tiny_checkpoint) -> None:
+def test_a_sound_query_says_what_the_sound_was_read_as(tmp_path: Path) -> None:
+    lib = tmp_path / "lib" / "dog"
+    lib.mkdir(parents=True)
+    for name in ("Dog1.wav", "dog2.wav"):
+        shutil.copy(DEMO / "sounds" / "dog" / name, lib / name)
+    db = tmp_path / "db"
+    assert run("ingest", str(tmp_path / "lib"), "--db", str(db)).exit_code == 0
+    doc = json.loads(run("query", str(lib / "Dog1.wav"), "-k", "2", "--db", str(db), "--json").stdout)
+    assert doc["results"][0]["path"].endswith("Dog1.wav")
+    assert doc["read_as"][0]["concept"] == "dog"  # its folder names dog: half of its concept part
+
+
+def test_other_models_have_no_read_as(tmp_path: Path, tiny_checkpoint) -> None:
     from tests.conftest import write_audio, write_image
 
     lib = tmp_path / "lib"
@@ -79,4 +91,4 @@ def test_sound_queries_and_other_models_have_no_read_as(tmp_path: Path, tiny_che
     assert "read_as" not in doc  # the document keeps its shape for models without concept columns
     doc = json.loads(run("query", str(lib / "hum.wav"), "--db", str(db), "--model", str(tiny_checkpoint),
                          "--json").stdout)
-    assert "read_as" not in doc
+    assert "read_as" not in doc and doc["results"][0]["path"].endswith("hum.wav")
