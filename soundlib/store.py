@@ -681,11 +681,11 @@ class SoundStore:
         """
         col = self.require()
         vectors = vectors or {}
-        plain: tuple[list[str], list[dict[str, Any]]] = ([], [])
-        moved: tuple[list[str], list[dict[str, Any]]] = ([], [])
-        embeddings: list[np.ndarray] = []
+        # two runs of updates: metadata only, and metadata with embeddings (one Chroma call cannot mix them)
+        runs: dict[bool, tuple[list[str], list[dict[str, Any]], list[np.ndarray]]] = {False: ([], [], []),
+                                                                                      True: ([], [], [])}
         for rec, every, head, tail in changes:
-            ids, metas = moved if rec.file_id in vectors else plain
+            ids, metas, embeddings = runs[rec.file_id in vectors]
             for i in range(rec.n_windows):
                 ids.append(window_id(rec.file_id, i))
                 metas.append({**every, **(head if i == 0 else {}), **(tail if i == rec.n_windows - 1 else {})})
@@ -695,15 +695,13 @@ class SoundStore:
                     raise ValueError(f"{rec.file_id}: {vecs.shape[0]} vectors for {rec.n_windows} windows")
                 embeddings.append(vecs)
         step = self.max_batch_size
-        for lo in range(0, len(plain[0]), step):
-            with self._guard("update"):
-                col.update(ids=plain[0][lo:lo + step], metadatas=plain[1][lo:lo + step])
-        allv = np.concatenate(embeddings) if embeddings else None
-        for lo in range(0, len(moved[0]), step):
-            with self._guard("update"):
-                col.update(ids=moved[0][lo:lo + step], embeddings=allv[lo:lo + step],
-                           metadatas=moved[1][lo:lo + step])
-        return len(plain[0]) + len(moved[0])
+        for ids, metas, embeddings in runs.values():
+            allv = np.concatenate(embeddings) if embeddings else None
+            for lo in range(0, len(ids), step):
+                with self._guard("update"):
+                    col.update(ids=ids[lo:lo + step], metadatas=metas[lo:lo + step],
+                               **({"embeddings": allv[lo:lo + step]} if allv is not None else {}))
+        return sum(len(ids) for ids, _, _ in runs.values())
 
     def file_vectors(self, file_ids: Iterable[str]) -> dict[str, np.ndarray]:
         """The stored embeddings of whole files: file id -> ``(n_windows, D)`` in window order (files with no
