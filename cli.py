@@ -608,7 +608,7 @@ def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out,
 def _ranking(title, hits, score="distance", caption=""):
     """A Rich table of a ranking (``Hit`` or ``WordHit``): file, category, start, score, and when any result has
     them its description and the concepts its words named (``named``: ingest mixed them into its vector);
-    ``caption`` under it (what the picture was read as)."""
+    ``caption`` under it (what the query was read as)."""
     from rich.table import Table
 
     table = Table(title=title, caption=caption or None, caption_justify="left")

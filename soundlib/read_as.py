@@ -27,8 +27,8 @@ def read_as(model: Any, vector: np.ndarray, top: int = READ_AS_TOP,
     """The concepts a query embedding points at, most first.
 
     Args:
-        model: the query's model (a :class:`encoders.pretrained.PretrainedAVModel` with a bridge; any other model
-            gives ``None``).
+        model: the query's model (a :class:`encoders.pretrained.PretrainedAVModel` with a bridge; any other model,
+            or ``None``, gives ``None``).
         vector: ``(D,)`` one query embedding of that model.
         top: concepts listed at most.
         floor: smallest share listed (shares are in [0, 1] and sum to 1 over all concepts).

@@ -325,24 +325,20 @@ def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool,
     Rankings say what ``model`` read the query as (pictures: their centroid; a sound: the mean of its windows;
     ``model=None``: not said)."""
     vecs = np.stack(acc.vectors).astype(np.float32)
+    centroid = _normalise(vecs.mean(axis=0, keepdims=True))  # a sound's windows, or the pictures: what it reads as
     frames: list[FrameResult] | None = None
-    seen = None
     if acc.kind == "sound":
         per = store.search(vecs, k, files=files)
         results = _fuse_min(per, k)
-        if model is not None:  # what the sound (its windows' mean) reads as: its classifier and its name
-            seen = read_as(model, _normalise(vecs.mean(axis=0, keepdims=True))[0])
     else:
-        centroid = _normalise(vecs.mean(axis=0, keepdims=True))
         per = store.search(np.concatenate([centroid, vecs]), k, files=files) if per_frame else \
             store.search(centroid, k, files=files)
         results, per = per[0], per[1:]
-        seen = read_as(model, centroid[0])
     if per_frame:
         frames = [FrameResult(input=lab[0], time=lab[1], results=hits,
                               read_as=read_as(model, v) if acc.kind == "picture" else None)
                   for lab, hits, v in zip(acc.labels, per, vecs)]
-    return QueryResult(inputs=inputs, k=k, results=results, frames=frames, read_as=seen)
+    return QueryResult(inputs=inputs, k=k, results=results, frames=frames, read_as=read_as(model, centroid[0]))
 
 
 def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, float]], loaded_model: Any,
