@@ -349,6 +349,16 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
     return report
 
 
+def _relabelled(rec: FileRecord, sf: SoundFile, rule: str, info: dict[str, Any], every: dict[str, Any],
+                head: dict[str, Any] | None = None
+                ) -> tuple[FileRecord, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A :meth:`SoundStore.update_files` change for an unchanged file: its category fields under ``rule`` and the
+    other fields of ``every`` on all windows, its ``info`` (and ``head``) on window 0, its filter lists on the last."""
+    lab = labels(sf.rel, sf.root, rule, info)
+    return (rec, {**every, "category": lab["category"], "category_from": rule},
+            {**info_metadata(lab["info"]), **(head or {})}, filter_metadata(lab["levels"], lab["words"]))
+
+
 def _remix(items: list[tuple[SoundFile, FileRecord]], model: Any, store: SoundStore, mixing: NameConcepts | None,
            named: int, rule: str, report: IngestReport, progress: ProgressFn | None, stopped: Any) -> list[SoundFile]:
     """Bring unchanged files stored under another name mixing (``named``: another words table, ``--no-names``, an
@@ -400,10 +410,7 @@ def _remix(items: list[tuple[SoundFile, FileRecord]], model: Any, store: SoundSt
             continue
         if now and not before:
             evidence[rec.file_id] = now_vector
-        lab = labels(sf.rel, sf.root, rule, head.info)
-        changes.append((rec, {"named": named, "category": lab["category"], "category_from": rule},
-                        {**info_metadata(lab["info"]), "named_concepts": now or None},
-                        filter_metadata(lab["levels"], lab["words"])))
+        changes.append(_relabelled(rec, sf, rule, head.info, {"named": named}, {"named_concepts": now or None}))
         if len(changes) >= UPDATE_FILES:
             write()
         if progress is not None:
@@ -446,9 +453,7 @@ def _refresh(items: list[tuple[SoundFile, FileRecord]], store: SoundStore, rule:
             counts["described"] += 1
         else:
             counts["relabelled"] += 1
-        lab = labels(sf.rel, sf.root, rule, info)
-        every.update(category=lab["category"], category_from=rule)
-        changes.append((rec, every, info_metadata(lab["info"]), filter_metadata(lab["levels"], lab["words"])))
+        changes.append(_relabelled(rec, sf, rule, info, every))
         if len(changes) >= UPDATE_FILES:
             write()
         if progress is not None:
