@@ -519,9 +519,13 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.argument("inputs", nargs=-1, type=click.Path())
 @click.option("-k", "k", default=lib.DEFAULT_K, show_default=True, type=click.IntRange(min=1),
               help="Number of sounds (distinct files).")
+@click.option("--as", "as_words", default=None, metavar="WORDS",
+              help="Say what the picture (or sound) is, e.g. --as horse when it was read as something else: the "
+                   "concepts these words name replace what the model read. Without INPUTS the words alone rank "
+                   "the library.")
 @click.option("--category", "categories", multiple=True, metavar="NAME",
               help="Only sounds of this category, at any level (`wolf` finds widelands/wolf; repeat for several).")
 @click.option("--text", default=None, metavar="WORDS",
@@ -535,13 +539,14 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
 @json_option
 @debug_option
 @handle_errors
-def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out, model_spec, db, chroma_url,
-          collection, as_json, debug):
+def query(inputs, k, as_words, categories, text, per_frame, export_dir, clip, explain_out, model_spec, db,
+          chroma_url, collection, as_json, debug):
     """Recommend sounds for images, a folder of images, a video, or a sound.
 
     Several pictures (or the 1-fps frames of a video) give one ranking for the whole scene. A sound gives
-    "more like this" (the sound itself first when it is in the library). Without --model, the model the
-    collection was built with is used when its checkpoint is still where it was.
+    "more like this" (the sound itself first when it is in the library). Under each ranking, what the picture
+    was read as; when that is wrong (a cartoon horse read as a book), --as says what it is. Without --model, the
+    model the collection was built with is used when its checkpoint is still where it was.
 
     \b
     Examples:
@@ -550,6 +555,8 @@ def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out,
       soundlib query frame.jpg --text "wood" --export picks/ --clip 2
       soundlib query ./sfx/dogs/bark.wav -k 5
       soundlib query dog.jpg --explain dog-heat.png
+      soundlib query cartoon-horse.png --as horse
+      soundlib query --as "dog" -k 20
     """
     from soundlib.clikit import fail, print_json, rich_progress, stdout_console
     from soundlib.media import media_kind
@@ -557,6 +564,8 @@ def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out,
     from soundlib.recommend import classify_inputs, recommend
     from soundlib.store import open_store
 
+    if not inputs and as_words is None:
+        raise click.UsageError("give pictures, a video or sounds (INPUTS), or --as WORDS")
     classify_inputs(inputs)  # a missing or unknown input fails here, before chromadb and torch are imported
     _check_export(export_dir, clip)
     if explain_out and (len(inputs) != 1 or media_kind(inputs[0]) != "image"):
@@ -572,7 +581,7 @@ def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out,
         loaded = load_model(model_spec or store.recorded_model_path())
         with rich_progress(enabled=not as_json) as progress:
             result = recommend(inputs, loaded, store, k=k, categories=categories, per_frame=per_frame,
-                               progress=progress, text=text)
+                               progress=progress, text=text, as_words=as_words)
         if explain_out and result.results:
             from soundlib.explain import explain_file
 
@@ -582,7 +591,8 @@ def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out,
             explained = {"path": str(explain_out), "sound": top.path, "start": round(top.start, 3),
                          "method": exp.method}
     doc = result.to_json()
-    report = _export(result.results, " ".join(map(str, inputs)), export_dir, clip, as_json) if export_dir else None
+    label = " ".join(map(str, inputs)) or f"--as {as_words}"
+    report = _export(result.results, label, export_dir, clip, as_json) if export_dir else None
     if as_json:
         if report is not None:
             doc["export"] = report.to_json()
@@ -598,7 +608,9 @@ def query(inputs, k, categories, text, per_frame, export_dir, clip, explain_out,
         where = f" @ {f.time:.1f} s" if media_kind(f.input) in ("video", "audio") else ""
         out.print(_ranking(f"{f.input}{where}", f.results, caption=read_as_text(f.read_as)))
     combined = "combined ranking: " if result.frames else ""
-    out.print(_ranking(combined + ", ".join(result.inputs), result.results, caption=read_as_text(result.read_as)))
+    caption = " · ".join(t for t in (read_as_text(result.read_as), result.told.text() if result.told else "") if t)
+    out.print(_ranking(combined + (", ".join(result.inputs) or f"--as {as_words}"), result.results,
+                       caption=caption))
     if explained:
         out.print(f"heatmap of {_display_path(explained['sound'])} @ {explained['start']:.1f} s "
                   f"({explained['method']}) -> {explained['path']}", highlight=False, markup=False)

@@ -123,7 +123,7 @@ def file_texts(rel: str, info: Mapping[str, Any] | None = None) -> list[list[str
     return texts
 
 
-def _named_columns(words: Sequence[str], phrases: Sequence[Sequence[tuple[str, ...]]]) -> set[int]:
+def named_columns(words: Sequence[str], phrases: Sequence[Sequence[tuple[str, ...]]]) -> set[int]:
     """Columns named in ``words``, read left to right taking the longest phrase that starts at each word; the words
     of a phrase are used up (``sea lion`` names sea lion, not also big cat by ``lion``)."""
     by_phrase: dict[tuple[str, ...], set[int]] = {}
@@ -205,7 +205,7 @@ class NameConcepts:
     def _columns(self, rel: str, info: Mapping[str, Any] | None) -> set[int]:
         cols: set[int] = set()
         for words in file_texts(rel, info):
-            cols |= _named_columns(words, self.phrases)
+            cols |= named_columns(words, self.phrases)
         return cols
 
     def named(self, rel: str, info: Mapping[str, Any] | None = None) -> list[str]:

@@ -20,6 +20,12 @@ Sounds ("more like this")
     that is in the library finds itself first (distance 0), and a long query matches files that share any part of
     it. Sounds and pictures cannot be mixed in one query (their distances are not on one scale).
 
+What the user says it is (``as_words``, ``query --as``)
+    With a bridged model, words that name concepts (``"horse"``) replace the concept part of every query vector
+    (pictures, frames or sound windows) before the search; the heads' part, how the query looks or sounds, stays
+    (:mod:`soundlib.told_as`). The answer still says what the query was read as on its own. With no inputs, the
+    words alone are the query: sounds ranked by their concept part.
+
 Filters
     ``categories`` keeps sounds whose category matches one of the names at any level (``wolf`` finds
     ``widelands/wolf``, and so does ``widelands/wolf``; :func:`soundlib.words.category_where`); ``text`` keeps sounds that have every one of its
@@ -43,6 +49,7 @@ from soundlib.config import DEFAULT_K, INFERENCE_BATCH
 from soundlib.progress import ProgressFn
 from soundlib.read_as import read_as, read_as_json
 from soundlib.store import Hit, SoundStore
+from soundlib.told_as import Told, as_told, told_concepts, words_query
 
 #: Model calls on fewer pictures than this run on one torch thread. One picture is too little work to split:
 #: with other jobs on the cores, each parallel region waits for a descheduled thread (bench/README.md).
@@ -65,19 +72,24 @@ class FrameResult:
 @dataclass
 class QueryResult:
     """Answer of :func:`recommend`: the aggregated ranking (and, with ``per_frame``, one per picture/window);
-    ``read_as``: the concepts the query was read as (bridged models; ``None`` otherwise)."""
+    ``read_as``: the concepts the query was read as (bridged models; ``None`` otherwise, and for words alone);
+    ``told``: the concepts the user's words named, which the ranking used instead (``as_words``)."""
 
     inputs: list[str]
     k: int
     results: list[Hit]
     frames: list[FrameResult] | None = None
     read_as: list[tuple[str, float]] | None = None
+    told: Told | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` document (shape fixed by the library issue; ``read_as`` only when there is one)."""
+        """The ``--json`` document (shape fixed by the library issue; ``read_as`` only when there is one, ``as``
+        only with ``as_words``)."""
         doc: dict[str, Any] = {"inputs": list(self.inputs), "k": self.k, "results": hits_json(self.results)}
         if self.read_as is not None:
             doc["read_as"] = read_as_json(self.read_as)
+        if self.told is not None:
+            doc["as"] = self.told.to_json()
         if self.frames is not None:
             doc["frames"] = [{"input": f.input, "time": round(f.time, 3), "results": hits_json(f.results),
                               **({"read_as": read_as_json(f.read_as)} if f.read_as is not None else {})}
@@ -104,7 +116,7 @@ def hits_json(hits: Sequence[Hit]) -> list[dict[str, Any]]:
 
 @dataclass
 class _Vectors:
-    kind: str  # "picture" or "sound"
+    kind: str  # "picture", "sound" or "words"
     labels: list[tuple[str, float]] = field(default_factory=list)  # (input, time)
     vectors: list[np.ndarray] = field(default_factory=list)
 
@@ -265,11 +277,12 @@ def _fuse_min(rankings: list[list[Hit]], k: int) -> list[Hit]:
 def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: SoundStore, k: int = DEFAULT_K,
               categories: Iterable[str] | None = None, per_frame: bool = False,
               max_windows: int | None = None, progress: ProgressFn | None = None,
-              text: str | None = None, names: bool = True) -> QueryResult:
+              text: str | None = None, names: bool = True, as_words: str | None = None) -> QueryResult:
     """Recommend ``k`` distinct sound files for pictures, videos or sounds (rules in the module docstring).
 
     Args:
-        inputs: image files, folders of images, video files, or sound files (not pictures and sounds together).
+        inputs: image files, folders of images, video files, or sound files (not pictures and sounds together);
+            may be empty with ``as_words`` (the words alone make the query).
         loaded_model: a :class:`soundlib.models.LoadedModel`; must be the collection's model.
         store: the open library.
         k: number of distinct files to return.
@@ -280,33 +293,40 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
         progress: receives ``("embed", inputs_done, inputs_total)``.
         names: mix a sound input's own name and tags into it as ingest does (bridged models; sounds that are in
             the library use their stored windows either way).
+        as_words: what the user says the query is (``"horse"``): the concepts these words name replace the
+            query's own concept part (:mod:`soundlib.told_as`; bridged models only).
 
     Returns:
         :class:`QueryResult`; ``results`` has ``k`` hits unless the (filtered) library holds fewer files.
 
     Raises:
         ImageError, VideoError, AudioError: an input cannot be decoded.
-        SoundlibError: unknown input type, or sounds mixed with pictures.
+        SoundlibError: unknown input type, sounds mixed with pictures, no inputs and no words, or words that name
+            no concept of the model.
         ModelMismatchError / StoreError: wrong model for the collection, or no collection.
     """
     if k < 1:
         raise SoundlibError(f"k must be at least 1, got {k}")
     store.check_model(loaded_model)
     items = classify_inputs(inputs)
-    if not items:
+    model = loaded_model.model
+    told = told_concepts(model, as_words) if as_words is not None else None
+    if not items and told is None:
         raise SoundlibError("no inputs")
     sounds = [it for it in items if it[1] == "audio"]
     pictures = [it for it in items if it[1] != "audio"]
     if sounds and pictures:
         raise SoundlibError("give either pictures/videos or sounds in one query, not both")
-    model = loaded_model.model
     files = _allowed_files(store, text, categories)
-    acc = _Vectors(kind="sound" if sounds else "picture")
-    if sounds:
-        _embed_sounds(model, sounds, acc, max_windows, store, names)
+    if not items:
+        acc = _Vectors(kind="words", labels=[(str(as_words), 0.0)], vectors=list(words_query(model, told)))
     else:
-        _embed_pictures(model, pictures, acc, progress)
-    return _rank(acc, store, k, files, per_frame, [str(p) for p in inputs], model)
+        acc = _Vectors(kind="sound" if sounds else "picture")
+        if sounds:
+            _embed_sounds(model, sounds, acc, max_windows, store, names)
+        else:
+            _embed_pictures(model, pictures, acc, progress)
+    return _rank(acc, store, k, files, per_frame, [str(p) for p in inputs], model, told)
 
 
 def _allowed_files(store: SoundStore, text: str | None, categories: Iterable[str] | None) -> Any:
@@ -319,40 +339,47 @@ def _allowed_files(store: SoundStore, text: str | None, categories: Iterable[str
 
 
 def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool, inputs: list[str],
-          model: Any) -> QueryResult:
+          model: Any, told: Told | None = None) -> QueryResult:
     """Search the store with embedded queries: one ranking (pictures: their centroid; sounds: min-fusion of the
     windows) and, with ``per_frame``, one per picture / window; ``files`` restricts it (see :func:`_allowed_files`).
     Rankings say what ``model`` read the query as (pictures: their centroid; a sound: the mean of its windows;
-    ``model=None``: not said)."""
+    ``model=None`` or words alone: not said). ``told`` replaces every query vector's concept part before the
+    search (:func:`soundlib.told_as.as_told`; a words query is made of it already)."""
     vecs = np.stack(acc.vectors).astype(np.float32)
-    centroid = _normalise(vecs.mean(axis=0, keepdims=True))  # a sound's windows, or the pictures: what it reads as
+    own = _normalise(vecs.mean(axis=0, keepdims=True))  # a sound's windows, or the pictures: what it reads as
+    read = read_as(model, own[0]) if acc.kind != "words" else None
+    own_frames = [read_as(model, v) if acc.kind == "picture" else None for v in vecs] if per_frame else []
+    if told is not None and acc.kind != "words":
+        vecs = as_told(model, vecs, told)
+    centroid = _normalise(vecs.mean(axis=0, keepdims=True))
     frames: list[FrameResult] | None = None
     if acc.kind == "sound":
         per = store.search(vecs, k, files=files)
         results = _fuse_min(per, k)
     else:
+        per_frame = per_frame and acc.kind == "picture"
         per = store.search(np.concatenate([centroid, vecs]), k, files=files) if per_frame else \
             store.search(centroid, k, files=files)
         results, per = per[0], per[1:]
     if per_frame:
-        frames = [FrameResult(input=lab[0], time=lab[1], results=hits,
-                              read_as=read_as(model, v) if acc.kind == "picture" else None)
-                  for lab, hits, v in zip(acc.labels, per, vecs)]
-    return QueryResult(inputs=inputs, k=k, results=results, frames=frames, read_as=read_as(model, centroid[0]))
+        frames = [FrameResult(input=lab[0], time=lab[1], results=hits, read_as=r)
+                  for lab, hits, r in zip(acc.labels, per, own_frames)]
+    return QueryResult(inputs=inputs, k=k, results=results, frames=frames, read_as=read, told=told)
 
 
 def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, float]], loaded_model: Any,
                        store: SoundStore, k: int = 10, categories: Iterable[str] | None = None,
-                       per_frame: bool = False) -> QueryResult:
+                       per_frame: bool = False, as_words: str | None = None) -> QueryResult:
     """:func:`recommend` for pictures already decoded (e.g. uploads to ``soundlib serve``): same rankings.
 
     Args:
         pictures: ``(3, S, S)`` float tensors in [0, 1] read at ``loaded_model.model.picture_size``.
         labels: ``(input name, time in seconds)`` of each picture (names the frames of the answer).
-        loaded_model, store, k, categories, per_frame: as in :func:`recommend`.
+        loaded_model, store, k, categories, per_frame, as_words: as in :func:`recommend`.
 
     Raises:
-        SoundlibError: no pictures, ``k < 1``, or labels that do not match the pictures.
+        SoundlibError: no pictures, ``k < 1``, labels that do not match the pictures, or words that name no
+            concept of the model.
         ModelMismatchError / StoreError: wrong model for the collection, or no collection.
     """
     if k < 1:
@@ -360,10 +387,12 @@ def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, floa
     if not pictures or len(pictures) != len(labels):
         raise SoundlibError("no pictures" if not pictures else "one label per picture is needed")
     store.check_model(loaded_model)
+    told = told_concepts(loaded_model.model, as_words) if as_words is not None else None
     acc = _Vectors(kind="picture", labels=[(str(n), float(t)) for n, t in labels],
                    vectors=list(embed_pictures(loaded_model.model, pictures)))
     inputs = list(dict.fromkeys(str(n) for n, _ in labels))
-    return _rank(acc, store, k, _allowed_files(store, None, categories), per_frame, inputs, loaded_model.model)
+    return _rank(acc, store, k, _allowed_files(store, None, categories), per_frame, inputs, loaded_model.model,
+                 told)
 
 
 def more_like_file(store: SoundStore, file_id: str, k: int = 10,

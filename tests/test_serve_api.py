@@ -82,6 +82,16 @@ def test_a_picture_gives_k_rows_as_the_library_call_does(client, world, media) -
     assert len(doc["frames"]) == 1 and doc["frames"][0]["results"] == doc["results"]
 
 
+def test_words_need_a_model_with_concepts(client, media) -> None:
+    """The tiny test model has no concept columns: "it is ..." is refused in one line (the default model's answer
+    is in the browser test)."""
+    files = [("files", (media["picture"].name, media["picture"].read_bytes(), "image/png"))]
+    r = client.post("/api/query", files=files, data={"k": "3", "as": "horse"})
+    assert r.status_code == 422 and "needs a model with concept columns" in r.json()["error"]
+    ok = client.post("/api/query", files=files, data={"k": "3", "as": "  "})  # an empty field: no words
+    assert ok.status_code == 200 and ok.json()["as"] is None
+
+
 def test_category_filter_and_k(client, media) -> None:
     doc = upload(client, media["picture"], k=2, category="rain").json()
     assert [r["category"] for r in doc["results"]] == ["rain", "rain"] and doc["categories"] == ["rain"]

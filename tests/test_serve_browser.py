@@ -239,6 +239,22 @@ def test_the_default_model_says_what_each_picture_was_read_as(tmp_path: Path) ->
                 driver.find_elements(By.CSS_SELECTOR, "#strip .frame")[1].click()  # frame 0
                 wait(driver, lambda d: d.find_element(By.ID, "title").text.startswith("Frame 0"))
                 assert driver.find_element(By.ID, "read-as").text.startswith("read as: ")
+
+                # "it is ...": the words' concepts rank the library (its rain/ folder), the reading stays said
+                query(driver, demo / "drum.png", k=2)
+                assert driver.find_element(By.ID, "as-form").is_displayed()
+                field = driver.find_element(By.ID, "as")
+                field.send_keys("rain", Keys.ENTER)
+                wait(driver, lambda d: d.find_element(By.ID, "told").text == "ranked as: rain")
+                assert texts(driver, "#rows .row .category") == ["rain", "rain"]
+                assert driver.find_element(By.ID, "read-as").text.startswith("read as: drum kit")
+                field.clear()
+                field.send_keys("fax machine", Keys.ENTER)
+                wait(driver, lambda d: d.find_element(By.ID, "error").is_displayed())
+                assert "names none of this model's" in driver.find_element(By.ID, "error").text
+                query(driver, demo / "dog-photo.png", k=2)  # a new picture: the words do not carry over
+                assert driver.find_element(By.ID, "as").get_attribute("value") == ""
+                assert driver.find_element(By.ID, "told").text == ""
             finally:
                 driver.quit()
     finally:

@@ -5,7 +5,8 @@ Routes (every answer is JSON except audio, pictures, the page and the export zip
 
     GET  /                               the page (static/index.html; ES modules under /static/)
     GET  /api/info                       collection, model, categories, limits
-    POST /api/query                      multipart: files (pictures / a video), k, category (repeat) -> rankings
+    POST /api/query                      multipart: files (pictures / a video), k, category (repeat), as (words
+                                         saying what the pictures are) -> rankings
     GET  /api/like/{file}?k=&category=   "more like this" for a library file
     GET  /api/peaks/{file}               waveform overview + loudness of a library file
     GET  /api/frame/{query}/{index}.png  a picture of a recent query, as the model saw it
@@ -88,6 +89,7 @@ def create_app(engine: Engine, token: str | None = None) -> Starlette:
         async with request.form(max_files=cfg.max_files + 1, max_fields=64) as form:
             k = _int(form.get("k"), "k", cfg.default_k)  # type: ignore[arg-type]
             categories = [str(c) for c in form.getlist("category") if str(c)]
+            as_words = str(form.get("as") or "").strip() or None
             files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
             folder = Path(tempfile.mkdtemp(prefix="soundlib-serve-"))
             try:
@@ -99,7 +101,7 @@ def create_app(engine: Engine, token: str | None = None) -> Starlette:
                         while chunk := await f.read(1 << 20):
                             out.write(chunk)
                     uploads.append((name, path))
-                doc = await run_in_threadpool(engine.query_uploads, uploads, k, categories)
+                doc = await run_in_threadpool(engine.query_uploads, uploads, k, categories, as_words)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
         return JSONResponse(doc)

@@ -164,22 +164,26 @@ class Engine:
         return int(k)
 
     def query_uploads(self, uploads: list[tuple[str, Path]], k: int, categories: list[str] | None = None,
-                      ) -> dict[str, Any]:
+                      as_words: str | None = None) -> dict[str, Any]:
         """Rank the library for uploaded pictures and videos (one ranking, plus one per picture or frame).
 
         Args:
             uploads: ``(name as uploaded, saved file)`` pairs.
             k: results per ranking.
             categories: only these categories.
+            as_words: what the user says the pictures are (``"horse"``): the concepts these words name replace
+                what the pictures were read as (:mod:`soundlib.told_as`).
 
         Returns:
-            ``{"query", "inputs", "k", "categories", "frames": [{"index", "input", "time", "results"}],
-            "results", "seconds": {"decode", "rank"}}``; each result row has ``file``, ``window``, ``name``,
+            ``{"query", "inputs", "k", "categories", "frames": [{"index", "input", "time", "results",
+            "read_as"}], "results", "read_as", "as", "seconds": {"decode", "rank"}}`` (``as``: ``{"words",
+            "concepts"}`` or ``None``); each result row has ``file``, ``window``, ``name``,
             ``path``, ``category``, ``start``, ``duration``, ``distance``, ``score`` (cosine similarity) and
             ``named`` (the concepts the file's words named at ingest, ``"; "``-joined; empty when none).
 
         Raises:
             UploadError: a refused upload (its name and the reason), or no uploads.
+            SoundlibError: words that name no concept of the model.
         """
         from soundlib.read_as import read_as_json
         from soundlib.recommend import recommend_pictures
@@ -194,7 +198,7 @@ class Engine:
         t1 = time.perf_counter()
         with self.lock:
             result = recommend_pictures(pictures, labels, self.loaded, self.store, k=k, categories=categories,
-                                        per_frame=len(pictures) > 1)
+                                        per_frame=len(pictures) > 1, as_words=as_words or None)
             t2 = time.perf_counter()
             qid = self._remember(pictures, labels)
             rows = self._rows(result.results)
@@ -204,6 +208,7 @@ class Engine:
                       for i, ((n, t), f) in enumerate(zip(labels, result.frames or [None] * len(labels)))]
         return {"query": qid, "inputs": result.inputs, "k": k, "categories": sorted(set(categories or [])),
                 "frames": frames, "results": rows, "read_as": read_as_json(result.read_as),
+                "as": result.told.to_json() if result.told is not None else None,
                 "seconds": {"decode": round(t1 - t0, 4), "rank": round(t2 - t1, 4)}}
 
     def more_like(self, file_id: str, k: int, categories: list[str] | None = None) -> dict[str, Any]:

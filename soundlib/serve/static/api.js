@@ -14,11 +14,12 @@ export async function getJSON(url) {
   return (await answer(await fetch(url, { credentials: "same-origin" }))).json();
 }
 
-export async function query(files, k, category) {
+export async function query(files, k, category, as) {
   const form = new FormData();
   for (const f of files) form.append("files", f, f.name);
   form.append("k", String(k));
   if (category) form.append("category", category);
+  if (as) form.append("as", as);
   const resp = await fetch("/api/query", { method: "POST", body: form, credentials: "same-origin" });
   return (await answer(resp)).json();
 }

@@ -57,6 +57,14 @@ async function loadInfo() {
 
 function k() { return Math.max(1, Math.min(Number($("k").value) || 10, state.info ? state.info.limits.k : 100)); }
 function category() { return $("category").value; }
+function asWords() { return $("as").value.trim(); }
+
+// new pictures: what the last ones were said to be does not carry over
+function newQuery(files) {
+  if (!files.length) return;
+  $("as").value = "";
+  runQuery(files);
+}
 
 async function runQuery(files) {
   if (!files.length) return;
@@ -67,13 +75,14 @@ async function runQuery(files) {
   document.body.dataset.busy = "1";
   const t0 = performance.now();
   try {
-    const answer = await api.query(files, k(), category());
+    const answer = await api.query(files, k(), category(), asWords());
     state.answer = answer;
     state.frame = null;
     state.view = 0;
     showPicture();
     showStrip();
     showRows(answer.results, titleFor(answer), answer.read_as);
+    showTold(answer);
     const ms = performance.now() - t0;
     document.body.dataset.lastQueryMs = ms.toFixed(1);
     status(`${answer.results.length} sounds for ${answer.inputs.join(", ")} · ${ms.toFixed(0)} ms`);
@@ -98,6 +107,7 @@ async function moreLike(row) {
     const answer = await api.moreLike(row.file, k(), category());
     state.like = row;
     showRows(answer.results, `More like ${row.name}`);
+    showTold(null);
     status(`${answer.results.length} sounds like ${row.name}`);
   } catch (e) {
     showError(e.message);
@@ -169,6 +179,12 @@ function readAsText(readAs) {
   if (!readAs) return "";
   if (!readAs.length) return "read as: no concept";
   return "read as: " + readAs.map((c) => `${c.concept} ${Math.round(c.share * 100)} %`).join(" · ");
+}
+
+// the "it is ..." field: offered under a picture's ranking when the model reads concepts (read_as is not null)
+function showTold(answer) {
+  $("as-form").hidden = !answer || answer.read_as === null || answer.read_as === undefined;
+  $("told").textContent = answer && answer.as ? `ranked as: ${answer.as.concepts.join(", ")}` : "";
 }
 
 function showRows(results, title, readAs = null) {
@@ -380,7 +396,7 @@ async function exportPicks() {
 
 function wire() {
   const drop = $("drop");
-  $("files").addEventListener("change", (e) => runQuery([...e.target.files]));
+  $("files").addEventListener("change", (e) => newQuery([...e.target.files]));
   for (const ev of ["dragenter", "dragover"]) {
     drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
   }
@@ -388,10 +404,14 @@ function wire() {
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    runQuery([...e.dataTransfer.files]);
+    newQuery([...e.dataTransfer.files]);
   });
   $("k").addEventListener("change", rerun);
   $("category").addEventListener("change", rerun);
+  $("as-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (!state.like && state.files.length) runQuery(state.files);
+  });
   $("heat").addEventListener("change", showPicture);
   $("loudness").addEventListener("change", () => applyVolume(state.rows[state.playing]));
   $("export").addEventListener("click", exportPicks);

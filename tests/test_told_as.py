@@ -1,0 +1,111 @@
+"""What the user says a query is (soundlib.told_as, ``query --as``): concepts named in words replace the query's own
+concept part (the bundled default model, real demo sounds in a real Chroma store)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundlib.errors import SoundlibError
+from soundlib.read_as import read_as
+from soundlib.told_as import as_told, told_concepts, words_query
+from tests.cli_process import one_line, run_cli as run
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+DEMO = Path(__file__).resolve().parents[1] / "demo"
+HORSE = DEMO / "images" / "horse.png"  # a cartoon the default reads as a (comic) book
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    from soundlib.models import load_model
+
+    return load_model(None)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store of demo sounds (horse, dog, cow, lion: 15 files), ingested with the default model; returns the
+    store folder."""
+    base = tmp_path_factory.mktemp("told")
+    for kind in ("horse", "dog", "cow", "lion"):
+        shutil.copytree(DEMO / "sounds" / kind, base / "lib" / kind)
+    res = run("ingest", str(base / "lib"), "--db", str(base / "db"), "--json")
+    assert res.exit_code == 0, res.output
+    return base / "db"
+
+
+def test_words_name_concepts_as_file_names_do(default_model) -> None:
+    model = default_model.model
+    assert told_concepts(model, "Horse gallop").concepts == ("horse",)
+    assert told_concepts(model, "dog and cat").concepts == ("dog", "cat")
+    assert told_concepts(model, "sea lion").concepts == ("sea lion",)  # not big cat by "lion"
+    assert told_concepts(model, "drum kit").concepts == ("drum kit",)  # a concept's own name counts
+    told = told_concepts(model, "cow")
+    assert told.concepts == ("cattle",) and told.vector.sum() == 1.0
+    assert told.to_json() == {"words": "cow", "concepts": ["cattle"]}
+    with pytest.raises(SoundlibError, match=r"'hors' names none of this model's 116 concepts \(close: .*horse"):
+        told_concepts(model, "hors")
+    with pytest.raises(SoundlibError, match="names none"):
+        told_concepts(model, "   ")
+
+
+def test_a_model_without_concepts_refuses_words(tiny_model) -> None:
+    with pytest.raises(SoundlibError, match="needs a model with concept columns"):
+        told_concepts(tiny_model.model, "horse")
+
+
+def test_told_concepts_replace_the_concept_part_and_keep_the_heads(default_model) -> None:
+    model = default_model.model
+    d = int(model.config.embed_dim)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3, d + len(model.config.concepts))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    out = as_told(model, vectors, told_concepts(model, "dog and cat"))
+    np.testing.assert_allclose(out[:, :d], vectors[:, :d], atol=1e-6)  # how it looks: unchanged
+    np.testing.assert_allclose(np.linalg.norm(out[:, d:], axis=1), np.sqrt(model.config.bridge_weight), atol=1e-5)
+    for row in out:
+        got = dict(read_as(model, row))
+        assert set(got) == {"dog", "cat"}
+        np.testing.assert_allclose(list(got.values()), [0.5, 0.5], atol=1e-4)
+    q = words_query(model, told_concepts(model, "rain"))
+    assert q.shape == (1, vectors.shape[1]) and not q[0, :d].any()
+    np.testing.assert_allclose(np.linalg.norm(q), 1.0, atol=1e-6)
+    assert read_as(model, q[0]) == [("rain", 1.0)]
+
+
+def test_query_as_ranks_what_the_words_name_and_still_says_what_it_read(library: Path) -> None:
+    plain = json.loads(run("query", str(HORSE), "-k", "3", "--db", str(library), "--json").stdout)
+    assert "as" not in plain
+    res = run("query", str(HORSE), "-k", "3", "--as", "horse", "--db", str(library), "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["as"] == {"words": "horse", "concepts": ["horse"]}
+    assert doc["read_as"] == plain["read_as"]  # what the picture itself reads as is still said
+    assert [r["category"] for r in doc["results"]] == ["horse"] * 3
+    dogs = json.loads(run("query", str(HORSE), "-k", "3", "--as", "dog", "--db", str(library), "--json").stdout)
+    assert [r["category"] for r in dogs["results"]] == ["dog"] * 3
+    table = run("query", str(HORSE), "-k", "2", "--as", "horse", "--db", str(library), env={"COLUMNS": "160"})
+    assert "ranked as: horse (--as)" in table.stdout and "read as: " in table.stdout
+
+
+def test_words_alone_rank_the_library(library: Path) -> None:
+    res = run("query", "--as", "cows", "-k", "3", "--db", str(library), "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["inputs"] == [] and "read_as" not in doc and doc["as"]["concepts"] == ["cattle"]
+    assert [r["category"] for r in doc["results"]] == ["cow"] * 3
+    table = run("query", "--as", "lion", "-k", "3", "--db", str(library), env={"COLUMNS": "160"})
+    assert table.exit_code == 0 and "--as lion" in table.stdout and table.stdout.count("lion/") == 3
+
+
+def test_bad_words_and_no_inputs_are_one_line(library: Path) -> None:
+    line = one_line(run("query", str(HORSE), "--as", "fax machine", "--db", str(library)), 2)
+    assert line.startswith("error: --as 'fax machine' names none of this model's 116 concepts")
+    res = run("query", "--db", str(library))
+    assert res.exit_code == 2 and "--as WORDS" in res.output
