@@ -25,6 +25,9 @@ def main() -> None:
     p.add_argument("--collection", default="demo")
     p.add_argument("--picture", default=str(ROOT / "demo" / "images" / "lion.png"))
     p.add_argument("--video", default=None, help="a short video for the frame-strip screenshot")
+    p.add_argument("--misread", default=str(ROOT / "demo" / "images" / "horse.png"),
+                   help="a picture the model misreads, for the 'it is' screenshot")
+    p.add_argument("--it-is", default="horse", help="what that picture is")
     p.add_argument("--out", default=str(ROOT / "docs"))
     args = p.parse_args()
 
@@ -80,6 +83,14 @@ def main() -> None:
                     frames[min(2, len(frames) - 1)].click()
                     settled()
                     d.save_screenshot(str(out / "serve-video.png"))
+                body.send_keys(Keys.SPACE)
+                upload(args.misread)
+                js("document.body.dataset.rows = ''")
+                d.find_element(By.ID, "as").send_keys(args.it_is, Keys.ENTER)
+                wait.until(lambda d: js("return document.body.dataset.rows || null")
+                           and d.find_element(By.ID, "told").text)
+                settled()
+                d.save_screenshot(str(out / "serve-as.png"))
             finally:
                 d.quit()
     print(f"wrote {out}/serve-*.png")
