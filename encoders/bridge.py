@@ -125,3 +125,32 @@ def mix_concepts(emb: Tensor, concepts: Tensor, embed_dim: int, weight: float, s
     part = F.normalize(emb[:, embed_dim:].float(), dim=1)
     mixed = F.normalize((1.0 - share) * part + share * F.normalize(extra, dim=1), dim=1)
     return torch.cat([emb[:, :embed_dim].float(), mixed * weight ** 0.5], dim=1)
+
+
+def unmix_concepts(emb: Tensor, concepts: Tensor, embed_dim: int, weight: float, share: float) -> Tensor:
+    """The inverse of :func:`mix_concepts`: embeddings mixed with ``concepts`` at ``share`` -> the embeddings before.
+
+    With ``m`` the mixed unit concept part, ``n = unit(concepts)`` and ``s = share``, the part before was the unit
+    ``a`` with ``m = ((1 - s) a + s n) / L``; ``|a| = 1`` gives ``L = s (m.n) + sqrt((1 - s)^2 - s^2 (1 - (m.n)^2))``
+    and ``a = (L m - s n) / (1 - s)`` (for ``s = 0.5``: ``a = 2 (m.n) m - n``). Exact up to rounding (float32
+    embeddings come back to about 1e-6).
+
+    Args:
+        emb, concepts, embed_dim, weight: as in :func:`mix_concepts` (``concepts``: the evidence they were mixed
+            with; all zero means they were not mixed, and ``emb`` is returned).
+        share: the share they were mixed at, in ``[0, 1)`` (a share of 1 left nothing of the part before).
+
+    Returns:
+        ``(B, embed_dim + C)`` unit embeddings: the heads' part as given, the concept part before the mix.
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"share must be in [0, 1) to be undone, got {share}")
+    extra = torch.as_tensor(concepts, dtype=torch.float32).reshape(1, -1)
+    if float(extra.abs().sum()) == 0.0 or share == 0.0:
+        return emb
+    m = F.normalize(emb[:, embed_dim:].float(), dim=1)
+    n = F.normalize(extra, dim=1)
+    d = (m * n).sum(dim=1, keepdim=True)
+    length = share * d + torch.sqrt(torch.clamp((1.0 - share) ** 2 - share ** 2 * (1.0 - d ** 2), min=0.0))
+    before = F.normalize((length * m - share * n) / (1.0 - share), dim=1)
+    return torch.cat([emb[:, :embed_dim].float(), before * weight ** 0.5], dim=1)

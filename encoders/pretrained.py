@@ -57,7 +57,7 @@ from encoders.backbones import (
     pack,
     unpack,
 )
-from encoders.bridge import ConceptBridge, blend, mix_concepts
+from encoders.bridge import ConceptBridge, blend, mix_concepts, unmix_concepts
 from encoders.config import ModelConfig
 from encoders.errors import ConfigError
 from encoders.hashing import config_key
@@ -238,6 +238,13 @@ class PretrainedAVModel(TwoTower, nn.Module):
         if self.bridge is None:
             return emb
         return mix_concepts(emb, concepts, int(self.config.embed_dim), self.config.bridge_weight, share)
+
+    def without_sound_evidence(self, emb: Tensor, concepts: Tensor, share: float) -> Tensor:
+        """:meth:`with_sound_evidence` undone: embeddings mixed with ``(C,)`` evidence at ``share`` -> the
+        embeddings before (:func:`encoders.bridge.unmix_concepts`); unchanged without a bridge."""
+        if self.bridge is None:
+            return emb
+        return unmix_concepts(emb, concepts, int(self.config.embed_dim), self.config.bridge_weight, share)
 
     def sound_classifier_input(self, feats: Tensor) -> Tensor:
         """Packed audio features ``(B, audio_layout.size)`` -> ``(B, 890)``: aisfx's 512-d embedding and its 9

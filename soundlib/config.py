@@ -57,7 +57,9 @@ class StoreConfig:
 #: (:mod:`soundlib.name_concepts`); the audio keeps the rest. Half: the words and the audio count equally.
 NAME_SHARE = 0.5
 #: Version of the name mixing (the words table and the rule), stored with each file's windows (``named``): files
-#: embedded under another version (or before names were mixed in) are embedded again by the next ingest.
+#: embedded under another version (or before names were mixed in) are remixed by the next ingest from their stored
+#: vectors. Every stored mix was made at NAME_SHARE: a change of share must come with a new version, and with the
+#: old share kept to undo the mixes stored under it (``soundlib.ingest._remix``).
 NAMES_VERSION = 1
 
 #: Sounds (distinct files) a query returns.

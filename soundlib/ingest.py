@@ -18,8 +18,8 @@ For each audio file under the given folders (see :mod:`soundlib.scan`), compared
   tags are read and its windows decoded again for peak and loudness, its metadata rewritten (no embedding).
 - **remixed**: unchanged, but stored under another name mixing (``named``: another words table, ``names=False``,
   an older soundlib) -> brought up to date from its stored vectors, without decoding (:func:`_remix`): vectors
-  holding the audio alone are mixed in place, a mix of the concepts its words name now is kept; only a file whose
-  stored mix named other concepts is embedded again (*updated*).
+  holding the audio alone are mixed in place, a mix of the concepts its words name now is kept, and a mix of
+  other concepts is undone exactly and mixed again with what its words name now.
 
 With a bridged model (the default), the concepts a file's words name (its folders and name; its embedded title,
 description, keywords and CatID) are mixed into its vectors' concept part (:mod:`soundlib.name_concepts`;
@@ -173,7 +173,7 @@ def ingest(folders: Iterable[str], loaded_model: Any, store: SoundStore, max_win
         workers: model workers (:func:`soundlib.embedding.embed_windows_batched`; default one per torch thread).
         names: mix the concepts a file's name, folders and embedded title / description / keywords / CatID name
             into its vectors (bridged models only; :mod:`soundlib.name_concepts`). Files stored under the other
-            choice are embedded again.
+            choice are remixed from their stored vectors.
 
     Returns:
         An :class:`IngestReport`.
@@ -368,15 +368,21 @@ def _remix(items: list[tuple[SoundFile, FileRecord]], model: Any, store: SoundSt
 
     - hold the audio alone (stored unmixed, or its words named nothing): mixed in place with what they name now;
     - hold a mix of the same concepts they name now: kept (only ``named`` is rewritten);
-    - hold a mix of other concepts: returned, to be embedded again (a mix cannot be taken back out exactly);
+    - hold a mix of other concepts (its ``named_concepts``): the mix is undone exactly
+      (:meth:`NameConcepts.unmix`, at :data:`soundlib.config.NAME_SHARE`, the share of every stored mix), and the
+      audio alone is mixed with what they name now, if anything;
 
-    and a file whose windows disagree on ``named`` (a crash cut its last remix) is returned too. Files brought up to
-    date count as ``remixed``; they are relabelled under ``rule`` on the way.
+    A file whose windows disagree on ``named`` (a crash cut its last remix), whose stored windows are incomplete or
+    whose stored concepts are not the model's is returned, to be embedded again. Files brought up to date count as
+    ``remixed``; they are relabelled under ``rule`` on the way.
     """
     heads = store.file_records(complete=False, file_ids=[rec.file_id for _, rec in items])
     again: list[SoundFile] = []
     changes: list[tuple[FileRecord, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
-    evidence: dict[str, np.ndarray] = {}  # files whose stored audio-alone vectors get a mix
+    # files whose stored vectors change: (the concepts their stored mix named, what they name now); zero: none
+    evidence: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    concepts = tuple(getattr(model.config, "concepts", None) or ())
+    columns = mixing if mixing is not None else NameConcepts(concepts, tuple(() for _ in concepts))
 
     def write() -> None:
         stored = store.file_vectors(evidence)
@@ -387,7 +393,8 @@ def _remix(items: list[tuple[SoundFile, FileRecord]], model: Any, store: SoundSt
                 if vecs is None or len(vecs) != rec.n_windows:  # windows lost: embed it again
                     again.append(files[rec.file_id])
                     continue
-                mixed[rec.file_id] = mixing.mix(model, vecs, evidence[rec.file_id])
+                before, now = evidence[rec.file_id]
+                mixed[rec.file_id] = columns.mix(model, columns.unmix(model, vecs, before), now)
         keep = [c for c in changes if c[0].file_id not in evidence or c[0].file_id in mixed]
         store.update_files(keep, mixed)
         report.remixed += len(keep)
@@ -403,13 +410,15 @@ def _remix(items: list[tuple[SoundFile, FileRecord]], model: Any, store: SoundSt
             again.append(sf)
             continue
         before = str(head.info.get("named_concepts") or "") if rec.named else ""
-        now_vector = mixing.vector(sf.rel, head.info) if mixing is not None else None
-        now = "; ".join(mixing.names_of(now_vector)) if mixing is not None else ""
-        if before and before != now:
+        before_vector = columns.columns_of(before)
+        now_vector = mixing.vector(sf.rel, head.info) if mixing is not None else np.zeros(len(columns.concepts),
+                                                                                            np.float32)
+        now = "; ".join(columns.names_of(now_vector))
+        if before_vector is None:  # stored concepts this model does not have: embed it again
             again.append(sf)
             continue
-        if now and not before:
-            evidence[rec.file_id] = now_vector
+        if before != now:
+            evidence[rec.file_id] = (before_vector, now_vector)
         changes.append(_relabelled(rec, sf, rule, head.info, {"named": named}, {"named_concepts": now or None}))
         if len(changes) >= UPDATE_FILES:
             write()

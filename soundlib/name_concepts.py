@@ -27,9 +27,9 @@ mixed under (:func:`names_version`), so after a change of that table the next in
 
 Only bridged models have a concept part; for the others :func:`for_model` returns ``None`` and nothing changes.
 Stored files remember the :data:`soundlib.config.NAMES_VERSION` their vectors were made under (``named``), so a
-library ingested before, or under another table, is brought up to date by the next ingest: from the stored vectors
-where they hold the audio alone or the same concepts' mix (*remixed*, no decoding), else embedded again
-(:mod:`soundlib.ingest`).
+library ingested before, or under another table, is brought up to date by the next ingest from its stored vectors
+(*remixed*, no decoding; :mod:`soundlib.ingest`): the audio alone is mixed in place, a mix of other concepts is
+first undone exactly (:meth:`NameConcepts.unmix`; every stored mix was made at :data:`soundlib.config.NAME_SHARE`).
 """
 
 from __future__ import annotations
@@ -231,6 +231,28 @@ class NameConcepts:
             return vectors
         out = model.with_sound_evidence(torch.from_numpy(np.asarray(vectors, np.float32)), torch.from_numpy(named),
                                         self.share)
+        return out.detach().float().cpu().numpy()
+
+    def columns_of(self, names: str) -> np.ndarray | None:
+        """The :meth:`vector` of a stored ``named_concepts`` (``"dog; cat"``); ``None`` when it names a concept that
+        is not one of these columns."""
+        out = np.zeros(len(self.concepts), np.float32)
+        for name in (n.strip() for n in names.split(";")):
+            if name:
+                if name not in self.concepts:
+                    return None
+                out[self.concepts.index(name)] = 1.0
+        return out
+
+    def unmix(self, model: Any, vectors: np.ndarray, named: np.ndarray, share: float = NAME_SHARE) -> np.ndarray:
+        """One file's ``(N, D)`` window embeddings mixed with ``named`` at ``share`` (the share every stored mix was
+        made at, :data:`soundlib.config.NAME_SHARE`) -> the audio alone (exact up to rounding)."""
+        import torch
+
+        if not named.any() or len(vectors) == 0:
+            return vectors
+        out = model.without_sound_evidence(torch.from_numpy(np.asarray(vectors, np.float32)),
+                                           torch.from_numpy(named), share)
         return out.detach().float().cpu().numpy()
 
     def apply(self, model: Any, rel: str, vectors: np.ndarray, info: Mapping[str, Any] | None = None) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from encoders.bridge import mix_concepts
+from encoders.bridge import mix_concepts, unmix_concepts
 from soundlib.config import NAME_SHARE, NAMES_VERSION
 from soundlib.errors import SoundlibError
 from soundlib.ingest import ingest
@@ -126,6 +126,24 @@ def test_mix_moves_the_concept_part_and_keeps_the_heads_and_unit_rows() -> None:
         mix_concepts(emb, named, d, w, 1.5)
 
 
+@pytest.mark.parametrize("share", [0.25, 0.5, 0.8])
+def test_unmix_undoes_a_mix_of_one_or_several_concepts(share: float) -> None:
+    g = torch.Generator().manual_seed(1)
+    d, c, w = 8, 6, 0.7
+    heads = torch.nn.functional.normalize(torch.randn(4, d, generator=g), dim=1)
+    probs = torch.softmax(3 * torch.randn(4, c, generator=g), dim=1)
+    emb = torch.cat([heads * (1 - w) ** 0.5, torch.nn.functional.normalize(probs, dim=1) * w ** 0.5], dim=1)
+    for named in (torch.tensor([0.0, 0, 1, 0, 0, 0]), torch.tensor([1.0, 0, 0, 0, 1, 1])):
+        mixed = mix_concepts(emb, named, d, w, share)
+        assert not torch.allclose(mixed, emb, atol=1e-3)
+        assert torch.allclose(unmix_concepts(mixed, named, d, w, share), emb, atol=1e-5)
+        other = unmix_concepts(mixed, torch.tensor([0.0, 1, 0, 0, 0, 0]), d, w, share)  # not what it was mixed with
+        assert not torch.allclose(other, emb, atol=1e-3)
+    assert unmix_concepts(emb, torch.zeros(c), d, w, 0.5) is emb  # nothing was mixed: unchanged
+    with pytest.raises(ValueError, match="share"):
+        unmix_concepts(emb, named, d, w, 1.0)  # the name alone: nothing of the audio is left to recover
+
+
 # --- ingest with the bridged default --------------------------------------------------------------------------------
 
 def _noise(seconds: float = 1.5, rate: int = 48_000, seed: int = 3) -> np.ndarray:
@@ -170,11 +188,10 @@ def test_ingest_mixes_what_the_name_says_and_only_that(tmp_path: Path, default_m
         again = ingest([lib], default_model, store)
         assert (again.unchanged, again.added, again.updated, again.windows) == (2, 0, 0, 0)  # no work
 
-        # stored under the other choice: the named file's mix cannot be taken out, so it is embedded again; the
+        # stored under the other choice: the named file's mix is undone from its stored vectors (no decoding); the
         # take held the audio alone under either choice, so only its metadata is rewritten
         audio_only = ingest([lib], default_model, store, names=False)
-        assert (audio_only.updated, audio_only.remixed, audio_only.unchanged) == (1, 1, 0)
-        assert audio_only.windows == len(meta_named)  # the named file's windows only
+        assert (audio_only.updated, audio_only.remixed, audio_only.unchanged, audio_only.windows) == (0, 2, 0, 0)
         named2, meta2 = _vectors(store, lib, "animals/Dog Bark 01.wav")
         assert {m["named"] for m in meta2} == {0} and "named_concepts" not in meta2[0]
         np.testing.assert_allclose(named2, plain, atol=1e-5)  # now the audio alone: like the unnamed copy
@@ -426,8 +443,8 @@ def test_ingest_with_soundlib_words_and_without_it_again(tmp_path: Path, default
         assert ingest([lib], default_model, store).unchanged == 2  # same words: no work
         monkeypatch.delenv("SOUNDLIB_WORDS")
         again = ingest([lib], default_model, store)  # the shipped words only: both were mixed under other words
-        # Hund's mix named dog, which these words do not: embedded again; Aufnahme named nothing either way
-        assert (again.updated, again.remixed, again.unchanged) == (1, 1, 0)
+        # Hund's mix named dog, which these words do not: undone in place; Aufnahme named nothing either way
+        assert (again.updated, again.remixed, again.unchanged, again.windows) == (0, 2, 0, 0)
         now, meta = _vectors(store, lib, "Hund_Bellen_01.wav")
         assert meta[0]["named"] == NAMES_VERSION and "named_concepts" not in meta[0]
         np.testing.assert_allclose(now, plain, atol=1e-5)
@@ -438,6 +455,16 @@ def test_ingest_with_soundlib_words_and_without_it_again(tmp_path: Path, default
         back = ingest([lib], default_model, store)
         assert (back.remixed, back.updated, back.windows) == (2, 0, 0)
         np.testing.assert_allclose(_vectors(store, lib, "Hund_Bellen_01.wav")[0], german, atol=1e-5)
+        # a table that moves a word to other concepts: the dog mix is undone and the new concepts mixed in, the
+        # same vectors as a fresh ingest under that table
+        words.write_text("concept,words\ncat,hund\nbells,bellen\n", encoding="utf-8")
+        moved = ingest([lib], default_model, store)
+        assert (moved.remixed, moved.updated, moved.windows) == (2, 0, 0)
+        now, meta = _vectors(store, lib, "Hund_Bellen_01.wav")
+        assert meta[0]["named_concepts"] == "cat; bells"
+        with open_store(db=tmp_path / "fresh", create=True) as fresh:
+            ingest([lib], default_model, fresh)
+            np.testing.assert_allclose(now, _vectors(fresh, lib, "Hund_Bellen_01.wav")[0], atol=1e-5)
     bad = run("ingest", str(lib), "--db", str(tmp_path / "db2"), env={"SOUNDLIB_WORDS": str(tmp_path / "none.csv")})
     assert bad.exit_code == 2 and "none.csv" in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
@@ -497,8 +524,13 @@ def test_a_remix_on_a_chroma_server_matches_a_fresh_embedding(tmp_path: Path, de
         assert (report.remixed, report.updated, report.windows) == (2, 0, 0)
         for rel, vectors in want.items():
             np.testing.assert_allclose(_vectors(store, lib, rel)[0], vectors, atol=1e-5)
-        back = ingest([lib], default_model, store, names=False)  # the take: its metadata only
-        assert (back.updated, back.remixed) == (1, 1)
+        back = ingest([lib], default_model, store, names=False)  # the owl's mix undone, the take's metadata only
+        assert (back.updated, back.remixed, back.windows) == (0, 2, 0)
+        owl, meta = _vectors(store, lib, "owl hoot.wav")
+        assert {m["named"] for m in meta} == {0} and "named_concepts" not in meta[0]
+        with open_store(db=tmp_path / "plain", create=True) as plain:  # what an ingest without names stores
+            ingest([lib], default_model, plain, names=False)
+            np.testing.assert_allclose(owl, _vectors(plain, lib, "owl hoot.wav")[0], atol=1e-5)
         take, meta = _vectors(store, lib, "take_05.wav")
         assert {m["named"] for m in meta} == {0} and "named_concepts" not in meta[0]
         np.testing.assert_allclose(take, want["take_05.wav"], atol=1e-5)
