@@ -1014,6 +1014,9 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
 @click.option("--names", is_flag=True,
               help="Mix the concepts each sound's path names into it, as ingest does (bridged models; the path "
                    "below the sounds' common folder). Default: the audio alone, the model's own figures.")
+@click.option("--as-category", is_flag=True,
+              help="Tell each picture its row's category, as `query --as CATEGORY` does (bridged models): what a "
+                   "user who says what each picture is gets, not the model's own figures.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the recommendations per frame as JSON (knn, knn_dist, labels, ground truth; "
                    "with several models, one such object per model name).")
@@ -1033,9 +1036,9 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
 @json_option
 @debug_option
 @handle_errors
-def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candidates, names, out, correlation,
-             val_list, pairs_json, val_pairs_json, seed, frames_root, audio_root, norm_stats, db, chroma_url,
-             collection, as_json, debug):
+def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candidates, names, as_category, out,
+             correlation, val_list, pairs_json, val_pairs_json, seed, frames_root, audio_root, norm_stats, db,
+             chroma_url, collection, as_json, debug):
     """Top-k sample- and category-level accuracy (and chance, MRR) on a pair list.
 
     Each row's frame is a query; its own clip (sample) and category are the ground truth; the candidates are
@@ -1053,6 +1056,7 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
       soundlib eval data/test.csv --correlation --val data/val.csv
       soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv
       soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv --names
+      soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv --as-category
       soundlib eval vgg/lists/vggsound_test.txt --frames-root vgg/frames_1fps --audio-root vgg/audio \\
         --model runs/m5 --norm-stats vgg/lists/vggsound_train_mean_var.npy
       soundlib eval vgg/lists/vggsound_test.txt --correlation --pairs vgg/lists/vid2aud_test.json \\
@@ -1082,8 +1086,8 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
     err = stderr_console()
     with rich_progress(enabled=sys.stderr.isatty()) as progress:
         if correlation:
-            if library or out or candidates or names:
-                fail("--correlation does not take --library, --candidates, --names or --out")
+            if library or out or candidates or names or as_category:
+                fail("--correlation does not take --library, --candidates, --names, --as-category or --out")
             from soundlib.evaluation.correlation import evaluate_correlation
 
             report = evaluate_correlation(list_path, list(model_specs), val_path=val_list, seed=seed,
@@ -1096,13 +1100,16 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
             report = evaluate_list(list_path, list(model_specs), k_list,
                                    file_score=file_score, max_windows=max_windows,
                                    library=library, db=db, url=chroma_url, progress=progress,
-                                   roots=roots, norm_stats=norm_stats, candidates=candidates, names=names)
+                                   roots=roots, norm_stats=norm_stats, candidates=candidates, names=names,
+                                   as_category=as_category)
     from soundlib.clikit import print_skipped
 
     for p in report.problems:
         print_skipped(err, f"{list_path}:{p.line}" if p.line else str(list_path), p.reason)
     scored = report.queries
     summary = f"{scored} of {report.rows} rows scored" + (f", {len(report.problems)} skipped" if report.problems else "")
+    if getattr(report, "told", None) is not None:
+        summary += f"; {report.told} pictures told their category (--as-category)"
     if scored == 0 or not report.models:
         why = ("no correlated/uncorrelated pairs can be built (each row needs a partner from another video and "
                "category)" if correlation and scored else "nothing could be scored")

@@ -25,7 +25,8 @@
 5. The same real library stored without names (``--no-names``, as an older soundlib stored it) and brought up to
    date by this tree's next ingest, which *remixes* it from the stored vectors without decoding: files/s, and the
    ratio to the time this tree's ingest above took to embed the same files with names; its vectors must equal that
-   ingest's.
+   ingest's. Then back to the audio alone (``--no-names`` again): every named file's mix is undone in place; its
+   vectors must equal the ``--no-names`` ingest's.
 
 Run: ``.venv/bin/python bench/ingest.py [--quick] [--sounds DIR] [--rounds N] [--skip-synthetic]``
 -> ``bench/results/ingest.json`` (``ingest-real.json`` with ``--skip-synthetic``).
@@ -362,6 +363,7 @@ def bench_remix(res: Result, library: Path, db: Path, embedded: dict[str, Any], 
     ingest *remixes* it from the stored vectors without decoding. Against the ingest that embeds the same files with
     names (``embedded``, this tree's last run above), and checked against that ingest's vectors."""
     first = cli_ingest(ROOT, library, db, "--no-names")
+    plain = store_vectors(db)
     remix = cli_ingest(ROOT, library, db)
     got = store_vectors(db)
     same_ids = got.keys() == want.keys()
@@ -376,7 +378,21 @@ def bench_remix(res: Result, library: Path, db: Path, embedded: dict[str, Any], 
                  f"embedded; vectors vs a fresh ingest's: "
                  + ("different ids" if diff is None else f"largest absolute difference {diff:.2g}")
                  + f"; the --no-names ingest before it took {first['seconds']:.1f} s")
-    res.details["remix"] = {"no_names": first, "remix": remix, "max_abs_diff": diff}
+    back = cli_ingest(ROOT, library, db, "--no-names")
+    undone = store_vectors(db)
+    diff_back = max((float(np.abs(undone[i] - plain[i]).max()) for i in plain), default=float("nan")) \
+        if undone.keys() == plain.keys() else None
+    print(f"  unmix: {back['remixed']} files in {back['seconds']:.1f} s (largest difference from the --no-names "
+          f"ingest's vectors {diff_back})", flush=True)
+    res.add("names taken back out (--no-names after names): unmixed in the store", back["remixed"] / back["seconds"],
+            "files/s", baseline="the same files embedded with names (this tree's ingest above)",
+            baseline_value=embedded["added"] / embedded["seconds"],
+            ratio=embedded["seconds"] / back["seconds"],
+            note=f"{back['remixed']} files remixed, {back['updated']} embedded again, {back['windows']} windows "
+                 f"embedded; vectors vs the --no-names ingest's: "
+                 + ("different ids" if diff_back is None else f"largest absolute difference {diff_back:.2g}"))
+    res.details["remix"] = {"no_names": first, "remix": remix, "max_abs_diff": diff, "unmix": back,
+                            "unmix_max_abs_diff": diff_back}
 
 
 def main() -> None:

@@ -109,3 +109,31 @@ def test_bad_words_and_no_inputs_are_one_line(library: Path) -> None:
     assert line.startswith("error: --as 'fax machine' names none of this model's 116 concepts")
     res = run("query", "--db", str(library))
     assert res.exit_code == 2 and "--as WORDS" in res.output
+
+
+def test_eval_as_category_tells_each_picture_its_category(tmp_path: Path) -> None:
+    from soundlib.evaluation.retrieval import evaluate_list
+
+    data = tmp_path / "data"
+    for kind, name in (("horse", "horse_11.ogg"), ("lion", "lion_attack1.ogg"), ("elephant", "elephant_attack1.ogg")):
+        (data / kind).mkdir(parents=True)
+        shutil.copy(DEMO / "sounds" / kind / name, data / kind / name)
+    for name in ("horse.png", "lion.png", "drum.png"):
+        shutil.copy(DEMO / "images" / name, data / name)
+    (data / "test.csv").write_text("frame,audio,category\nhorse.png,horse/horse_11.ogg,horse\n"
+                                   "lion.png,lion/lion_attack1.ogg,lion\n"
+                                   "drum.png,elephant/elephant_attack1.ogg,gadget\n", encoding="utf-8")
+    own, told = (evaluate_list(data / "test.csv", [], (1, 3), as_category=a) for a in (False, True))
+    assert "as_category" not in own.to_json() and told.to_json()["as_category"] == 2  # "gadget" names nothing
+
+    def firsts(rep) -> list[str]:
+        return [rec["knn_samples"][0] for rec in rep.models[0].recommendations.values()]
+
+    assert firsts(told)[:2] == ["horse/horse_11.ogg", "lion/lion_attack1.ogg"]
+    assert firsts(own)[0] != "horse/horse_11.ogg"  # read as a book, the horse picture's own top is another sound
+    assert firsts(told)[2] == firsts(own)[2]  # the untold picture ranks as before
+    # which side names the concept is still the pictures' own reading
+    assert told.models[0].concepts.to_json() == own.models[0].concepts.to_json()
+    res = run("eval", str(data / "test.csv"), "--as-category", "-k", "1")
+    assert res.exit_code == 0, res.output
+    assert "3 of 3 rows scored; 2 pictures told their category (--as-category)" in res.stdout

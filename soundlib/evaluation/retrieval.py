@@ -74,6 +74,7 @@ class EvalReport:
     extra_candidates: int = 0
     candidates_path: str | None = None
     names: bool = False
+    told: int | None = None
 
     @property
     def has_categories(self) -> bool:
@@ -92,6 +93,8 @@ class EvalReport:
             doc["extra_candidates"] = self.extra_candidates
         if self.names:  # --names: the sounds' paths were mixed in (only then, so other documents keep their keys)
             doc["names"] = True
+        if self.told is not None:  # --as-category: how many queries were told their category's concepts
+            doc["as_category"] = self.told
         return doc
 
     @staticmethod
@@ -124,6 +127,7 @@ def evaluate_list(
     norm_stats: str | os.PathLike | None = None,
     candidates: str | Path | None = None,
     names: bool = False,
+    as_category: bool = False,
 ) -> EvalReport:
     """Evaluate one or several models on a pair list (same rows, same candidates for all of them).
 
@@ -147,6 +151,10 @@ def evaluate_list(
             (:mod:`soundlib.name_concepts`; bridged models; the path below the sounds' deepest common folder). Off by
             default: a model's own figures are the audio alone. With ``library`` the collection's vectors are used
             as ingested.
+        as_category: tell each query picture its row's category, as ``query --as CATEGORY`` does
+            (:mod:`soundlib.told_as`: the concepts those words name replace the picture's own); a category that
+            names no concept keeps the picture's reading. What a user who says what each picture is gets, not the
+            model's own figures (bridged models only; ``told`` in the report counts the queries told).
 
     Returns:
         :class:`EvalReport`; ``queries == 0`` when nothing could be scored (every row is in ``problems``).
@@ -164,6 +172,8 @@ def evaluate_list(
     if library is not None and names:
         raise SoundlibError("--names mixes the list's sound paths in; with --library the collection's vectors are "
                             "used as they were ingested (see ingest --no-names)")
+    if as_category and library is not None:
+        raise SoundlibError("--as-category goes with a list's own clips, not --library")
     if library is not None and candidates is not None:
         raise SoundlibError("--candidates adds sounds to a list's own clips; with --library the collection's files "
                             "are the candidates")
@@ -213,8 +223,11 @@ def evaluate_list(
     query_cats = [data.rows[i].category for i in ok_rows]
 
     results: list[ModelResult] = []
+    told = None
     for m, (label, (spec, lm)) in enumerate(zip(labels, loaded)):
-        qv = np.stack([emb.frames[m][data.row_frame[i]] for i in ok_rows])
+        own = qv = np.stack([emb.frames[m][data.row_frame[i]] for i in ok_rows])
+        if as_category:
+            qv, told = _told_queries(lm.model, qv, query_cats)
         vecs, v_samples, v_cats, v_meta = [], [], [], []
         for e, (ci, sample, cat) in enumerate(entries):
             starts, v = emb.clips[m][ci]
@@ -236,11 +249,30 @@ def evaluate_list(
                                ranked=ranked, ranked_distances=ranked_dist)
         recs = _recommendations(data, ok_rows, scores, hit_meta, base)
         sounds = {ci: (emb.clips[m][ci][1], cat) for ci, _, cat in entries}  # each sound (clip) once
-        named = concept_accuracy(lm.model, qv, query_cats, list(sounds.values()))
+        named = concept_accuracy(lm.model, own, query_cats, list(sounds.values()))  # the pictures' own reading
         results.append(ModelResult(label, spec or str(lm.info.path), scores, recs, named))
     n_cand = results[0].scores.n_candidates
     return EvalReport(str(list_path), ks, len(ok_rows), n_cand, len(ok_clips), n_rows, results, problems,
-                      file_score, extra_candidates=n_extra, candidates_path=cand_path, names=names)
+                      file_score, extra_candidates=n_extra, candidates_path=cand_path, names=names, told=told)
+
+
+def _told_queries(model: Any, vectors: np.ndarray, categories: Sequence[str | None]) -> tuple[np.ndarray, int]:
+    """Query vectors with each one's concept part replaced by the concepts its category names (``query --as``), and
+    how many were; a category that names no concept (or a missing one) leaves its query as it is."""
+    from soundlib.told_as import as_told, told_concepts
+
+    out = np.array(vectors, dtype=np.float32, copy=True)
+    told = 0
+    for i, cat in enumerate(categories):
+        if not cat:
+            continue
+        try:
+            words = told_concepts(model, cat)
+        except SoundlibError:
+            continue
+        out[i] = as_told(model, out[i:i + 1], words)[0]
+        told += 1
+    return out, told
 
 
 def _add_candidates(data: ListData, path: str | Path, problems: list[Problem]
