@@ -90,6 +90,8 @@ def test_words_need_a_model_with_concepts(client, media) -> None:
     assert r.status_code == 422 and "needs a model with concept columns" in r.json()["error"]
     ok = client.post("/api/query", files=files, data={"k": "3", "as": "  "})  # an empty field: no words
     assert ok.status_code == 200 and ok.json()["as"] is None
+    alone = client.post("/api/query", data={"k": "3", "as": "rain"})  # words alone
+    assert alone.status_code == 422 and "needs a model with concept columns" in alone.json()["error"]
 
 
 def test_category_filter_and_k(client, media) -> None:

@@ -114,6 +114,7 @@ def test_a_picture_gives_k_rows_with_waveforms(page, media) -> None:
         const a = g.getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < a.length; i += 4)
         if (a[i] > 0) return true; return false;""", r.find_element(By.CLASS_NAME, "wave")) for r in rows(d)))
     assert not driver.find_element(By.ID, "read-as").is_displayed()  # a model without concept columns
+    assert not driver.find_element(By.ID, "as-form").is_displayed()  # so nothing to say it is
     src = driver.find_element(By.ID, "view").get_attribute("src")
     assert "/api/explain?" in src  # the heatmap of the selected sound over the picture
     wait(driver, lambda d: js(d, "return document.getElementById('view').naturalWidth") == 448)
@@ -255,6 +256,18 @@ def test_the_default_model_says_what_each_picture_was_read_as(tmp_path: Path) ->
                 query(driver, demo / "dog-photo.png", k=2)  # a new picture: the words do not carry over
                 assert driver.find_element(By.ID, "as").get_attribute("value") == ""
                 assert driver.find_element(By.ID, "told").text == ""
+
+                # words alone: no picture, the library's rain first
+                js(driver, "document.body.dataset.rows = ''")
+                driver.find_element(By.ID, "words").send_keys("rain", Keys.ENTER)
+                wait(driver, lambda d: body(d, "busy") is None and body(d, "rows"))
+                wait(driver, lambda d: d.find_element(By.ID, "title").text == 'Sounds for "rain"')
+                assert texts(driver, "#rows .row .category") == ["rain", "rain"]
+                assert driver.find_element(By.ID, "read-as").text == "ranked as: rain"
+                assert not driver.find_element(By.ID, "picture").is_displayed()
+                assert not driver.find_element(By.ID, "as-form").is_displayed()
+                driver.find_element(By.CSS_SELECTOR, "#rows .row .pick").click()  # a pick remembers the words
+                wait(driver, lambda d: d.find_element(By.ID, "pick-count").text == "1")
             finally:
                 driver.quit()
     finally:

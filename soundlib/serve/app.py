@@ -6,7 +6,7 @@ Routes (every answer is JSON except audio, pictures, the page and the export zip
     GET  /                               the page (static/index.html; ES modules under /static/)
     GET  /api/info                       collection, model, categories, limits
     POST /api/query                      multipart: files (pictures / a video), k, category (repeat), as (words
-                                         saying what the pictures are) -> rankings
+                                         saying what the pictures are; without files, the words alone) -> rankings
     GET  /api/like/{file}?k=&category=   "more like this" for a library file
     GET  /api/peaks/{file}               waveform overview + loudness of a library file
     GET  /api/frame/{query}/{index}.png  a picture of a recent query, as the model saw it
@@ -101,7 +101,10 @@ def create_app(engine: Engine, token: str | None = None) -> Starlette:
                         while chunk := await f.read(1 << 20):
                             out.write(chunk)
                     uploads.append((name, path))
-                doc = await run_in_threadpool(engine.query_uploads, uploads, k, categories, as_words)
+                if not uploads and as_words:  # words alone: the library ranked by what its sounds are
+                    doc = await run_in_threadpool(engine.query_words, as_words, k, categories)
+                else:
+                    doc = await run_in_threadpool(engine.query_uploads, uploads, k, categories, as_words)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
         return JSONResponse(doc)

@@ -211,6 +211,25 @@ class Engine:
                 "as": result.told.to_json() if result.told is not None else None,
                 "seconds": {"decode": round(t1 - t0, 4), "rank": round(t2 - t1, 4)}}
 
+    def query_words(self, words: str, k: int, categories: list[str] | None = None) -> dict[str, Any]:
+        """Rank the library by what its sounds are, from words alone (``query --as WORDS`` with no picture): the
+        same document as :meth:`query_uploads` with no query picture (``query`` ``None``, no frames, ``read_as``
+        ``None``) and ``as`` the concepts the words named.
+
+        Raises:
+            SoundlibError: a model without concept columns, or words that name none of its concepts.
+        """
+        from soundlib.recommend import recommend
+
+        k = self._check_k(k)
+        t0 = time.perf_counter()
+        with self.lock:
+            result = recommend([], self.loaded, self.store, k=k, categories=categories, as_words=words)
+            rows = self._rows(result.results)
+        return {"query": None, "inputs": [], "k": k, "categories": sorted(set(categories or [])), "frames": [],
+                "results": rows, "read_as": None, "as": result.told.to_json() if result.told is not None else None,
+                "seconds": {"decode": 0.0, "rank": round(time.perf_counter() - t0, 4)}}
+
     def more_like(self, file_id: str, k: int, categories: list[str] | None = None) -> dict[str, Any]:
         """"More like this": the ranking for a library file (its stored windows), same row format as uploads."""
         from soundlib.recommend import more_like_file

@@ -10,6 +10,7 @@ const MIME = { wav: "audio/wav", flac: "audio/flac", ogg: "audio/ogg", oga: "aud
 const state = {
   info: null,
   files: [],          // the last uploaded File objects (re-ranked when k or the category changes)
+  words: "",          // the words of the last words-alone query (re-ranked the same way)
   answer: null,       // the last /api/query answer (frames, results)
   like: null,         // the file of the last "more like this", when that is what is shown
   frame: null,        // index of the frame whose ranking is shown (null: the combined ranking)
@@ -63,7 +64,38 @@ function asWords() { return $("as").value.trim(); }
 function newQuery(files) {
   if (!files.length) return;
   $("as").value = "";
+  state.words = "";
   runQuery(files);
+}
+
+// words alone: no picture; the rows are the sounds the words' concepts point at
+async function runWords(words) {
+  if (!words) return;
+  state.words = words;
+  state.files = [];
+  state.like = null;
+  showError("");
+  status(`finding ${words}…`);
+  document.body.dataset.busy = "1";
+  try {
+    const answer = await api.query([], k(), category(), words);
+    state.answer = answer;
+    state.frame = null;
+    state.view = 0;
+    showPicture();
+    showStrip();
+    showRows(answer.results, `Sounds for "${words}"`);
+    showTold(answer);
+    const seen = $("read-as");
+    seen.textContent = `ranked as: ${answer.as.concepts.join(", ")}`;
+    seen.hidden = false;
+    status(`${answer.results.length} sounds for "${words}"`);
+  } catch (e) {
+    showError(e.message);
+    status("");
+  } finally {
+    delete document.body.dataset.busy;
+  }
 }
 
 async function runQuery(files) {
@@ -117,6 +149,7 @@ async function moreLike(row) {
 
 function rerun() {
   if (state.like) moreLike(state.like);
+  else if (state.words) runWords(state.words);
   else if (state.files.length) runQuery(state.files);
 }
 
@@ -124,8 +157,8 @@ function rerun() {
 
 function showPicture() {
   const a = state.answer;
-  $("picture").hidden = !a;
-  if (!a) return;
+  $("picture").hidden = !a || !a.query;  // words alone: no picture
+  if (!a || !a.query) return;
   const row = state.rows[state.selected];
   const img = $("view");
   const want = row && $("heat").checked && state.info && state.info.explain
@@ -347,6 +380,7 @@ player.addEventListener("error", () => {
 
 function queryText() {
   if (state.like) return `like ${state.like.path}`;
+  if (state.answer && !state.answer.inputs.length && state.answer.as) return state.answer.as.words;
   return state.answer ? state.answer.inputs.join(", ") : "";
 }
 
@@ -408,6 +442,10 @@ function wire() {
   });
   $("k").addEventListener("change", rerun);
   $("category").addEventListener("change", rerun);
+  $("words-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    runWords($("words").value.trim());
+  });
   $("as-form").addEventListener("submit", (e) => {
     e.preventDefault();
     if (!state.like && state.files.length) runQuery(state.files);
