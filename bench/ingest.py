@@ -361,38 +361,35 @@ def bench_real(res: Result, sounds: Path, every: int, rounds: int, ref: str) -> 
 def bench_remix(res: Result, library: Path, db: Path, embedded: dict[str, Any], want: dict[str, np.ndarray]) -> None:
     """Bringing a library stored without names up to date (an older soundlib's, or ``--no-names``): this tree's
     ingest *remixes* it from the stored vectors without decoding. Against the ingest that embeds the same files with
-    names (``embedded``, this tree's last run above), and checked against that ingest's vectors."""
+    names (``embedded``, this tree's last run above), and checked against that ingest's vectors. Then the names taken
+    back out (``--no-names`` again): every mix undone in place, checked against the first ``--no-names`` vectors."""
     first = cli_ingest(ROOT, library, db, "--no-names")
     plain = store_vectors(db)
-    remix = cli_ingest(ROOT, library, db)
+    remix = _remix_row(res, "ingest of a library stored without names: remixed from the store",
+                       cli_ingest(ROOT, library, db), db, want, "a fresh ingest's", embedded,
+                       f"; the --no-names ingest before it took {first['seconds']:.1f} s")
+    back = _remix_row(res, "names taken back out (--no-names after names): unmixed in the store",
+                      cli_ingest(ROOT, library, db, "--no-names"), db, plain, "the --no-names ingest's", embedded)
+    res.details["remix"] = {"no_names": first, "remix": remix[0], "max_abs_diff": remix[1], "unmix": back[0],
+                            "unmix_max_abs_diff": back[1]}
+
+
+def _remix_row(res: Result, measure: str, run: dict[str, Any], db: Path, want: dict[str, np.ndarray], whose: str,
+               embedded: dict[str, Any], extra: str = "") -> tuple[dict[str, Any], float | None]:
+    """One remixing ingest's row: files/s against embedding the same files, and the largest difference between the
+    store's vectors and ``want`` (``None``: other ids)."""
     got = store_vectors(db)
-    same_ids = got.keys() == want.keys()
-    diff = max((float(np.abs(got[i] - want[i]).max()) for i in want), default=float("nan")) if same_ids else None
-    print(f"  remix: {remix['remixed']} files in {remix['seconds']:.1f} s (embedding them: {embedded['seconds']:.1f} s; "
-          f"largest difference from a fresh ingest's vectors {diff})", flush=True)
-    res.add("ingest of a library stored without names: remixed from the store", remix["remixed"] / remix["seconds"],
-            "files/s", baseline="the same files embedded with names (this tree's ingest above)",
-            baseline_value=embedded["added"] / embedded["seconds"],
-            ratio=embedded["seconds"] / remix["seconds"],
-            note=f"{remix['remixed']} files remixed, {remix['updated']} embedded again, {remix['windows']} windows "
-                 f"embedded; vectors vs a fresh ingest's: "
-                 + ("different ids" if diff is None else f"largest absolute difference {diff:.2g}")
-                 + f"; the --no-names ingest before it took {first['seconds']:.1f} s")
-    back = cli_ingest(ROOT, library, db, "--no-names")
-    undone = store_vectors(db)
-    diff_back = max((float(np.abs(undone[i] - plain[i]).max()) for i in plain), default=float("nan")) \
-        if undone.keys() == plain.keys() else None
-    print(f"  unmix: {back['remixed']} files in {back['seconds']:.1f} s (largest difference from the --no-names "
-          f"ingest's vectors {diff_back})", flush=True)
-    res.add("names taken back out (--no-names after names): unmixed in the store", back["remixed"] / back["seconds"],
-            "files/s", baseline="the same files embedded with names (this tree's ingest above)",
-            baseline_value=embedded["added"] / embedded["seconds"],
-            ratio=embedded["seconds"] / back["seconds"],
-            note=f"{back['remixed']} files remixed, {back['updated']} embedded again, {back['windows']} windows "
-                 f"embedded; vectors vs the --no-names ingest's: "
-                 + ("different ids" if diff_back is None else f"largest absolute difference {diff_back:.2g}"))
-    res.details["remix"] = {"no_names": first, "remix": remix, "max_abs_diff": diff, "unmix": back,
-                            "unmix_max_abs_diff": diff_back}
+    diff = max((float(np.abs(got[i] - want[i]).max()) for i in want), default=float("nan")) \
+        if got.keys() == want.keys() else None
+    print(f"  {measure}: {run['remixed']} files in {run['seconds']:.1f} s (embedding them: "
+          f"{embedded['seconds']:.1f} s; largest difference from {whose} vectors {diff})", flush=True)
+    res.add(measure, run["remixed"] / run["seconds"], "files/s",
+            baseline="the same files embedded with names (this tree's ingest above)",
+            baseline_value=embedded["added"] / embedded["seconds"], ratio=embedded["seconds"] / run["seconds"],
+            note=f"{run['remixed']} files remixed, {run['updated']} embedded again, {run['windows']} windows "
+                 f"embedded; vectors vs {whose}: "
+                 + ("different ids" if diff is None else f"largest absolute difference {diff:.2g}") + extra)
+    return run, diff
 
 
 def main() -> None:
