@@ -802,13 +802,14 @@ def library(ctx, db, chroma_url, collection, as_json, debug):
     files their words named (dog, rain...: those words count in picture queries).
 
     With a subcommand: `words` lists the words of the files whose words named nothing (to add to your own words
-    table); `export` writes a collection to one file, `import` loads such a file into an embedded store or a Chroma
+    table); `concepts` which concepts the library holds, by name and by ear; `export` writes a collection to one file, `import` loads such a file into an embedded store or a Chroma
     server.
 
     \b
     Examples:
       soundlib library --json
       soundlib library words
+      soundlib library concepts
       soundlib library export sfx.soundlib.zip --db ./sfx.chroma
       soundlib library import sfx.soundlib.zip --chroma-url http://127.0.0.1:8000
     """
@@ -922,6 +923,57 @@ def library_words(ctx, limit, db, chroma_url, collection, as_json, debug):
     for w in report.words:
         table.add_row(w.word, str(w.files), w.example)
     out.print(table)
+
+
+@library.command(name="concepts", context_settings=CONTEXT)
+@click.option("-n", "limit", default=40, show_default=True, type=click.IntRange(min=1),
+              help="Concepts listed at most (--json lists all).")
+@model_option
+@store_options
+@json_option
+@debug_option
+@click.pass_context
+@handle_errors
+def library_concepts(ctx, limit, model_spec, db, chroma_url, collection, as_json, debug):
+    """List which concepts the library holds: how many files their words named each (dog, rain...), and how many
+    the audio alone is heard as (the model's ear, its name's half taken back out), and which concepts it has none of.
+
+    `query --as WORDS` finds what the library holds; for a concept it lacks (no file named or heard as it), the
+    ranking is made of other concepts' leftovers. Nothing is decoded: the stored vectors are read.
+
+    \b
+    Examples:
+      soundlib library concepts
+      soundlib library concepts -n 200 --json --db ./sfx.chroma
+    """
+    from soundlib.clikit import print_json, rich_progress, stdout_console
+    from soundlib.concept_coverage import concept_coverage
+    from soundlib.models import load_model
+    from soundlib.store import open_store
+
+    db, chroma_url, collection, as_json, debug = _library_store_args(ctx, db, chroma_url, collection, as_json, debug)
+    with open_store(db=db, url=chroma_url, collection=collection) as store:
+        store.require()
+        loaded = load_model(model_spec or store.recorded_model_path())
+        store.check_model(loaded)
+        with rich_progress(enabled=not as_json) as progress:
+            report = concept_coverage(store, loaded.model, progress)
+    if as_json:
+        print_json(report.to_json())
+        return
+    from rich.table import Table
+
+    absent = report.absent
+    listed = [c for c in report.concepts if c.named or c.heard][:limit]
+    caption = (f"none named or heard ({len(absent)}): " + ", ".join(absent)) if absent else "every concept is here"
+    table = Table(title=f"concepts of {report.files} files", caption=caption, caption_justify="left")
+    table.add_column("concept")
+    table.add_column("named", justify="right")
+    table.add_column("heard (audio alone)", justify="right")
+    table.add_column("for example", overflow="fold")
+    for c in listed:
+        table.add_row(c.concept, str(c.named), str(c.heard), c.example)
+    stdout_console().print(table)
 
 
 @library.command(name="export", context_settings=CONTEXT)

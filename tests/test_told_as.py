@@ -137,3 +137,40 @@ def test_eval_as_category_tells_each_picture_its_category(tmp_path: Path) -> Non
     res = run("eval", str(data / "test.csv"), "--as-category", "-k", "1")
     assert res.exit_code == 0, res.output
     assert "3 of 3 rows scored; 2 pictures told their category (--as-category)" in res.stdout
+
+
+# --- which concepts a library holds (soundlib library concepts) ----------------------------------------------------
+
+def test_library_concepts_counts_names_and_the_ear_alone(library: Path, tmp_path: Path) -> None:
+    res = run("library", "concepts", "--db", str(library), "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    by = {c["concept"]: c for c in doc["concepts"]}
+    assert doc["files"] == 15 and len(doc["concepts"]) == 116
+    assert {c: by[c]["named"] for c in ("horse", "dog", "cattle", "big cat")} == \
+        {"horse": 5, "dog": 4, "cattle": 3, "big cat": 3}
+    assert sum(c["named"] for c in doc["concepts"]) == 15 and sum(c["heard"] for c in doc["concepts"]) == 15
+    assert by["horse"]["example"].startswith("horse/") and "piano" in doc["absent"] and "horse" not in doc["absent"]
+    # the ear is the audio alone: a store of the same files without names hears exactly the same
+    plain = tmp_path / "plain"
+    for kind in ("horse", "dog", "cow", "lion"):
+        shutil.copytree(DEMO / "sounds" / kind, tmp_path / "lib" / kind)
+    assert run("ingest", str(tmp_path / "lib"), "--db", str(plain), "--no-names").exit_code == 0
+    doc2 = json.loads(run("library", "concepts", "--db", str(plain), "--json").stdout)
+    assert all(c["named"] == 0 for c in doc2["concepts"])
+    assert {c["concept"]: c["heard"] for c in doc2["concepts"]} == {c: by[c]["heard"] for c in by}
+    table = run("library", "concepts", "-n", "2", "--db", str(library), env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "concepts of 15 files" in table.stdout and "none named or heard" in table.stdout
+    assert table.stdout.count("horse/") + table.stdout.count("dog/") <= 2  # two rows listed
+
+
+def test_library_concepts_needs_concepts_and_a_collection(tmp_path: Path, tiny_checkpoint) -> None:
+    from tests.conftest import write_audio
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write_audio(lib / "hum.wav", (0.2 * np.random.default_rng(0).standard_normal(24_000)).astype(np.float32), 16_000)
+    db = tmp_path / "db"
+    assert run("ingest", str(lib), "--db", str(db), "--model", str(tiny_checkpoint)).exit_code == 0
+    one_line(run("library", "concepts", "--db", str(db)), 2, "no concept columns")
+    one_line(run("library", "concepts", "--db", str(tmp_path / "none")), 2, "no sound library here")

@@ -1,0 +1,119 @@
+"""Which concepts a library holds, by name and by ear (``soundlib library concepts``).
+
+``query --as piano`` and a picture read as a piano rank the library by its sounds' concept parts; in a library
+with no piano at all, that ranking is made of other concepts' leftovers. This module says, per concept of a bridged
+model, how many files of a collection are
+
+- **named** it: their words (folders, file name, embedded tags) named it at ingest (``named_concepts``);
+- **heard** as it: the concept the audio alone points at most, from the mean of the file's window concept parts.
+  A named file's stored vectors are half name (:mod:`soundlib.name_concepts`); that half is taken back out first
+  (:meth:`soundlib.name_concepts.NameConcepts.unmix`), so *heard* is the ear's own answer, right for about half of
+  a held-out library's top 10 (the model card, "Words alone").
+
+A concept with neither is one the library most likely lacks. Nothing is decoded or embedded; the stored vectors are
+read in batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from soundlib.errors import SoundlibError
+from soundlib.progress import ProgressFn
+
+#: Files whose vectors are read per store call.
+BATCH_FILES = 500
+
+
+@dataclass
+class ConceptCount:
+    """One concept of a library: files named it, files heard as it, and one file of it (a stored path; named
+    first)."""
+
+    concept: str
+    named: int = 0
+    heard: int = 0
+    example: str = ""
+
+
+@dataclass
+class ConceptCoverage:
+    """The concepts of a collection (:func:`concept_coverage`).
+
+    Attributes:
+        files: complete files counted.
+        concepts: every concept of the model, most files (named + heard) first, ties in column order.
+    """
+
+    files: int = 0
+    concepts: list[ConceptCount] = field(default_factory=list)
+
+    @property
+    def absent(self) -> list[str]:
+        """The concepts no file is named or heard as."""
+        return [c.concept for c in self.concepts if not c.named and not c.heard]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        return {"files": self.files, "concepts": [{"concept": c.concept, "named": c.named, "heard": c.heard,
+                                                   "example": c.example} for c in self.concepts],
+                "absent": self.absent}
+
+
+def concept_coverage(store: Any, model: Any, progress: ProgressFn | None = None) -> ConceptCoverage:
+    """Count, per concept of ``model``, the files of ``store`` named it and heard as it.
+
+    Args:
+        store: an open :class:`soundlib.store.SoundStore` built with ``model``.
+        model: the collection's bridged model (``loaded.model``).
+        progress: receives ``("concepts", files_done, files_total)``.
+
+    Returns:
+        A :class:`ConceptCoverage`.
+
+    Raises:
+        SoundlibError: the model has no concept columns. StoreError: no collection.
+    """
+    from soundlib.name_concepts import NameConcepts
+
+    concepts = tuple(getattr(model.config, "concepts", None) or ())
+    if getattr(model, "bridge", None) is None or not concepts:
+        raise SoundlibError("this collection's model has no concept columns (the default model has them)")
+    store.require()
+    columns = NameConcepts(concepts, tuple(() for _ in concepts))
+    heads = store.file_records(complete=False)  # window 0: the concepts its words named
+    ids = sorted(fid for fid in store.file_records() if fid in heads)
+    counts = [ConceptCount(c) for c in concepts]
+    heard_example: dict[int, str] = {}  # used where no file is named the concept
+    heads_dim = int(model.config.embed_dim)
+    for lo in range(0, len(ids), BATCH_FILES):
+        batch = ids[lo:lo + BATCH_FILES]
+        vectors = store.file_vectors(batch)
+        for fid in batch:
+            head = heads[fid]
+            said = str(head.info.get("named_concepts") or "") if head.named else ""
+            named = columns.columns_of(said) if said else np.zeros(len(concepts), np.float32)
+            for i in np.flatnonzero(named if named is not None else []):
+                counts[i].named += 1
+                counts[i].example = counts[i].example or head.rel
+            vecs = vectors.get(fid)
+            if vecs is None or not len(vecs):
+                continue
+            if named is not None and named.any():
+                vecs = columns.unmix(model, vecs, named)
+            part = vecs[:, heads_dim:]
+            part = part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+            mean = part.mean(axis=0)
+            if float(mean.max()) > 0:
+                top = int(np.argmax(mean))
+                counts[top].heard += 1
+                heard_example.setdefault(top, head.rel)
+        if progress is not None:
+            progress("concepts", min(lo + BATCH_FILES, len(ids)), len(ids))
+    for i, rel in heard_example.items():
+        counts[i].example = counts[i].example or rel
+    order = sorted(range(len(counts)), key=lambda i: (-(counts[i].named + counts[i].heard), i))
+    return ConceptCoverage(files=len(ids), concepts=[counts[i] for i in order])
