@@ -65,6 +65,7 @@ def test_info_lists_the_collection_and_the_limits(client, world) -> None:
     assert doc["files"] == len(world.engine.files) and doc["categories"] == {"cars": 2, "dogs": 1, "dogs/nested/deep": 1,
                                                                              "lib": 1, "rain": 2}
     assert doc["limits"]["pixels"] == LIMITS["max_pixels"] and doc["explain"] == "attention map"
+    assert doc["concepts"] == []  # the tiny model has no concept columns: nothing to offer the words fields
 
 
 def test_a_picture_gives_k_rows_as_the_library_call_does(client, world, media) -> None:

@@ -115,6 +115,7 @@ def test_a_picture_gives_k_rows_with_waveforms(page, media) -> None:
         if (a[i] > 0) return true; return false;""", r.find_element(By.CLASS_NAME, "wave")) for r in rows(d)))
     assert not driver.find_element(By.ID, "read-as").is_displayed()  # a model without concept columns
     assert not driver.find_element(By.ID, "as-form").is_displayed()  # so nothing to say it is
+    assert not driver.find_element(By.ID, "words-form").is_displayed()  # nor words alone
     src = driver.find_element(By.ID, "view").get_attribute("src")
     assert "/api/explain?" in src  # the heatmap of the selected sound over the picture
     wait(driver, lambda d: js(d, "return document.getElementById('view').naturalWidth") == 448)
@@ -229,6 +230,10 @@ def test_the_default_model_says_what_each_picture_was_read_as(tmp_path: Path) ->
             try:
                 driver.get(url + "/")
                 wait(driver, lambda d: "sounds" in d.find_element(By.ID, "library").text)
+                # the words fields offer the model's concepts as you type
+                names = js(driver, "return [...document.querySelectorAll('#concept-names option')].map(o => o.value)")
+                assert len(names) == 116 and "drum kit" in names
+                assert driver.find_element(By.ID, "words-form").is_displayed()
                 query(driver, demo / "dog-photo.png", k=3)
                 seen = driver.find_element(By.ID, "read-as")
                 assert seen.is_displayed() and seen.text.startswith("read as: dog ")

@@ -131,7 +131,8 @@ class Engine:
         return dict(self._files)
 
     def info(self) -> dict[str, Any]:
-        """Collection, model, counts, categories and the upload limits (for the page's header and filters)."""
+        """Collection, model, counts, categories, the model's concepts (the words the "it is" and words fields
+        offer; empty for a model without them) and the upload limits (for the page's header and filters)."""
         from soundlib.explain import explain_method
 
         with self.lock:
@@ -140,6 +141,8 @@ class Engine:
         return {"collection": stats["collection"], "model": stats["model"], "files": stats["files"],
                 "windows": stats["windows"], "categories": stats["categories"],
                 "explain": explain_method(self.loaded.model),
+                "concepts": list(getattr(self.loaded.model.config, "concepts", None) or ())
+                if getattr(self.loaded.model, "bridge", None) is not None else [],
                 "limits": {"upload_bytes": c.max_upload_bytes, "files": c.max_files, "pixels": c.max_pixels,
                            "video_seconds": c.max_video_seconds, "frames": c.max_frames, "k": c.max_k},
                 "default_k": c.default_k}

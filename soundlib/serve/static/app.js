@@ -45,6 +45,13 @@ async function loadInfo() {
       o.textContent = `${name} (${n})`;
       sel.append(o);
     }
+    const names = $("concept-names");  // what the "it is" and words fields offer as you type
+    for (const c of info.concepts || []) {
+      const o = document.createElement("option");
+      o.value = c;
+      names.append(o);
+    }
+    $("words-form").hidden = !(info.concepts || []).length;  // words alone need a model with concepts
     $("k").value = info.default_k;
     $("k").max = info.limits.k;
     $("heat-method").textContent = info.explain ? `(${info.explain})` : "(this model has no heatmap)";
