@@ -205,9 +205,11 @@ def named_windows(db: Path, version: int) -> int:
         con.close()
 
 
-def test_a_remix_killed_part_way_then_rerun_ends_as_a_fresh_ingest(tmp_path: Path) -> None:
-    """The bundled default: a library stored without names, then `ingest` remixing it is SIGKILLed part-way; the
-    next run finishes it, and every window equals what a fresh ingest with names stores."""
+@pytest.mark.parametrize("names_now", [True, False], ids=["names-mixed-in", "names-taken-out"])
+def test_a_remix_killed_part_way_then_rerun_ends_as_a_fresh_ingest(tmp_path: Path, names_now: bool) -> None:
+    """The bundled default: a library stored under one name mixing (without names, or with them), then `ingest`
+    remixing it under the other is SIGKILLed part-way; the next run finishes it, and every window equals what a
+    fresh ingest under the new mixing stores (names taken out: each mix undone in place)."""
     import numpy as np
 
     from soundlib.config import NAMES_VERSION
@@ -216,22 +218,24 @@ def test_a_remix_killed_part_way_then_rerun_ends_as_a_fresh_ingest(tmp_path: Pat
     root = (tmp_path / "lib").resolve()
     expected = write_library(root, 40)  # dogs/, rain/, cars/: every file's folder names a concept
     total = sum(expected.values())
+    now, before = ([], ["--no-names"]) if names_now else (["--no-names"], [])
+    target = NAMES_VERSION if names_now else 0
 
     def vectors(db: Path) -> dict[str, np.ndarray]:
         with open_store(db=db) as store:
             return {i: v for ids, vecs, _ in store.iter_records() for i, v in zip(ids, vecs)}
 
     runner = CliRunner()
-    assert runner.invoke(main, ["ingest", str(root), "--db", str(tmp_path / "fresh")]).exit_code == 0
+    assert runner.invoke(main, ["ingest", str(root), "--db", str(tmp_path / "fresh"), *now]).exit_code == 0
     want = vectors(tmp_path / "fresh")
     db = tmp_path / "db"
-    assert runner.invoke(main, ["ingest", str(root), "--db", str(db), "--no-names"]).exit_code == 0
-    assert named_windows(db, NAMES_VERSION) == 0
+    assert runner.invoke(main, ["ingest", str(root), "--db", str(db), *before]).exit_code == 0
+    assert named_windows(db, target) == 0
 
     # one window per store update: the remix makes ~120 writes, so a 20 ms slice sees it part-way
-    proc = start_cli(["ingest", root, "--db", db, "--json", "--write-batch", "1"], tmp_path / "logs")
+    proc = start_cli(["ingest", root, "--db", db, "--json", "--write-batch", "1", *now], tmp_path / "logs")
     try:
-        run_in_slices(proc, lambda: named_windows(db, NAMES_VERSION) >= 1, "a remixed window")
+        run_in_slices(proc, lambda: named_windows(db, target) >= 1, "a remixed window")
     finally:
         proc.kill()
     con = sqlite3.connect(db / "chroma.sqlite3")
@@ -239,10 +243,10 @@ def test_a_remix_killed_part_way_then_rerun_ends_as_a_fresh_ingest(tmp_path: Pat
     con.close()
     windows, complete, _ = state(db)  # the open applies what the log still held
     assert windows == total and len(complete) == len(expected)  # a remix deletes and adds nothing
-    done = sum(1 for rec in complete.values() if rec.named == NAMES_VERSION)
-    assert 1 <= named_windows(db, NAMES_VERSION) < total and done < len(expected)
+    done = sum(1 for rec in complete.values() if rec.named == target)
+    assert 1 <= named_windows(db, target) < total and done < len(expected)
 
-    doc = rerun_names(root, db)
+    doc = rerun_names(root, db, *now)
     assert doc["unchanged"] == done and doc["added"] == 0
     assert doc["updated"] <= 1 and doc["remixed"] + doc["updated"] == len(expected) - done  # at most the cut file
     got = vectors(db)
@@ -250,10 +254,11 @@ def test_a_remix_killed_part_way_then_rerun_ends_as_a_fresh_ingest(tmp_path: Pat
     assert max(float(np.abs(got[i] - want[i]).max()) for i in want) < 1e-5
     with open_store(db=db) as store:
         check_library(store, root, expected)
-        assert {r.named for r in store.file_records(complete=False).values()} == {NAMES_VERSION}
+        assert {r.named for r in store.file_records(complete=False).values()} == {target}
 
 
-def rerun_names(root: Path, db: Path) -> dict:
-    result = CliRunner().invoke(main, ["ingest", str(root), "--db", str(db), "--json"], catch_exceptions=False)
+def rerun_names(root: Path, db: Path, *flags: str) -> dict:
+    result = CliRunner().invoke(main, ["ingest", str(root), "--db", str(db), "--json", *flags],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
