@@ -802,8 +802,8 @@ def library(ctx, db, chroma_url, collection, as_json, debug):
     files their words named (dog, rain...: those words count in picture queries).
 
     With a subcommand: `words` lists the words of the files whose words named nothing (to add to your own words
-    table); `concepts` which concepts the library holds, by name and by ear; `export` writes a collection to one file, `import` loads such a file into an embedded store or a Chroma
-    server.
+    table); `concepts` which concepts the library holds, by name and by ear; `export` writes a collection to one
+    file, `import` loads such a file into an embedded store or a Chroma server.
 
     \b
     Examples:
