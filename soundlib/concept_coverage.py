@@ -83,7 +83,7 @@ def concept_coverage(store: Any, model: Any, progress: ProgressFn | None = None)
     if getattr(model, "bridge", None) is None or not concepts:
         raise SoundlibError("this collection's model has no concept columns (the default model has them)")
     store.require()
-    columns = NameConcepts(concepts, tuple(() for _ in concepts))
+    columns = NameConcepts.columns_only(concepts)
     heads = store.file_records(complete=False)  # window 0: the concepts its words named
     ids = sorted(fid for fid in store.file_records() if fid in heads)
     counts = [ConceptCount(c) for c in concepts]

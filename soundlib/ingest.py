@@ -381,8 +381,8 @@ def _remix(items: list[tuple[SoundFile, FileRecord]], model: Any, store: SoundSt
     changes: list[tuple[FileRecord, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
     # files whose stored vectors change: (the concepts their stored mix named, what they name now); zero: none
     evidence: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    concepts = tuple(getattr(model.config, "concepts", None) or ())
-    columns = mixing if mixing is not None else NameConcepts(concepts, tuple(() for _ in concepts))
+    columns = mixing if mixing is not None else \
+        NameConcepts.columns_only(getattr(model.config, "concepts", None) or ())
 
     def write() -> None:
         stored = store.file_vectors(evidence)

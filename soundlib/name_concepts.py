@@ -202,6 +202,13 @@ class NameConcepts:
         return cls(names, tuple(tuple(words.get(c.strip().lower(), ())) for c in names), share,
                    names_version(extra))
 
+    @classmethod
+    def columns_only(cls, concepts: Sequence[str]) -> "NameConcepts":
+        """The columns ``concepts`` with no words: for :meth:`columns_of`, :meth:`names_of`, :meth:`mix` and
+        :meth:`unmix` where no name is read (``ingest --no-names``, ``library concepts``)."""
+        names = tuple(str(c) for c in concepts)
+        return cls(names, tuple(() for _ in names))
+
     def _columns(self, rel: str, info: Mapping[str, Any] | None) -> set[int]:
         cols: set[int] = set()
         for words in file_texts(rel, info):

@@ -56,12 +56,16 @@ class Told:
         return "ranked as: " + ", ".join(self.concepts) + " (--as)"
 
 
-def _mixing(model: Any) -> NameConcepts:
-    mixing = for_model(model)
-    if mixing is None:
+def _require_concepts(model: Any) -> None:
+    """Refuse a model without concept columns (one line)."""
+    if getattr(model, "bridge", None) is None or not getattr(model.config, "concepts", None):
         raise SoundlibError("--as needs a model with concept columns (the default model has them); "
                             "this model has none")
-    return mixing
+
+
+def _mixing(model: Any) -> NameConcepts:
+    _require_concepts(model)
+    return for_model(model)
 
 
 def _phrases(mixing: NameConcepts) -> list[tuple[tuple[str, ...], ...]]:
@@ -129,7 +133,7 @@ def as_told(model: Any, vectors: np.ndarray, told: Told) -> np.ndarray:
     """
     import torch
 
-    _mixing(model)
+    _require_concepts(model)
     if len(vectors) == 0:
         return np.asarray(vectors, np.float32)
     out = model.with_sound_evidence(torch.from_numpy(np.asarray(vectors, np.float32)),
@@ -140,7 +144,7 @@ def as_told(model: Any, vectors: np.ndarray, told: Told) -> np.ndarray:
 def words_query(model: Any, told: Told) -> np.ndarray:
     """``(1, D)`` float32 unit query made of the told concepts alone (heads' part zero): it ranks sounds by their
     concept part only."""
-    _mixing(model)
+    _require_concepts(model)
     heads = int(model.config.embed_dim)
     out = np.zeros((1, heads + len(told.vector)), np.float32)
     out[0, heads:] = told.vector / np.linalg.norm(told.vector)

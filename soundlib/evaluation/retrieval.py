@@ -262,16 +262,19 @@ def _told_queries(model: Any, vectors: np.ndarray, categories: Sequence[str | No
     from soundlib.told_as import as_told, told_concepts
 
     out = np.array(vectors, dtype=np.float32, copy=True)
+    named: dict[str, Any] = {}  # category -> its Told (None: names no concept); a list repeats its categories
     told = 0
     for i, cat in enumerate(categories):
         if not cat:
             continue
-        try:
-            words = told_concepts(model, cat)
-        except SoundlibError:
-            continue
-        out[i] = as_told(model, out[i:i + 1], words)[0]
-        told += 1
+        if cat not in named:
+            try:
+                named[cat] = told_concepts(model, cat)
+            except SoundlibError:
+                named[cat] = None
+        if named[cat] is not None:
+            out[i] = as_told(model, out[i:i + 1], named[cat])[0]
+            told += 1
     return out, told
 
 
