@@ -17,7 +17,7 @@ read in batches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -88,32 +88,62 @@ def concept_coverage(store: Any, model: Any, progress: ProgressFn | None = None)
     ids = sorted(fid for fid in store.file_records() if fid in heads)
     counts = [ConceptCount(c) for c in concepts]
     heard_example: dict[int, str] = {}  # used where no file is named the concept
-    heads_dim = int(model.config.embed_dim)
     for lo in range(0, len(ids), BATCH_FILES):
         batch = ids[lo:lo + BATCH_FILES]
         vectors = store.file_vectors(batch)
         for fid in batch:
-            head = heads[fid]
-            said = str(head.info.get("named_concepts") or "") if head.named else ""
-            named = columns.columns_of(said) if said else np.zeros(len(concepts), np.float32)
-            for i in np.flatnonzero(named if named is not None else []):
+            named, heard = _file_concepts(model, columns, heads[fid], vectors.get(fid))
+            for i in named:
                 counts[i].named += 1
-                counts[i].example = counts[i].example or head.rel
-            vecs = vectors.get(fid)
-            if vecs is None or not len(vecs):
-                continue
-            if named is not None and named.any():
-                vecs = columns.unmix(model, vecs, named)
-            part = vecs[:, heads_dim:]
-            part = part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
-            mean = part.mean(axis=0)
-            if float(mean.max()) > 0:
-                top = int(np.argmax(mean))
-                counts[top].heard += 1
-                heard_example.setdefault(top, head.rel)
+                counts[i].example = counts[i].example or heads[fid].rel
+            if heard is not None:
+                counts[heard].heard += 1
+                heard_example.setdefault(heard, heads[fid].rel)
         if progress is not None:
             progress("concepts", min(lo + BATCH_FILES, len(ids)), len(ids))
     for i, rel in heard_example.items():
         counts[i].example = counts[i].example or rel
     order = sorted(range(len(counts)), key=lambda i: (-(counts[i].named + counts[i].heard), i))
     return ConceptCoverage(files=len(ids), concepts=[counts[i] for i in order])
+
+
+def _file_concepts(model: Any, columns: Any, head: Any, vecs: np.ndarray | None) -> tuple[list[int], int | None]:
+    """The columns a file's words named (``head``: its window-0 :class:`soundlib.store.FileRecord`) and the column
+    its audio alone points at most (``None``: no vectors, or no concept mass), from its stored ``(W, D)``
+    ``vecs`` with the words' half unmixed."""
+    said = str(head.info.get("named_concepts") or "") if head.named else ""
+    named = columns.columns_of(said) if said else None
+    named_cols = [int(i) for i in np.flatnonzero(named)] if named is not None else []
+    if vecs is None or not len(vecs):
+        return named_cols, None
+    if named is not None and named.any():
+        vecs = columns.unmix(model, vecs, named)
+    part = vecs[:, int(model.config.embed_dim):]
+    part = part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+    mean = part.mean(axis=0)
+    return named_cols, (int(np.argmax(mean)) if float(mean.max()) > 0 else None)
+
+
+def files_of_concepts(store: Any, model: Any, wanted: np.ndarray, file_ids: Sequence[str]) -> dict[str, bool]:
+    """Whether each file is named or heard as (as :func:`concept_coverage` counts them) one of the ``wanted``
+    concept columns (``(C,)``, non-zero where wanted): what ``query --as`` says of its results.
+
+    Reads only these files' window 0 and vectors (a query's top k), so it costs two store reads.
+
+    Returns:
+        file id -> bool, for every id given that the store holds.
+    """
+    from soundlib.name_concepts import NameConcepts
+
+    ids = sorted(set(file_ids))
+    if not ids:
+        return {}
+    columns = NameConcepts.columns_only(tuple(model.config.concepts))
+    heads = store.file_records(complete=False, file_ids=ids)
+    vectors = store.file_vectors(list(heads))
+    want = {int(i) for i in np.flatnonzero(np.asarray(wanted))}
+    out: dict[str, bool] = {}
+    for fid, head in heads.items():
+        named, heard = _file_concepts(model, columns, head, vectors.get(fid))
+        out[fid] = bool(want & set(named)) or heard in want
+    return out

@@ -73,7 +73,9 @@ class FrameResult:
 class QueryResult:
     """Answer of :func:`recommend`: the aggregated ranking (and, with ``per_frame``, one per picture/window);
     ``read_as``: the concepts the query was read as (bridged models; ``None`` otherwise, and for words alone);
-    ``told``: the concepts the user's words named, which the ranking used instead (``as_words``)."""
+    ``told``: the concepts the user's words named, which the ranking used instead (``as_words``);
+    ``told_hits``: with ``told``, whether each of ``results`` is named or heard as one of those concepts
+    (:func:`soundlib.concept_coverage.files_of_concepts`): none of them says the library may lack it."""
 
     inputs: list[str]
     k: int
@@ -81,15 +83,38 @@ class QueryResult:
     frames: list[FrameResult] | None = None
     read_as: list[tuple[str, float]] | None = None
     told: Told | None = None
+    told_hits: list[bool] | None = None
+
+    @property
+    def told_found(self) -> int | None:
+        """How many of ``results`` are named or heard as a told concept (``None`` without ``told``)."""
+        return None if self.told_hits is None else sum(self.told_hits)
+
+    def told_json(self) -> dict[str, Any] | None:
+        """``{"words", "concepts", "found"}`` (``found``: :attr:`told_found`), or ``None`` without ``told``."""
+        if self.told is None:
+            return None
+        return {**self.told.to_json(), "found": self.told_found}
+
+    def told_text(self) -> str:
+        """``"ranked as: horse (--as) · 3 of 10 named or heard as it"``; ``""`` without ``told``."""
+        if self.told is None:
+            return ""
+        found, n = self.told_found or 0, len(self.results)
+        if n and not found:
+            return (self.told.text() + f" · none of these {n} is named or heard as it: the library may lack it "
+                    "(soundlib library concepts)")
+        return self.told.text() + f" · {found} of {n} named or heard as it"
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document (shape fixed by the library issue; ``read_as`` only when there is one, ``as``
         only with ``as_words``)."""
-        doc: dict[str, Any] = {"inputs": list(self.inputs), "k": self.k, "results": hits_json(self.results)}
+        doc: dict[str, Any] = {"inputs": list(self.inputs), "k": self.k,
+                               "results": hits_json(self.results, self.told_hits)}
         if self.read_as is not None:
             doc["read_as"] = read_as_json(self.read_as)
         if self.told is not None:
-            doc["as"] = self.told.to_json()
+            doc["as"] = self.told_json()
         if self.frames is not None:
             doc["frames"] = [{"input": f.input, "time": round(f.time, 3), "results": hits_json(f.results),
                               **({"read_as": read_as_json(f.read_as)} if f.read_as is not None else {})}
@@ -107,11 +132,16 @@ def file_info(meta: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def hits_json(hits: Sequence[Hit]) -> list[dict[str, Any]]:
-    """``[{"rank", "path", "category", "start", "distance", "description", "info"}]`` for a ranking."""
-    return [{"rank": i + 1, "path": h.path, "category": h.category, "start": round(h.start, 3),
+def hits_json(hits: Sequence[Hit], told: Sequence[bool] | None = None) -> list[dict[str, Any]]:
+    """``[{"rank", "path", "category", "start", "distance", "description", "info"}]`` for a ranking; with
+    ``told`` (one bool per hit), each hit also says ``"told"``: named or heard as what the user said it is."""
+    rows = [{"rank": i + 1, "path": h.path, "category": h.category, "start": round(h.start, 3),
              "distance": round(h.distance, 6), "description": str(h.metadata.get("description", "")),
              "info": file_info(h.metadata)} for i, h in enumerate(hits)]
+    if told is not None:
+        for row, hit_told in zip(rows, told):
+            row["told"] = bool(hit_told)
+    return rows
 
 
 @dataclass
@@ -364,7 +394,19 @@ def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool,
     if per_frame:
         frames = [FrameResult(input=lab[0], time=lab[1], results=hits, read_as=r)
                   for lab, hits, r in zip(acc.labels, per, own_frames)]
-    return QueryResult(inputs=inputs, k=k, results=results, frames=frames, read_as=read, told=told)
+    return QueryResult(inputs=inputs, k=k, results=results, frames=frames, read_as=read, told=told,
+                       told_hits=_told_hits(store, model, told, results))
+
+
+def _told_hits(store: SoundStore, model: Any, told: Told | None, results: list[Hit]) -> list[bool] | None:
+    """Whether each result is named or heard as a told concept (``None`` without ``told``)."""
+    if told is None:
+        return None
+    from soundlib.concept_coverage import files_of_concepts
+
+    ids = [str(h.metadata.get("file_id", "")) for h in results]
+    found = files_of_concepts(store, model, told.vector, [i for i in ids if i])
+    return [found.get(i, False) for i in ids]
 
 
 def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, float]], loaded_model: Any,

@@ -251,9 +251,22 @@ def test_the_default_model_says_what_each_picture_was_read_as(tmp_path: Path) ->
                 assert driver.find_element(By.ID, "as-form").is_displayed()
                 field = driver.find_element(By.ID, "as")
                 field.send_keys("rain", Keys.ENTER)
-                wait(driver, lambda d: d.find_element(By.ID, "told").text == "ranked as: rain")
+                wait(driver, lambda d: d.find_element(By.ID, "told").text.startswith("ranked as: rain"))
+                assert driver.find_element(By.ID, "told").text == "ranked as: rain · 2 of 2 named or heard as it"
                 assert texts(driver, "#rows .row .category") == ["rain", "rain"]
+                assert texts(driver, "#rows .row .told-hit") == ["✓ rain", "✓ rain"]  # named rain/
                 assert driver.find_element(By.ID, "read-as").text.startswith("read as: drum kit")
+                # a concept the library lacks (nothing named or heard as it): the page says so
+                from soundlib.concept_coverage import concept_coverage
+
+                absent = concept_coverage(w.store, w.loaded.model).absent[0]
+                field.clear()
+                field.send_keys(absent, Keys.ENTER)
+                wait(driver, lambda d: "may lack it" in d.find_element(By.ID, "told").text)
+                told = driver.find_element(By.ID, "told")
+                assert told.text == f"ranked as: {absent} · none of these 2 is named or heard as it: your library " \
+                    "may lack it" and "warn" in told.get_attribute("class")
+                assert texts(driver, "#rows .row .told-hit") == []
                 field.clear()
                 field.send_keys("fax machine", Keys.ENTER)
                 wait(driver, lambda d: d.find_element(By.ID, "error").is_displayed())
@@ -268,7 +281,7 @@ def test_the_default_model_says_what_each_picture_was_read_as(tmp_path: Path) ->
                 wait(driver, lambda d: body(d, "busy") is None and body(d, "rows"))
                 wait(driver, lambda d: d.find_element(By.ID, "title").text == 'Sounds for "rain"')
                 assert texts(driver, "#rows .row .category") == ["rain", "rain"]
-                assert driver.find_element(By.ID, "read-as").text == "ranked as: rain"
+                assert driver.find_element(By.ID, "read-as").text == "ranked as: rain · 2 of 2 named or heard as it"
                 assert not driver.find_element(By.ID, "picture").is_displayed()
                 assert not driver.find_element(By.ID, "as-form").is_displayed()
                 driver.find_element(By.CSS_SELECTOR, "#rows .row .pick").click()  # a pick remembers the words

@@ -85,13 +85,43 @@ def test_query_as_ranks_what_the_words_name_and_still_says_what_it_read(library:
     res = run("query", str(HORSE), "-k", "3", "--as", "horse", "--db", str(library), "--json")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["as"] == {"words": "horse", "concepts": ["horse"]}
+    assert doc["as"] == {"words": "horse", "concepts": ["horse"], "found": 3}
     assert doc["read_as"] == plain["read_as"]  # what the picture itself reads as is still said
     assert [r["category"] for r in doc["results"]] == ["horse"] * 3
+    assert [r["told"] for r in doc["results"]] == [True] * 3 and "told" not in plain["results"][0]
     dogs = json.loads(run("query", str(HORSE), "-k", "3", "--as", "dog", "--db", str(library), "--json").stdout)
     assert [r["category"] for r in dogs["results"]] == ["dog"] * 3
     table = run("query", str(HORSE), "-k", "2", "--as", "horse", "--db", str(library), env={"COLUMNS": "160"})
-    assert "ranked as: horse (--as)" in table.stdout and "read as: " in table.stdout
+    assert "ranked as: horse (--as) · 2 of 2 named or heard as it" in table.stdout and "read as: " in table.stdout
+    assert "is it" in table.stdout and table.stdout.count("✓") == 2
+
+
+def test_query_as_says_which_results_are_it_and_when_the_library_lacks_it(library: Path, tmp_path: Path) -> None:
+    """Each result of a told query says whether it is named or heard as the told concept, the same test as
+    ``library concepts`` counts; none of them says the library may lack it."""
+    from soundlib.concept_coverage import concept_coverage
+    from soundlib.models import load_model
+    from soundlib.recommend import recommend
+    from soundlib.store import open_store
+
+    doc = json.loads(run("query", "--as", "dog", "-k", "8", "--db", str(library), "--json").stdout)
+    told = [r["path"].split("/")[-2] for r in doc["results"] if r["told"]]
+    assert doc["as"]["found"] == 4 and told == ["dog"] * 4  # the 4 dog files, named dog; nothing else
+    piano = run("query", str(HORSE), "--as", "piano", "-k", "4", "--db", str(library), "--json")
+    assert json.loads(piano.stdout)["as"]["found"] == 0  # a library of horses, dogs, cows and lions
+    table = run("query", str(HORSE), "--as", "piano", "-k", "4", "--db", str(library), env={"COLUMNS": "200"})
+    assert "none of these 4 is named or heard as it: the library may lack it" in table.stdout
+    # without names, a result is "it" exactly when library concepts hears it so
+    for kind in ("horse", "dog", "cow", "lion"):
+        shutil.copytree(DEMO / "sounds" / kind, tmp_path / "lib" / kind)
+    assert run("ingest", str(tmp_path / "lib"), "--db", str(tmp_path / "plain"), "--no-names").exit_code == 0
+    loaded = load_model(None)
+    store = open_store(db=tmp_path / "plain")
+    heard = {c.concept: c.heard for c in concept_coverage(store, loaded.model).concepts}
+    for words, concept in (("horse", "horse"), ("dog", "dog"), ("cow", "cattle"), ("lion", "big cat")):
+        result = recommend([], loaded, store, k=15, as_words=words)
+        assert result.told_found == heard[concept], words
+        assert result.told_json()["found"] == heard[concept]
 
 
 def test_words_alone_rank_the_library(library: Path) -> None:

@@ -149,9 +149,9 @@ class Engine:
 
     # --- rankings ---------------------------------------------------------------------------------------------
 
-    def _rows(self, hits: list[Any]) -> list[dict[str, Any]]:
+    def _rows(self, hits: list[Any], told: list[bool] | None = None) -> list[dict[str, Any]]:
         rows = []
-        for h in hits:
+        for i, h in enumerate(hits):
             fid = str(h.metadata.get("file_id", ""))
             f = self._files.get(fid)
             rows.append({"file": fid, "window": h.id, "name": Path(h.path).name,
@@ -159,6 +159,8 @@ class Engine:
                          "start": round(h.start, 3), "duration": round(float(h.metadata.get("duration", 0.0)), 3),
                          "distance": round(h.distance, 6), "score": round(1.0 - h.distance ** 2 / 2.0, 4),
                          "named": str(h.metadata.get("named_concepts", ""))})
+            if told is not None:
+                rows[-1]["told"] = bool(told[i])
         return rows
 
     def _check_k(self, k: int) -> int:
@@ -204,14 +206,14 @@ class Engine:
                                         per_frame=len(pictures) > 1, as_words=as_words or None)
             t2 = time.perf_counter()
             qid = self._remember(pictures, labels)
-            rows = self._rows(result.results)
+            rows = self._rows(result.results, result.told_hits)
             frames = [{"index": i, "input": n, "time": round(t, 3),
                        "results": self._rows(f.results) if f is not None else rows,
                        "read_as": read_as_json(f.read_as if f is not None else result.read_as)}
                       for i, ((n, t), f) in enumerate(zip(labels, result.frames or [None] * len(labels)))]
         return {"query": qid, "inputs": result.inputs, "k": k, "categories": sorted(set(categories or [])),
                 "frames": frames, "results": rows, "read_as": read_as_json(result.read_as),
-                "as": result.told.to_json() if result.told is not None else None,
+                "as": result.told_json(),
                 "seconds": {"decode": round(t1 - t0, 4), "rank": round(t2 - t1, 4)}}
 
     def query_words(self, words: str, k: int, categories: list[str] | None = None) -> dict[str, Any]:
@@ -228,9 +230,9 @@ class Engine:
         t0 = time.perf_counter()
         with self.lock:
             result = recommend([], self.loaded, self.store, k=k, categories=categories, as_words=words)
-            rows = self._rows(result.results)
+            rows = self._rows(result.results, result.told_hits)
         return {"query": None, "inputs": [], "k": k, "categories": sorted(set(categories or [])), "frames": [],
-                "results": rows, "read_as": None, "as": result.told.to_json() if result.told is not None else None,
+                "results": rows, "read_as": None, "as": result.told_json(),
                 "seconds": {"decode": 0.0, "rank": round(time.perf_counter() - t0, 4)}}
 
     def more_like(self, file_id: str, k: int, categories: list[str] | None = None) -> dict[str, Any]:

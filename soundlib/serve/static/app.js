@@ -94,7 +94,8 @@ async function runWords(words) {
     showRows(answer.results, `Sounds for "${words}"`);
     showTold(answer);
     const seen = $("read-as");
-    seen.textContent = `ranked as: ${answer.as.concepts.join(", ")}`;
+    seen.textContent = toldText(answer);
+    seen.classList.toggle("warn", answer.as.found === 0 && answer.results.length > 0);
     seen.hidden = false;
     status(`${answer.results.length} sounds for "${words}"`);
   } catch (e) {
@@ -224,7 +225,19 @@ function readAsText(readAs) {
 // the "it is ..." field: offered under a picture's ranking when the model reads concepts (read_as is not null)
 function showTold(answer) {
   $("as-form").hidden = !answer || answer.read_as === null || answer.read_as === undefined;
-  $("told").textContent = answer && answer.as ? `ranked as: ${answer.as.concepts.join(", ")}` : "";
+  const told = $("told");
+  told.textContent = answer && answer.as ? toldText(answer) : "";
+  told.classList.toggle("warn", Boolean(answer && answer.as && answer.as.found === 0 && answer.results.length));
+}
+
+// "ranked as: horse · 3 of 10 named or heard as it", or a warning when none is: the library may lack it
+function toldText(answer) {
+  const as = answer.as;
+  const n = answer.results.length;
+  const head = `ranked as: ${as.concepts.join(", ")}`;
+  if (as.found === null || as.found === undefined) return head;
+  if (n && !as.found) return `${head} · none of these ${n} is named or heard as it: your library may lack it`;
+  return `${head} · ${as.found} of ${n} named or heard as it`;
 }
 
 function showRows(results, title, readAs = null) {
@@ -268,6 +281,13 @@ function rowElement(row) {
   score.textContent = row.score.toFixed(3);
   score.title = `cosine similarity ${row.score.toFixed(4)} (distance ${row.distance.toFixed(4)}); best window at ${row.start.toFixed(1)} s`;
   meta.append(name, cat, score);
+  if (row.told && state.answer && state.answer.as) {  // named or heard as what the user said the picture is
+    const told = document.createElement("span");
+    told.className = "told-hit";
+    told.textContent = `✓ ${state.answer.as.concepts.join(", ")}`;
+    told.title = "its name says so, or its audio sounds most like it";
+    meta.append(told);
+  }
   if (row.named) {  // the concepts its name and tags named: ingest mixed them into its vector
     const named = document.createElement("span");
     named.className = "named";
