@@ -531,6 +531,9 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
 @click.option("--text", default=None, metavar="WORDS",
               help="Only sounds that have all these words (name, folders, description, keywords), ranked by the picture.")
 @click.option("--per-frame", is_flag=True, help="Also rank every picture / video frame / sound window on its own.")
+@click.option("--no-names", is_flag=True,
+              help="Ignore what the inputs' file names say. By default a name that names a concept (horse.png, "
+                   "thunder.mp4) gets half of the query's concepts, as ingest does for the library's names.")
 @export_options
 @click.option("--explain", "explain_out", default=None, type=click.Path(dir_okay=False), metavar="OUT.png",
               help="Write a heatmap of where the top sound is in the picture (one picture only).")
@@ -539,7 +542,7 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
 @json_option
 @debug_option
 @handle_errors
-def query(inputs, k, as_words, categories, text, per_frame, export_dir, clip, explain_out, model_spec, db,
+def query(inputs, k, as_words, categories, text, per_frame, no_names, export_dir, clip, explain_out, model_spec, db,
           chroma_url, collection, as_json, debug):
     """Recommend sounds for images, a folder of images, a video, or a sound.
 
@@ -581,7 +584,8 @@ def query(inputs, k, as_words, categories, text, per_frame, export_dir, clip, ex
         loaded = load_model(model_spec or store.recorded_model_path())
         with rich_progress(enabled=not as_json) as progress:
             result = recommend(inputs, loaded, store, k=k, categories=categories, per_frame=per_frame,
-                               progress=progress, text=text, as_words=as_words)
+                               progress=progress, text=text, as_words=as_words,
+                               names=not no_names)
         if explain_out and result.results:
             from soundlib.explain import explain_file
 
@@ -608,7 +612,7 @@ def query(inputs, k, as_words, categories, text, per_frame, export_dir, clip, ex
         where = f" @ {f.time:.1f} s" if media_kind(f.input) in ("video", "audio") else ""
         out.print(_ranking(f"{f.input}{where}", f.results, caption=read_as_text(f.read_as)))
     combined = "combined ranking: " if result.frames else ""
-    caption = " · ".join(t for t in (read_as_text(result.read_as), result.told_text()) if t)
+    caption = " · ".join(t for t in (read_as_text(result.read_as), result.named_text(), result.told_text()) if t)
     out.print(_ranking(combined + (", ".join(result.inputs) or f"--as {as_words}"), result.results,
                        caption=caption, told=result.told_hits))
     if explained:
@@ -1073,6 +1077,9 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
 @click.option("--as-category", is_flag=True,
               help="Tell each picture its row's category, as `query --as CATEGORY` does (bridged models): what a "
                    "user who says what each picture is gets, not the model's own figures.")
+@click.option("--picture-names", is_flag=True,
+              help="Mix what each picture's file name names into it, as `query` does (bridged models): what a user "
+                   "whose pictures are well named gets, not the model's own figures.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the recommendations per frame as JSON (knn, knn_dist, labels, ground truth; "
                    "with several models, one such object per model name).")
@@ -1092,7 +1099,8 @@ def library_import(ctx, file, roots, db, chroma_url, collection, as_json, debug)
 @json_option
 @debug_option
 @handle_errors
-def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candidates, names, as_category, out,
+def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candidates, names, as_category,
+             picture_names, out,
              correlation, val_list, pairs_json, val_pairs_json, seed, frames_root, audio_root, norm_stats, db,
              chroma_url, collection, as_json, debug):
     """Top-k sample- and category-level accuracy (and chance, MRR) on a pair list.
@@ -1113,6 +1121,7 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
       soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv
       soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv --names
       soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv --as-category
+      soundlib eval loso/scratch/test.csv --candidates loso/scratch/candidates.csv --picture-names --names
       soundlib eval vgg/lists/vggsound_test.txt --frames-root vgg/frames_1fps --audio-root vgg/audio \\
         --model runs/m5 --norm-stats vgg/lists/vggsound_train_mean_var.npy
       soundlib eval vgg/lists/vggsound_test.txt --correlation --pairs vgg/lists/vid2aud_test.json \\
@@ -1142,8 +1151,9 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
     err = stderr_console()
     with rich_progress(enabled=sys.stderr.isatty()) as progress:
         if correlation:
-            if library or out or candidates or names or as_category:
-                fail("--correlation does not take --library, --candidates, --names, --as-category or --out")
+            if library or out or candidates or names or as_category or picture_names:
+                fail("--correlation does not take --library, --candidates, --names, --as-category, "
+                     "--picture-names or --out")
             from soundlib.evaluation.correlation import evaluate_correlation
 
             report = evaluate_correlation(list_path, list(model_specs), val_path=val_list, seed=seed,
@@ -1157,7 +1167,7 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
                                    file_score=file_score, max_windows=max_windows,
                                    library=library, db=db, url=chroma_url, progress=progress,
                                    roots=roots, norm_stats=norm_stats, candidates=candidates, names=names,
-                                   as_category=as_category)
+                                   as_category=as_category, picture_names=picture_names)
     from soundlib.clikit import print_skipped
 
     for p in report.problems:
@@ -1166,6 +1176,8 @@ def eval_cmd(list_path, model_specs, ks, library, file_score, max_windows, candi
     summary = f"{scored} of {report.rows} rows scored" + (f", {len(report.problems)} skipped" if report.problems else "")
     if getattr(report, "told", None) is not None:
         summary += f"; {report.told} pictures told their category (--as-category)"
+    if getattr(report, "picture_names", None) is not None:
+        summary += f"; {report.picture_names} pictures named a concept (--picture-names)"
     if scored == 0 or not report.models:
         why = ("no correlated/uncorrelated pairs can be built (each row needs a partner from another video and "
                "category)" if correlation and scored else "nothing could be scored")

@@ -103,6 +103,14 @@ def name_words(text: str) -> list[str]:
     return out
 
 
+#: Words a query picture's or video's file name uses for the picture itself, not for what it shows
+#: (``shot_012.png``, ``dog-photo.jpg``, ``camera_A.mov``): left out where such a name is read
+#: (:meth:`NameConcepts.picture_vector`); in a sound's name ``shot`` and ``camera`` do name what is heard.
+PICTURE_MEDIUM_WORDS = ("shot", "take", "camera", "cam", "photo", "photograph", "pic", "picture", "image", "img",
+                        "frame", "still", "screenshot", "scene", "clip", "render", "sketch", "drawing", "storyboard",
+                        "video", "movie", "film", "footage")
+
+
 def path_words(rel: str) -> list[str]:
     """The normalised words of a stored path (folders below the root, then the name without its extension)."""
     parts = PurePosixPath(rel.replace("\\", "/")).parts
@@ -214,6 +222,15 @@ class NameConcepts:
         for words in file_texts(rel, info):
             cols |= named_columns(words, self.phrases)
         return cols
+
+    def picture_vector(self, name: str) -> np.ndarray:
+        """The :meth:`vector` of a query picture's or video's file name (``horse.png`` -> horse), its
+        :data:`PICTURE_MEDIUM_WORDS` left out (``dog-photo.jpg`` names a dog, not a camera shutter)."""
+        medium = {stem(w) for w in PICTURE_MEDIUM_WORDS}
+        words = [w for w in name_words(PurePosixPath(name.replace("\\", "/")).stem) if w not in medium]
+        out = np.zeros(len(self.concepts), np.float32)
+        out[sorted(named_columns(words, self.phrases))] = 1.0
+        return out
 
     def named(self, rel: str, info: Mapping[str, Any] | None = None) -> list[str]:
         """The concepts the path (and the tags in ``info``) name, in column order."""

@@ -20,6 +20,12 @@ Sounds ("more like this")
     that is in the library finds itself first (distance 0), and a long query matches files that share any part of
     it. Sounds and pictures cannot be mixed in one query (their distances are not on one scale).
 
+Names
+    With a bridged model, what a picture's or video's file name names (``horse.png``, ``thunderstorm.mp4``; read
+    like a library file's name, :mod:`soundlib.name_concepts`) gets half of its concept part, as ingest gives a
+    sound's name half of the sound's: the answer's ``named`` says so, and ``read_as`` stays what the pictures
+    themselves were read as. ``names=False`` (``query --no-names``): the pictures alone.
+
 What the user says it is (``as_words``, ``query --as``)
     With a bridged model, words that name concepts (``"horse"``) replace the concept part of every query vector
     (pictures, frames or sound windows) before the search; the heads' part, how the query looks or sounds, stays
@@ -75,7 +81,8 @@ class QueryResult:
     ``read_as``: the concepts the query was read as (bridged models; ``None`` otherwise, and for words alone);
     ``told``: the concepts the user's words named, which the ranking used instead (``as_words``);
     ``told_hits``: with ``told``, whether each of ``results`` is named or heard as one of those concepts
-    (:func:`soundlib.concept_coverage.files_of_concepts`): none of them says the library may lack it."""
+    (:func:`soundlib.concept_coverage.files_of_concepts`): none of them says the library may lack it;
+    ``named``: the concepts the pictures' own file names named, mixed into the query (``names``)."""
 
     inputs: list[str]
     k: int
@@ -84,6 +91,7 @@ class QueryResult:
     read_as: list[tuple[str, float]] | None = None
     told: Told | None = None
     told_hits: list[bool] | None = None
+    named: list[str] = field(default_factory=list)
 
     @property
     def told_found(self) -> int | None:
@@ -95,6 +103,10 @@ class QueryResult:
         if self.told is None:
             return None
         return {**self.told.to_json(), "found": self.told_found}
+
+    def named_text(self) -> str:
+        """``"named: horse"`` when the pictures' names named concepts (mixed into the query), else ``""``."""
+        return "named: " + ", ".join(self.named) if self.named else ""
 
     def told_text(self) -> str:
         """``"ranked as: horse (--as) · 3 of 10 named or heard as it"``; ``""`` without ``told``."""
@@ -113,6 +125,8 @@ class QueryResult:
                                "results": hits_json(self.results, self.told_hits)}
         if self.read_as is not None:
             doc["read_as"] = read_as_json(self.read_as)
+        if self.named:
+            doc["named"] = list(self.named)
         if self.told is not None:
             doc["as"] = self.told_json()
         if self.frames is not None:
@@ -149,6 +163,29 @@ class _Vectors:
     kind: str  # "picture", "sound" or "words"
     labels: list[tuple[str, float]] = field(default_factory=list)  # (input, time)
     vectors: list[np.ndarray] = field(default_factory=list)
+    own: np.ndarray | None = None  # pictures whose names were mixed in: the vectors before (what they read as)
+    named: list[str] = field(default_factory=list)  # the concepts the pictures' names named
+
+
+def _mix_picture_names(model: Any, acc: _Vectors) -> None:
+    """Mix what each picture's (or video's) file name names into its vectors, as ingest mixes a sound's name
+    (:mod:`soundlib.name_concepts`; ``horse.png`` -> horse); the vectors before are kept in ``acc.own``."""
+    from soundlib.name_concepts import for_model
+
+    mixing = for_model(model)
+    if mixing is None or not acc.vectors:
+        return
+    vecs = np.stack(acc.vectors).astype(np.float32)
+    out = vecs.copy()
+    named = np.zeros(len(mixing.concepts), np.float32)
+    for name in dict.fromkeys(lab[0] for lab in acc.labels):
+        evidence = mixing.picture_vector(Path(name).name)
+        if evidence.any():
+            rows = [i for i, lab in enumerate(acc.labels) if lab[0] == name]
+            out[rows] = mixing.mix(model, vecs[rows], evidence)
+            named = np.maximum(named, evidence)
+    if named.any():
+        acc.own, acc.vectors, acc.named = vecs, list(out), mixing.names_of(named)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -321,8 +358,9 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
         per_frame: also return one ranking per picture / video frame / sound window.
         max_windows: window cap for sound inputs (default ``AudioConfig.max_windows``, as ingest).
         progress: receives ``("embed", inputs_done, inputs_total)``.
-        names: mix a sound input's own name and tags into it as ingest does (bridged models; sounds that are in
-            the library use their stored windows either way).
+        names: mix what an input's own file name names into it as ingest does for the library (bridged models:
+            ``horse.png`` -> horse, half of the concept part; a sound's embedded tags too; sounds that are in the
+            library use their stored windows either way); ``False``: the picture or audio alone.
         as_words: what the user says the query is (``"horse"``): the concepts these words name replace the
             query's own concept part (:mod:`soundlib.told_as`; bridged models only).
 
@@ -356,6 +394,8 @@ def recommend(inputs: Sequence[str | os.PathLike], loaded_model: Any, store: Sou
             _embed_sounds(model, sounds, acc, max_windows, store, names)
         else:
             _embed_pictures(model, pictures, acc, progress)
+            if names and told is None:
+                _mix_picture_names(model, acc)
     return _rank(acc, store, k, files, per_frame, [str(p) for p in inputs], model, told)
 
 
@@ -376,9 +416,10 @@ def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool,
     ``model=None`` or words alone: not said). ``told`` replaces every query vector's concept part before the
     search (:func:`soundlib.told_as.as_told`; a words query is made of it already)."""
     vecs = np.stack(acc.vectors).astype(np.float32)
-    own = _normalise(vecs.mean(axis=0, keepdims=True))  # a sound's windows, or the pictures: what it reads as
+    seen = acc.own if acc.own is not None else vecs  # pictures: what they read as before their names were mixed in
+    own = _normalise(seen.mean(axis=0, keepdims=True))  # a sound's windows, or the pictures: what it reads as
     read = read_as(model, own[0]) if acc.kind != "words" else None
-    own_frames = [read_as(model, v) if acc.kind == "picture" else None for v in vecs] if per_frame else []
+    own_frames = [read_as(model, v) if acc.kind == "picture" else None for v in seen] if per_frame else []
     if told is not None and acc.kind != "words":
         vecs = as_told(model, vecs, told)
     centroid = _normalise(vecs.mean(axis=0, keepdims=True))
@@ -395,7 +436,8 @@ def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool,
         frames = [FrameResult(input=lab[0], time=lab[1], results=hits, read_as=r)
                   for lab, hits, r in zip(acc.labels, per, own_frames)]
     return QueryResult(inputs=inputs, k=k, results=results, frames=frames, read_as=read, told=told,
-                       told_hits=_told_hits(store, model, told, results))
+                       told_hits=_told_hits(store, model, told, results),
+                       named=[] if told is not None else list(acc.named))
 
 
 def _told_hits(store: SoundStore, model: Any, told: Told | None, results: list[Hit]) -> list[bool] | None:
@@ -411,13 +453,14 @@ def _told_hits(store: SoundStore, model: Any, told: Told | None, results: list[H
 
 def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, float]], loaded_model: Any,
                        store: SoundStore, k: int = 10, categories: Iterable[str] | None = None,
-                       per_frame: bool = False, as_words: str | None = None) -> QueryResult:
+                       per_frame: bool = False, as_words: str | None = None, names: bool = True) -> QueryResult:
     """:func:`recommend` for pictures already decoded (e.g. uploads to ``soundlib serve``): same rankings.
 
     Args:
         pictures: ``(3, S, S)`` float tensors in [0, 1] read at ``loaded_model.model.picture_size``.
-        labels: ``(input name, time in seconds)`` of each picture (names the frames of the answer).
-        loaded_model, store, k, categories, per_frame, as_words: as in :func:`recommend`.
+        labels: ``(input name, time in seconds)`` of each picture (names the frames of the answer; with ``names``
+            what the input name names is mixed in, as :func:`recommend` does with a file's name).
+        loaded_model, store, k, categories, per_frame, as_words, names: as in :func:`recommend`.
 
     Raises:
         SoundlibError: no pictures, ``k < 1``, labels that do not match the pictures, or words that name no
@@ -432,6 +475,8 @@ def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, floa
     told = told_concepts(loaded_model.model, as_words) if as_words is not None else None
     acc = _Vectors(kind="picture", labels=[(str(n), float(t)) for n, t in labels],
                    vectors=list(embed_pictures(loaded_model.model, pictures)))
+    if names and told is None:
+        _mix_picture_names(loaded_model.model, acc)
     inputs = list(dict.fromkeys(str(n) for n, _ in labels))
     return _rank(acc, store, k, _allowed_files(store, None, categories), per_frame, inputs, loaded_model.model,
                  told)

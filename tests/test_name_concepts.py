@@ -76,6 +76,22 @@ def test_the_embedded_title_description_keywords_and_catid_name_concepts_too(nam
     assert names.named("x.wav", {"title": "Sea", "description": "lion"}) == ["big cat", "seashore"]
 
 
+@pytest.mark.parametrize("name,named", [
+    ("horse.png", ["horse"]),
+    ("dog-photo.jpg", ["dog"]),  # "photo" says what the picture is, not a camera shutter
+    ("shot_012.png", []),  # a film shot, not a gun
+    ("camera_A_take3.mov", []),
+    ("gun shot.png", ["firearm"]),  # the gun still counts
+    ("Thunderstorm over the sea.jpg", ["rain", "seashore"]),
+    ("C:\\stills\\sea lion.webp", ["sea lion"]),
+])
+def test_a_query_pictures_name_leaves_out_words_for_the_picture_itself(names: NameConcepts, name: str,
+                                                                        named: list[str]) -> None:
+    assert names.names_of(names.picture_vector(name)) == named
+    if name == "shot_012.png":
+        assert names.named(name) == ["firearm"]  # a sound named so is a shot
+
+
 def test_path_words_skip_the_extension_only_on_the_name() -> None:
     assert path_words("Rain.wav/drip.wav") == ["rain", "wav", "drip"]
     assert path_words("take 3/x9 MP5 Cows2.wav") == ["take", "mp", "cow"]  # bare numbers and single letters go

@@ -91,6 +91,7 @@ def test_words_need_a_model_with_concepts(client, media) -> None:
     assert r.status_code == 422 and "needs a model with concept columns" in r.json()["error"]
     ok = client.post("/api/query", files=files, data={"k": "3", "as": "  "})  # an empty field: no words
     assert ok.status_code == 200 and ok.json()["as"] is None
+    assert ok.json()["named"] == []  # nothing to mix a picture's name into without concept columns
     alone = client.post("/api/query", data={"k": "3", "as": "rain"})  # words alone
     assert alone.status_code == 422 and "needs a model with concept columns" in alone.json()["error"]
 

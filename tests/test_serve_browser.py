@@ -237,6 +237,7 @@ def test_the_default_model_says_what_each_picture_was_read_as(tmp_path: Path) ->
                 query(driver, demo / "dog-photo.png", k=3)
                 seen = driver.find_element(By.ID, "read-as")
                 assert seen.is_displayed() and seen.text.startswith("read as: dog ")
+                assert seen.text.endswith(" · named: dog")  # its file name (dog-photo.png) is mixed in too
                 video = write_video(tmp_path / "clip.mp4", seconds=2.4, fps=10)
                 query(driver, video, k=3)
                 wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#strip .frame")) >= 3)

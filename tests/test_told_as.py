@@ -124,6 +124,28 @@ def test_query_as_says_which_results_are_it_and_when_the_library_lacks_it(librar
         assert result.told_json()["found"] == heard[concept]
 
 
+def test_a_pictures_own_name_is_mixed_in_like_a_sounds(library: Path, tmp_path: Path) -> None:
+    """``horse.png``, read as a book, ranks horses by its name; a name that names nothing, --no-names and --as leave
+    the picture alone; what the picture was read as is its own reading either way."""
+    def ask(picture: Path, *extra: str) -> dict:
+        res = run("query", str(picture), "-k", "5", *extra, "--db", str(library), "--json")
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)
+
+    named, alone = ask(HORSE), ask(HORSE, "--no-names")
+    assert named["named"] == ["horse"] and "named" not in alone
+    assert named["read_as"] == alone["read_as"] and alone["read_as"][0]["concept"] == "book"
+    kinds = [[r["path"].split("/")[-2] for r in d["results"]] for d in (named, alone)]
+    assert kinds[0] == ["horse"] * 5 and kinds[1].count("horse") < 5
+    shutil.copy(HORSE, tmp_path / "shot_012.png")  # a name for the picture itself: nothing named
+    unnamed = ask(tmp_path / "shot_012.png")
+    assert "named" not in unnamed and [r["path"] for r in unnamed["results"]] == [r["path"] for r in alone["results"]]
+    told = ask(HORSE, "--as", "dog")  # what the user says replaces the concepts, the name's too
+    assert "named" not in told and [r["category"] for r in told["results"][:3]] == ["dog"] * 3
+    table = run("query", str(HORSE), "-k", "2", "--db", str(library), env={"COLUMNS": "160"})
+    assert "read as: book 100 % · named: horse" in table.stdout
+
+
 def test_words_alone_rank_the_library(library: Path) -> None:
     res = run("query", "--as", "cows", "-k", "3", "--db", str(library), "--json")
     assert res.exit_code == 0, res.output
@@ -167,6 +189,31 @@ def test_eval_as_category_tells_each_picture_its_category(tmp_path: Path) -> Non
     res = run("eval", str(data / "test.csv"), "--as-category", "-k", "1")
     assert res.exit_code == 0, res.output
     assert "3 of 3 rows scored; 2 pictures told their category (--as-category)" in res.stdout
+
+
+def test_eval_picture_names_mixes_each_pictures_name_in(tmp_path: Path) -> None:
+    from soundlib.evaluation.retrieval import evaluate_list
+
+    data = tmp_path / "data"
+    for kind, name in (("horse", "horse_11.ogg"), ("lion", "lion_attack1.ogg"), ("elephant", "elephant_attack1.ogg")):
+        (data / kind).mkdir(parents=True)
+        shutil.copy(DEMO / "sounds" / kind / name, data / kind / name)
+    shutil.copy(DEMO / "images" / "horse.png", data / "horse.png")
+    shutil.copy(DEMO / "images" / "horse.png", data / "shot_3.png")  # a name that names nothing
+    (data / "test.csv").write_text("frame,audio,category\nhorse.png,horse/horse_11.ogg,horse\n"
+                                   "shot_3.png,horse/horse_11.ogg,horse\n"
+                                   "horse.png,elephant/elephant_attack1.ogg,elephant\n", encoding="utf-8")
+    own, named = (evaluate_list(data / "test.csv", [], (1, 3), picture_names=p) for p in (False, True))
+    assert "picture_names" not in own.to_json() and named.to_json()["picture_names"] == 2
+
+    def firsts(rep) -> list[str]:
+        return [rec["knn_samples"][0] for rec in rep.models[0].recommendations.values()]
+
+    assert firsts(named)[0] == "horse/horse_11.ogg" and firsts(own)[0] != "horse/horse_11.ogg"
+    assert firsts(named)[1] == firsts(own)[1]  # shot_3.png: nothing named, ranked as before
+    res = run("eval", str(data / "test.csv"), "--picture-names", "-k", "1")
+    assert res.exit_code == 0, res.output
+    assert "3 of 3 rows scored; 2 pictures named a concept (--picture-names)" in res.stdout
 
 
 # --- which concepts a library holds (soundlib library concepts) ----------------------------------------------------

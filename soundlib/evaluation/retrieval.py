@@ -75,6 +75,7 @@ class EvalReport:
     candidates_path: str | None = None
     names: bool = False
     told: int | None = None
+    picture_names: int | None = None
 
     @property
     def has_categories(self) -> bool:
@@ -95,6 +96,8 @@ class EvalReport:
             doc["names"] = True
         if self.told is not None:  # --as-category: how many queries were told their category's concepts
             doc["as_category"] = self.told
+        if self.picture_names is not None:  # --picture-names: how many pictures' names named a concept
+            doc["picture_names"] = self.picture_names
         return doc
 
     @staticmethod
@@ -128,6 +131,7 @@ def evaluate_list(
     candidates: str | Path | None = None,
     names: bool = False,
     as_category: bool = False,
+    picture_names: bool = False,
 ) -> EvalReport:
     """Evaluate one or several models on a pair list (same rows, same candidates for all of them).
 
@@ -155,6 +159,10 @@ def evaluate_list(
             (:mod:`soundlib.told_as`: the concepts those words name replace the picture's own); a category that
             names no concept keeps the picture's reading. What a user who says what each picture is gets, not the
             model's own figures (bridged models only; ``told`` in the report counts the queries told).
+        picture_names: mix what each query picture's file name names into it, as ``query`` does
+            (:meth:`soundlib.name_concepts.NameConcepts.picture_vector`; bridged models; ``picture_names`` in the
+            report counts the pictures whose name named a concept). What a user whose pictures are well named gets,
+            not the model's own figures; ``as_category`` replaces it where both are given, as ``query --as`` does.
 
     Returns:
         :class:`EvalReport`; ``queries == 0`` when nothing could be scored (every row is in ``problems``).
@@ -174,6 +182,8 @@ def evaluate_list(
                             "used as they were ingested (see ingest --no-names)")
     if as_category and library is not None:
         raise SoundlibError("--as-category goes with a list's own clips, not --library")
+    if picture_names and library is not None:
+        raise SoundlibError("--picture-names goes with a list's own clips, not --library")
     if library is not None and candidates is not None:
         raise SoundlibError("--candidates adds sounds to a list's own clips; with --library the collection's files "
                             "are the candidates")
@@ -223,9 +233,11 @@ def evaluate_list(
     query_cats = [data.rows[i].category for i in ok_rows]
 
     results: list[ModelResult] = []
-    told = None
+    told = named_pictures = None
     for m, (label, (spec, lm)) in enumerate(zip(labels, loaded)):
         own = qv = np.stack([emb.frames[m][data.row_frame[i]] for i in ok_rows])
+        if picture_names:
+            qv, named_pictures = _named_queries(lm.model, qv, [data.rows[i].frame.name for i in ok_rows])
         if as_category:
             qv, told = _told_queries(lm.model, qv, query_cats)
         vecs, v_samples, v_cats, v_meta = [], [], [], []
@@ -253,7 +265,26 @@ def evaluate_list(
         results.append(ModelResult(label, spec or str(lm.info.path), scores, recs, named))
     n_cand = results[0].scores.n_candidates
     return EvalReport(str(list_path), ks, len(ok_rows), n_cand, len(ok_clips), n_rows, results, problems,
-                      file_score, extra_candidates=n_extra, candidates_path=cand_path, names=names, told=told)
+                      file_score, extra_candidates=n_extra, candidates_path=cand_path, names=names, told=told,
+                      picture_names=named_pictures)
+
+
+def _named_queries(model: Any, vectors: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, int]:
+    """Query vectors with what each picture's file name names mixed in (``query``'s picture names), and how many
+    names named a concept; a model without concept columns leaves them as they are."""
+    from soundlib.name_concepts import for_model
+
+    mixing = for_model(model)
+    out = np.array(vectors, dtype=np.float32, copy=True)
+    if mixing is None:
+        return out, 0
+    n = 0
+    for i, name in enumerate(names):
+        evidence = mixing.picture_vector(name)
+        if evidence.any():
+            out[i] = mixing.mix(model, out[i:i + 1], evidence)[0]
+            n += 1
+    return out, n
 
 
 def _told_queries(model: Any, vectors: np.ndarray, categories: Sequence[str | None]) -> tuple[np.ndarray, int]:

@@ -213,7 +213,7 @@ class Engine:
                       for i, ((n, t), f) in enumerate(zip(labels, result.frames or [None] * len(labels)))]
         return {"query": qid, "inputs": result.inputs, "k": k, "categories": sorted(set(categories or [])),
                 "frames": frames, "results": rows, "read_as": read_as_json(result.read_as),
-                "as": result.told_json(),
+                "named": list(result.named), "as": result.told_json(),
                 "seconds": {"decode": round(t1 - t0, 4), "rank": round(t2 - t1, 4)}}
 
     def query_words(self, words: str, k: int, categories: list[str] | None = None) -> dict[str, Any]:

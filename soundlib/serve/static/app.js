@@ -216,10 +216,11 @@ function chooseFrame(index) {
 // --- result rows ----------------------------------------------------------------------------------------------
 
 // what the picture(s) were read as: the concepts the query points at (bridged models; null otherwise)
-function readAsText(readAs) {
+// and what the pictures' file names named (mixed into the query, as ingest mixes the library's names)
+function readAsText(readAs, named = null) {
   if (!readAs) return "";
-  if (!readAs.length) return "read as: no concept";
-  return "read as: " + readAs.map((c) => `${c.concept} ${Math.round(c.share * 100)} %`).join(" · ");
+  const seen = readAs.length ? readAs.map((c) => `${c.concept} ${Math.round(c.share * 100)} %`).join(" · ") : "no concept";
+  return `read as: ${seen}` + (named && named.length ? ` · named: ${named.join(", ")}` : "");
 }
 
 // the "it is ..." field: offered under a picture's ranking when the model reads concepts (read_as is not null)
@@ -244,7 +245,7 @@ function showRows(results, title, readAs = null) {
   stop();
   $("title").textContent = title;
   const seen = $("read-as");
-  seen.textContent = readAsText(readAs);
+  seen.textContent = readAsText(readAs, state.answer && readAs ? state.answer.named : null);
   seen.hidden = !readAs;
   const list = $("rows");
   list.replaceChildren();
