@@ -146,6 +146,23 @@ def test_a_pictures_own_name_is_mixed_in_like_a_sounds(library: Path, tmp_path: 
     assert "read as: book 100 % · named: horse" in table.stdout
 
 
+def test_no_names_leaves_a_sound_querys_name_out_too(library: Path, tmp_path: Path) -> None:
+    """A sound query that is not in the library has its own name mixed in, as ingest would; --no-names: the audio
+    alone (what it reads as shows it)."""
+    from tests.conftest import write_audio
+
+    rng = np.random.default_rng(5)
+    sound = write_audio(tmp_path / "Rooster crowing.wav", 0.2 * rng.standard_normal(48_000).astype(np.float32), 48_000)
+
+    def shares(*extra: str) -> dict[str, float]:
+        res = run("query", str(sound), "-k", "3", *extra, "--db", str(library), "--json")
+        assert res.exit_code == 0, res.output
+        return {c["concept"]: c["share"] for c in json.loads(res.stdout)["read_as"]}
+
+    named, alone = shares(), shares("--no-names")
+    assert named.get("chicken", 0.0) > alone.get("chicken", 0.0) + 0.2  # the name's half says chicken
+
+
 def test_words_alone_rank_the_library(library: Path) -> None:
     res = run("query", "--as", "cows", "-k", "3", "--db", str(library), "--json")
     assert res.exit_code == 0, res.output
