@@ -548,8 +548,9 @@ def query(inputs, k, as_words, categories, text, per_frame, no_names, export_dir
 
     Several pictures (or the 1-fps frames of a video) give one ranking for the whole scene. A sound gives
     "more like this" (the sound itself first when it is in the library). Under each ranking, what the picture
-    was read as; when that is wrong (a cartoon horse read as a book), --as says what it is. Without --model, the
-    model the collection was built with is used when its checkpoint is still where it was.
+    was read as; when that is wrong (a cartoon horse read as a book), --as says what it is. What an input's file
+    name names (horse.png) counts for half of its concepts, as for the library's sounds; --no-names ignores it.
+    Without --model, the model the collection was built with is used when its checkpoint is still where it was.
 
     \b
     Examples:
@@ -560,6 +561,7 @@ def query(inputs, k, as_words, categories, text, per_frame, no_names, export_dir
       soundlib query dog.jpg --explain dog-heat.png
       soundlib query cartoon-horse.png --as horse
       soundlib query --as "dog" -k 20
+      soundlib query horse.png --no-names        # the picture alone, not what its name says
     """
     from soundlib.clikit import fail, print_json, rich_progress, stdout_console
     from soundlib.media import media_kind
