@@ -104,9 +104,13 @@ class QueryResult:
             return None
         return {**self.told.to_json(), "found": self.told_found}
 
-    def named_text(self) -> str:
-        """``"named: horse"`` when the pictures' names named concepts (mixed into the query), else ``""``."""
-        return "named: " + ", ".join(self.named) if self.named else ""
+    def named_text(self, most: int = 5) -> str:
+        """``"named: horse"`` when the pictures' names named concepts (mixed into the query), else ``""``; past
+        ``most`` concepts (a folder of named stills) ``"... and 7 more"``."""
+        if not self.named:
+            return ""
+        more = len(self.named) - most
+        return "named: " + ", ".join(self.named[:most]) + (f" and {more} more" if more > 0 else "")
 
     def told_text(self) -> str:
         """``"ranked as: horse (--as) · 3 of 10 named or heard as it"``; ``""`` without ``told``."""

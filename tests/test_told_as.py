@@ -144,6 +144,12 @@ def test_a_pictures_own_name_is_mixed_in_like_a_sounds(library: Path, tmp_path: 
     assert "named" not in told and [r["category"] for r in told["results"][:3]] == ["dog"] * 3
     table = run("query", str(HORSE), "-k", "2", "--db", str(library), env={"COLUMNS": "160"})
     assert "read as: book 100 % · named: horse" in table.stdout
+    folder = run("query", str(DEMO / "images"), "-k", "2", "--db", str(library), "--json")  # 12 named pictures
+    assert len(json.loads(folder.stdout)["named"]) == 12
+    from soundlib.recommend import QueryResult
+
+    assert QueryResult([], 1, [], named=["a", "b", "c", "d", "e", "f", "g"]).named_text() == \
+        "named: a, b, c, d, e and 2 more"
 
 
 def test_no_names_leaves_a_sound_querys_name_out_too(library: Path, tmp_path: Path) -> None:

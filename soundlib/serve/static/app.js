@@ -220,7 +220,9 @@ function chooseFrame(index) {
 function readAsText(readAs, named = null) {
   if (!readAs) return "";
   const seen = readAs.length ? readAs.map((c) => `${c.concept} ${Math.round(c.share * 100)} %`).join(" · ") : "no concept";
-  return `read as: ${seen}` + (named && named.length ? ` · named: ${named.join(", ")}` : "");
+  if (!named || !named.length) return `read as: ${seen}`;
+  const more = named.length > 5 ? ` and ${named.length - 5} more` : "";
+  return `read as: ${seen} · named: ${named.slice(0, 5).join(", ")}${more}`;
 }
 
 // the "it is ..." field: offered under a picture's ranking when the model reads concepts (read_as is not null)
