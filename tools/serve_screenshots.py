@@ -11,6 +11,7 @@ collection's model; the browser is Debian's chromium driven by selenium (tests/b
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +27,8 @@ def main() -> None:
     p.add_argument("--picture", default=str(ROOT / "demo" / "images" / "lion.png"))
     p.add_argument("--video", default=None, help="a short video for the frame-strip screenshot")
     p.add_argument("--misread", default=str(ROOT / "demo" / "images" / "horse.png"),
-                   help="a picture the model misreads, for the 'it is' screenshot")
+                   help="a picture the model misreads, for the 'it is' screenshot (uploaded as frame_0042 + its "
+                        "extension, a name that says nothing: the correction, not the name, ranks it)")
     p.add_argument("--it-is", default="horse", help="what that picture is")
     p.add_argument("--out", default=str(ROOT / "docs"))
     args = p.parse_args()
@@ -84,7 +86,9 @@ def main() -> None:
                     settled()
                     d.save_screenshot(str(out / "serve-video.png"))
                 body.send_keys(Keys.SPACE)
-                upload(args.misread)
+                unnamed = tmp / ("frame_0042" + Path(args.misread).suffix)
+                shutil.copyfile(args.misread, unnamed)
+                upload(str(unnamed))
                 js("document.body.dataset.rows = ''")
                 d.find_element(By.ID, "as").send_keys(args.it_is, Keys.ENTER)
                 wait.until(lambda d: js("return document.body.dataset.rows || null")
