@@ -109,6 +109,7 @@ def name_words(text: str) -> list[str]:
 PICTURE_MEDIUM_WORDS = ("shot", "take", "camera", "cam", "photo", "photograph", "pic", "picture", "image", "img",
                         "frame", "still", "screenshot", "scene", "clip", "render", "sketch", "drawing", "storyboard",
                         "video", "movie", "film", "footage")
+_PICTURE_MEDIUM_STEMS = frozenset(stem(w) for w in PICTURE_MEDIUM_WORDS)
 
 
 def path_words(rel: str) -> list[str]:
@@ -226,8 +227,8 @@ class NameConcepts:
     def picture_vector(self, name: str) -> np.ndarray:
         """The :meth:`vector` of a query picture's or video's file name (``horse.png`` -> horse), its
         :data:`PICTURE_MEDIUM_WORDS` left out (``dog-photo.jpg`` names a dog, not a camera shutter)."""
-        medium = {stem(w) for w in PICTURE_MEDIUM_WORDS}
-        words = [w for w in name_words(PurePosixPath(name.replace("\\", "/")).stem) if w not in medium]
+        words = [w for w in name_words(PurePosixPath(name.replace("\\", "/")).stem)
+                 if w not in _PICTURE_MEDIUM_STEMS]
         out = np.zeros(len(self.concepts), np.float32)
         out[sorted(named_columns(words, self.phrases))] = 1.0
         return out
@@ -278,6 +279,26 @@ class NameConcepts:
         out = model.without_sound_evidence(torch.from_numpy(np.asarray(vectors, np.float32)),
                                            torch.from_numpy(named), share)
         return out.detach().float().cpu().numpy()
+
+    def mix_pictures(self, model: Any, vectors: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Query pictures' ``(N, D)`` embeddings, row ``i`` from the file named ``names[i]`` (a video's name repeats
+        for its frames), each mixed with what its name names (:meth:`picture_vector`).
+
+        Returns:
+            the mixed ``(N, D)`` float32 embeddings (rows whose name names nothing as given) and the ``(N, C)``
+            evidence each row was mixed with (all zero: nothing named).
+        """
+        out = np.array(vectors, dtype=np.float32, copy=True)
+        evidence = np.zeros((len(out), len(self.concepts)), np.float32)
+        rows: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            rows.setdefault(name, []).append(i)
+        for name, idx in rows.items():
+            named = self.picture_vector(name)
+            if named.any():
+                out[idx] = self.mix(model, out[idx], named)
+                evidence[idx] = named
+        return out, evidence
 
     def apply(self, model: Any, rel: str, vectors: np.ndarray, info: Mapping[str, Any] | None = None) -> np.ndarray:
         """One file's ``(N, D)`` window embeddings with their concept part mixed with what its path (and the tags in

@@ -180,14 +180,8 @@ def _mix_picture_names(model: Any, acc: _Vectors) -> None:
     if mixing is None or not acc.vectors:
         return
     vecs = np.stack(acc.vectors).astype(np.float32)
-    out = vecs.copy()
-    named = np.zeros(len(mixing.concepts), np.float32)
-    for name in dict.fromkeys(lab[0] for lab in acc.labels):
-        evidence = mixing.picture_vector(Path(name).name)
-        if evidence.any():
-            rows = [i for i, lab in enumerate(acc.labels) if lab[0] == name]
-            out[rows] = mixing.mix(model, vecs[rows], evidence)
-            named = np.maximum(named, evidence)
+    out, evidence = mixing.mix_pictures(model, vecs, [Path(name).name for name, _ in acc.labels])
+    named = evidence.max(axis=0)
     if named.any():
         acc.own, acc.vectors, acc.named = vecs, list(out), mixing.names_of(named)
 

@@ -275,16 +275,10 @@ def _named_queries(model: Any, vectors: np.ndarray, names: Sequence[str]) -> tup
     from soundlib.name_concepts import for_model
 
     mixing = for_model(model)
-    out = np.array(vectors, dtype=np.float32, copy=True)
     if mixing is None:
-        return out, 0
-    n = 0
-    for i, name in enumerate(names):
-        evidence = mixing.picture_vector(name)
-        if evidence.any():
-            out[i] = mixing.mix(model, out[i:i + 1], evidence)[0]
-            n += 1
-    return out, n
+        return np.array(vectors, dtype=np.float32, copy=True), 0
+    out, evidence = mixing.mix_pictures(model, vectors, names)
+    return out, int(evidence.any(axis=1).sum())
 
 
 def _told_queries(model: Any, vectors: np.ndarray, categories: Sequence[str | None]) -> tuple[np.ndarray, int]:

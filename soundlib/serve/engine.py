@@ -181,10 +181,11 @@ class Engine:
 
         Returns:
             ``{"query", "inputs", "k", "categories", "frames": [{"index", "input", "time", "results",
-            "read_as"}], "results", "read_as", "as", "seconds": {"decode", "rank"}}`` (``as``: ``{"words",
-            "concepts"}`` or ``None``); each result row has ``file``, ``window``, ``name``,
-            ``path``, ``category``, ``start``, ``duration``, ``distance``, ``score`` (cosine similarity) and
-            ``named`` (the concepts the file's words named at ingest, ``"; "``-joined; empty when none).
+            "read_as"}], "results", "read_as", "named", "as", "seconds": {"decode", "rank"}}`` (``named``: the
+            concepts the uploads' names named, mixed in; ``as``: ``{"words", "concepts", "found"}`` or ``None``);
+            each result row has ``file``, ``window``, ``name``, ``path``, ``category``, ``start``, ``duration``,
+            ``distance``, ``score`` (cosine similarity), ``named`` (the concepts the file's words named at ingest,
+            ``"; "``-joined; empty when none) and, with ``as_words``, ``told`` (named or heard as what was said).
 
         Raises:
             UploadError: a refused upload (its name and the reason), or no uploads.
