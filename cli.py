@@ -614,20 +614,19 @@ def query(inputs, k, as_words, categories, text, per_frame, no_names, export_dir
         where = f" @ {f.time:.1f} s" if media_kind(f.input) in ("video", "audio") else ""
         out.print(_ranking(f"{f.input}{where}", f.results, caption=read_as_text(f.read_as)))
     combined = "combined ranking: " if result.frames else ""
-    caption = " · ".join(t for t in (read_as_text(result.read_as), result.named_text(), result.told_text()) if t)
     out.print(_ranking(combined + (", ".join(result.inputs) or f"--as {as_words}"), result.results,
-                       caption=caption, told=result.told_hits))
+                       caption=result.caption(), fits=result.fits))
     if explained:
         out.print(f"heatmap of {_display_path(explained['sound'])} @ {explained['start']:.1f} s "
                   f"({explained['method']}) -> {explained['path']}", highlight=False, markup=False)
     _export_exit(report)
 
 
-def _ranking(title, hits, score="distance", caption="", told=None):
+def _ranking(title, hits, score="distance", caption="", fits=None):
     """A Rich table of a ranking (``Hit`` or ``WordHit``): file, category, start, score, and when any result has
     them its description and the concepts its words named (``named``: ingest mixed them into its vector);
-    ``caption`` under it (what the query was read as); ``told`` (one bool per hit, ``query --as``): a column
-    marking the results named or heard as what the user said."""
+    ``caption`` under it (what the query was read as); ``fits`` (one bool per hit): an "is it" column marking the
+    results named or heard as what the ranking looked for (what the user said, or what the query was read as)."""
     from rich.table import Table
 
     table = Table(title=title, caption=caption or None, caption_justify="left")
@@ -642,14 +641,14 @@ def _ranking(title, hits, score="distance", caption="", told=None):
              if any(h.metadata.get(key) for h in hits)]
     for _, title, width in extra:
         table.add_column(title, overflow="fold", max_width=width)
-    if told is not None:
+    if fits is not None:
         table.add_column("is it", justify="center")
     for i, h in enumerate(hits, 1):
         value = getattr(h, "distance", None)
         value = f"{value:.4f}" if value is not None else f"{h.score:.3f}"
         table.add_row(str(i), _display_path(h.path), h.category, f"{h.start:.1f}", value,
                       *(str(h.metadata.get(key, "")) for key, _, _ in extra),
-                      *(("✓" if told[i - 1] else "",) if told is not None else ()))
+                      *(("✓" if fits[i - 1] else "",) if fits is not None else ()))
     return table
 
 

@@ -17,7 +17,7 @@ read in batches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -90,7 +90,7 @@ def concept_coverage(store: Any, model: Any, progress: ProgressFn | None = None)
     heard_example: dict[int, str] = {}  # used where no file is named the concept
     for lo in range(0, len(ids), BATCH_FILES):
         batch = ids[lo:lo + BATCH_FILES]
-        vectors = store.file_vectors(batch)
+        vectors = store.file_vectors(batch, {fid: heads[fid].n_windows for fid in batch})
         for fid in batch:
             named, heard = _file_concepts(model, columns, heads[fid], vectors.get(fid))
             for i in named:
@@ -124,26 +124,38 @@ def _file_concepts(model: Any, columns: Any, head: Any, vecs: np.ndarray | None)
     return named_cols, (int(np.argmax(mean)) if float(mean.max()) > 0 else None)
 
 
-def files_of_concepts(store: Any, model: Any, wanted: np.ndarray, file_ids: Sequence[str]) -> dict[str, bool]:
-    """Whether each file is named or heard as (as :func:`concept_coverage` counts them) one of the ``wanted``
-    concept columns (``(C,)``, non-zero where wanted): what ``query --as`` says of its results.
+def files_concepts(store: Any, model: Any, file_ids: Sequence[str],
+                   known: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, set[int]]:
+    """The concept columns each file is named or heard as (as :func:`concept_coverage` counts them): what
+    ``query`` checks its results against (:mod:`soundlib.aim`).
 
-    Reads only these files' window 0 and vectors (a query's top k), so it costs two store reads.
+    Reads only these files' vectors and, for the ones ``known`` does not describe, their window 0, by id (key
+    lookups, no metadata filter).
+
+    Args:
+        store, model: the open collection and its bridged model.
+        file_ids: the files (a query's top k).
+        known: metadata already read of some of them, by file id: a search hit's (``Hit.metadata``: its window's
+            facts with window 0's description merged in), which saves the window-0 read.
 
     Returns:
-        file id -> bool, for every id given that the store holds.
+        file id -> the columns its words named, plus the one its audio alone points at most, for every id given
+        that the store holds.
     """
     from soundlib.name_concepts import NameConcepts
 
     ids = sorted(set(file_ids))
     if not ids:
         return {}
+    from soundlib.store import FileRecord
+
     columns = NameConcepts.columns_only(tuple(model.config.concepts))
-    heads = store.file_records(complete=False, file_ids=ids)
-    vectors = store.file_vectors(list(heads))
-    want = {int(i) for i in np.flatnonzero(np.asarray(wanted))}
-    out: dict[str, bool] = {}
+    given = {fid: dict(m) for fid, m in (known or {}).items() if fid in set(ids) and "file_id" in m}
+    heads = {fid: FileRecord.from_metadata(m) for fid, m in
+             {**store.file_heads([i for i in ids if i not in given]), **given}.items() if "file_id" in m}
+    vectors = store.file_vectors(list(heads), {fid: h.n_windows for fid, h in heads.items()})
+    out: dict[str, set[int]] = {}
     for fid, head in heads.items():
         named, heard = _file_concepts(model, columns, head, vectors.get(fid))
-        out[fid] = bool(want & set(named)) or heard in want
+        out[fid] = set(named) | ({heard} if heard is not None else set())
     return out

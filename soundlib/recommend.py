@@ -53,7 +53,8 @@ from soundlib.embedding import embed_windows, torch_threads
 from soundlib.errors import AudioError, ImageError, SoundlibError, VideoError
 from soundlib.config import DEFAULT_K, INFERENCE_BATCH
 from soundlib.progress import ProgressFn
-from soundlib.read_as import read_as, read_as_json
+from soundlib.aim import Check, aim_of_query, aim_of_told, check
+from soundlib.read_as import read_as, read_as_json, read_as_text
 from soundlib.store import Hit, SoundStore
 from soundlib.told_as import Told, as_told, told_concepts, words_query
 
@@ -80,9 +81,10 @@ class QueryResult:
     """Answer of :func:`recommend`: the aggregated ranking (and, with ``per_frame``, one per picture/window);
     ``read_as``: the concepts the query was read as (bridged models; ``None`` otherwise, and for words alone);
     ``told``: the concepts the user's words named, which the ranking used instead (``as_words``);
-    ``told_hits``: with ``told``, whether each of ``results`` is named or heard as one of those concepts
-    (:func:`soundlib.concept_coverage.files_of_concepts`): none of them says the library may lack it;
-    ``named``: the concepts the pictures' own file names named, mixed into the query (``names``)."""
+    ``named``: the concepts the pictures' own file names named, mixed into the query (``names``);
+    ``check``: what the ranking looked for (the told concepts, else the ones the query vector points at firmly)
+    and which of ``results`` are named or heard as it (:mod:`soundlib.aim`; none says the library may lack it);
+    ``None`` when nothing was checked."""
 
     inputs: list[str]
     k: int
@@ -90,19 +92,18 @@ class QueryResult:
     frames: list[FrameResult] | None = None
     read_as: list[tuple[str, float]] | None = None
     told: Told | None = None
-    told_hits: list[bool] | None = None
     named: list[str] = field(default_factory=list)
+    check: Check | None = None
 
     @property
-    def told_found(self) -> int | None:
-        """How many of ``results`` are named or heard as a told concept (``None`` without ``told``)."""
-        return None if self.told_hits is None else sum(self.told_hits)
+    def fits(self) -> list[bool] | None:
+        """Per result, named or heard as what the ranking looked for (``None``: not checked)."""
+        return None if self.check is None else self.check.hits
 
-    def told_json(self) -> dict[str, Any] | None:
-        """``{"words", "concepts", "found"}`` (``found``: :attr:`told_found`), or ``None`` without ``told``."""
-        if self.told is None:
-            return None
-        return {**self.told.to_json(), "found": self.told_found}
+    @property
+    def found(self) -> int | None:
+        """How many of ``results`` are named or heard as what the ranking looked for (``None``: not checked)."""
+        return None if self.check is None else self.check.found
 
     def named_text(self, most: int = 5) -> str:
         """``"named: horse"`` when the pictures' names named concepts (mixed into the query), else ``""``; past
@@ -112,27 +113,27 @@ class QueryResult:
         more = len(self.named) - most
         return "named: " + ", ".join(self.named[:most]) + (f" and {more} more" if more > 0 else "")
 
-    def told_text(self) -> str:
-        """``"ranked as: horse (--as) · 3 of 10 named or heard as it"``; ``""`` without ``told``."""
-        if self.told is None:
-            return ""
-        found, n = self.told_found or 0, len(self.results)
-        if n and not found:
-            return (self.told.text() + f" · none of these {n} is named or heard as it: the library may lack it "
-                    "(soundlib library concepts)")
-        return self.told.text() + f" · {found} of {n} named or heard as it"
+    def caption(self) -> str:
+        """What the answer says under its ranking, ``" · "``-joined: what the query was read as, what its names
+        named, what the user said it is, and how many results are that (``"read as: book 100 % · named: horse ·
+        4 of 10 named or heard as book or horse"``)."""
+        parts = (read_as_text(self.read_as), self.named_text(), self.told.text() if self.told else "",
+                 self.check.text() if self.check else "")
+        return " · ".join(t for t in parts if t)
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document (shape fixed by the library issue; ``read_as`` only when there is one, ``as``
         only with ``as_words``)."""
         doc: dict[str, Any] = {"inputs": list(self.inputs), "k": self.k,
-                               "results": hits_json(self.results, self.told_hits)}
+                               "results": hits_json(self.results, self.check.concepts if self.check else None)}
         if self.read_as is not None:
             doc["read_as"] = read_as_json(self.read_as)
         if self.named:
             doc["named"] = list(self.named)
         if self.told is not None:
-            doc["as"] = self.told_json()
+            doc["as"] = self.told.to_json()
+        if self.check is not None:
+            doc["fits"] = self.check.to_json()
         if self.frames is not None:
             doc["frames"] = [{"input": f.input, "time": round(f.time, 3), "results": hits_json(f.results),
                               **({"read_as": read_as_json(f.read_as)} if f.read_as is not None else {})}
@@ -150,15 +151,16 @@ def file_info(meta: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def hits_json(hits: Sequence[Hit], told: Sequence[bool] | None = None) -> list[dict[str, Any]]:
+def hits_json(hits: Sequence[Hit], fits: Sequence[Sequence[str]] | None = None) -> list[dict[str, Any]]:
     """``[{"rank", "path", "category", "start", "distance", "description", "info"}]`` for a ranking; with
-    ``told`` (one bool per hit), each hit also says ``"told"``: named or heard as what the user said it is."""
+    ``fits`` (per hit, the concepts of what the ranking looked for it is named or heard as), each hit also says
+    ``"fits"``: that list, empty when it is none of them."""
     rows = [{"rank": i + 1, "path": h.path, "category": h.category, "start": round(h.start, 3),
              "distance": round(h.distance, 6), "description": str(h.metadata.get("description", "")),
              "info": file_info(h.metadata)} for i, h in enumerate(hits)]
-    if told is not None:
-        for row, hit_told in zip(rows, told):
-            row["told"] = bool(hit_told)
+    if fits is not None:
+        for row, hit_fits in zip(rows, fits):
+            row["fits"] = list(hit_fits)
     return rows
 
 
@@ -433,20 +435,13 @@ def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool,
     if per_frame:
         frames = [FrameResult(input=lab[0], time=lab[1], results=hits, read_as=r)
                   for lab, hits, r in zip(acc.labels, per, own_frames)]
+    if told is not None:
+        aim = aim_of_told(told)
+    else:  # what the query vector the search used points at (a picture's reading, mixed with what its name names)
+        aim = aim_of_query(model, centroid[0], acc.named) if model is not None else None
+    checked = check(store, model, aim, results) if aim is not None and results else None
     return QueryResult(inputs=inputs, k=k, results=results, frames=frames, read_as=read, told=told,
-                       told_hits=_told_hits(store, model, told, results),
-                       named=[] if told is not None else list(acc.named))
-
-
-def _told_hits(store: SoundStore, model: Any, told: Told | None, results: list[Hit]) -> list[bool] | None:
-    """Whether each result is named or heard as a told concept (``None`` without ``told``)."""
-    if told is None:
-        return None
-    from soundlib.concept_coverage import files_of_concepts
-
-    ids = [str(h.metadata.get("file_id", "")) for h in results]
-    found = files_of_concepts(store, model, told.vector, [i for i in ids if i])
-    return [found.get(i, False) for i in ids]
+                       named=[] if told is not None else list(acc.named), check=checked)
 
 
 def recommend_pictures(pictures: Sequence[Any], labels: Sequence[tuple[str, float]], loaded_model: Any,

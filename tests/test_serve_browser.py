@@ -250,6 +250,10 @@ def test_the_default_model_says_what_each_picture_was_read_as(tmp_path: Path) ->
                 # "it is ...": the words' concepts rank the library (its rain/ folder), the reading stays said
                 query(driver, demo / "drum.png", k=2)
                 assert driver.find_element(By.ID, "as-form").is_displayed()
+                # untold, the ranking is checked against what the picture was read as: no drums in this library
+                told = driver.find_element(By.ID, "told")
+                assert told.text == "none of these 2 is named or heard as drum kit: your library may lack it"
+                assert "warn" in told.get_attribute("class")
                 field = driver.find_element(By.ID, "as")
                 field.send_keys("rain", Keys.ENTER)
                 wait(driver, lambda d: d.find_element(By.ID, "told").text.startswith("ranked as: rain"))
@@ -274,7 +278,13 @@ def test_the_default_model_says_what_each_picture_was_read_as(tmp_path: Path) ->
                 assert "names none of this model's" in driver.find_element(By.ID, "error").text
                 query(driver, demo / "dog-photo.png", k=2)  # a new picture: the words do not carry over
                 assert driver.find_element(By.ID, "as").get_attribute("value") == ""
-                assert driver.find_element(By.ID, "told").text == ""
+                told = driver.find_element(By.ID, "told")
+                assert told.text == "2 of 2 named or heard as dog" and "warn" not in told.get_attribute("class")
+                assert texts(driver, "#rows .row .told-hit") == ["✓ dog", "✓ dog"]  # the library's dogs/ folder
+                query(driver, demo / "cockatoo-photo.png", k=2)  # read as a dog, named a parrot: none here
+                told = driver.find_element(By.ID, "told")
+                assert told.text == "2 of 2 named or heard as dog · none as parrot: your library may lack it"
+                assert "warn" in told.get_attribute("class")
 
                 # words alone: no picture, the library's rain first
                 js(driver, "document.body.dataset.rows = ''")

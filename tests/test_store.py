@@ -115,6 +115,25 @@ def test_whole_file_replace_and_half_written_detection(store: SoundStore) -> Non
     assert store.delete_files([fid]) == 2 and store.count() == 2
 
 
+def test_file_vectors_by_id_match_the_filtered_read(store: SoundStore, monkeypatch) -> None:
+    """Given the window counts, a file's vectors are read by record id (no metadata filter), in window order; a
+    file cut by a crash gives the windows it holds; an unknown file is left out."""
+    rng = np.random.default_rng(9)
+    x, y = unit(rng, 5), unit(rng, 2)
+    store.write_files([fv("x.wav", x), fv("y.wav", y)])
+    fx, fy = file_key("/lib", "x.wav"), file_key("/lib", "y.wav")
+    calls = _count_calls(monkeypatch, store.require(), "get")
+    got = store.file_vectors([fx, fy, "nope"], {fx: 5, fy: 2, "nope": 3})
+    assert all("where" not in c or c["where"] is None for c in calls) and calls
+    np.testing.assert_allclose(got[fx], x, atol=1e-6)
+    np.testing.assert_allclose(got[fy], y, atol=1e-6)
+    assert set(got) == {fx, fy}
+    store.require().delete(ids=[window_id(fx, 4)])  # a crash before the last window
+    cut, filtered = store.file_vectors([fx], {fx: 5}), store.file_vectors([fx])
+    np.testing.assert_allclose(cut[fx], x[:4], atol=1e-6)
+    np.testing.assert_allclose(filtered[fx], cut[fx], atol=1e-6)
+
+
 def test_writes_are_chunked_by_the_write_batch(store: SoundStore, monkeypatch) -> None:
     rng = np.random.default_rng(5)
     assert store.max_batch_size == store.client.get_max_batch_size() > 1000

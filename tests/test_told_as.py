@@ -4,6 +4,7 @@ concept part (the bundled default model, real demo sounds in a real Chroma store
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -85,10 +86,12 @@ def test_query_as_ranks_what_the_words_name_and_still_says_what_it_read(library:
     res = run("query", str(HORSE), "-k", "3", "--as", "horse", "--db", str(library), "--json")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["as"] == {"words": "horse", "concepts": ["horse"], "found": 3}
+    assert doc["as"] == {"words": "horse", "concepts": ["horse"]}
+    assert doc["fits"] == {"concepts": ["horse"], "from": "as", "found": 3, "each": {"horse": 3}, "lacking": []}
     assert doc["read_as"] == plain["read_as"]  # what the picture itself reads as is still said
     assert [r["category"] for r in doc["results"]] == ["horse"] * 3
-    assert [r["told"] for r in doc["results"]] == [True] * 3 and "told" not in plain["results"][0]
+    assert [r["fits"] for r in doc["results"]] == [["horse"]] * 3
+    assert plain["fits"]["from"] == "query"  # untold, the check is against what the query itself points at
     dogs = json.loads(run("query", str(HORSE), "-k", "3", "--as", "dog", "--db", str(library), "--json").stdout)
     assert [r["category"] for r in dogs["results"]] == ["dog"] * 3
     table = run("query", str(HORSE), "-k", "2", "--as", "horse", "--db", str(library), env={"COLUMNS": "160"})
@@ -105,10 +108,10 @@ def test_query_as_says_which_results_are_it_and_when_the_library_lacks_it(librar
     from soundlib.store import open_store
 
     doc = json.loads(run("query", "--as", "dog", "-k", "8", "--db", str(library), "--json").stdout)
-    told = [r["path"].split("/")[-2] for r in doc["results"] if r["told"]]
-    assert doc["as"]["found"] == 4 and told == ["dog"] * 4  # the 4 dog files, named dog; nothing else
+    told = [r["path"].split("/")[-2] for r in doc["results"] if r["fits"]]
+    assert doc["fits"]["found"] == 4 and told == ["dog"] * 4  # the 4 dog files, named dog; nothing else
     piano = run("query", str(HORSE), "--as", "piano", "-k", "4", "--db", str(library), "--json")
-    assert json.loads(piano.stdout)["as"]["found"] == 0  # a library of horses, dogs, cows and lions
+    assert json.loads(piano.stdout)["fits"]["found"] == 0  # a library of horses, dogs, cows and lions
     table = run("query", str(HORSE), "--as", "piano", "-k", "4", "--db", str(library), env={"COLUMNS": "200"})
     assert "none of these 4 is named or heard as it: the library may lack it" in table.stdout
     # without names, a result is "it" exactly when library concepts hears it so
@@ -120,8 +123,44 @@ def test_query_as_says_which_results_are_it_and_when_the_library_lacks_it(librar
     heard = {c.concept: c.heard for c in concept_coverage(store, loaded.model).concepts}
     for words, concept in (("horse", "horse"), ("dog", "dog"), ("cow", "cattle"), ("lion", "big cat")):
         result = recommend([], loaded, store, k=15, as_words=words)
-        assert result.told_found == heard[concept], words
-        assert result.told_json()["found"] == heard[concept]
+        assert result.found == heard[concept], words
+        assert result.check.aim.source == "as" and result.check.aim.concepts == (concept,)
+        assert result.check.each == {concept: heard[concept]}
+
+
+def test_an_untold_query_is_checked_against_what_it_points_at(library: Path, tmp_path: Path) -> None:
+    """A picture or sound query says how many results are what it was read as (and named): a cartoon horse read as
+    a book finds no book in a library of animals, and says so; its name makes it look for horses too."""
+    def ask(*args: str) -> dict:
+        res = run("query", *args, "-k", "5", "--db", str(library), "--json")
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)
+
+    alone = ask(str(HORSE), "--no-names")  # read as book 100 %
+    assert alone["fits"] == {"concepts": ["book"], "from": "query", "found": 0, "each": {"book": 0},
+                             "lacking": ["book"]}
+    assert [r["fits"] for r in alone["results"]] == [[]] * 5
+    table = run("query", str(HORSE), "--no-names", "-k", "5", "--db", str(library), env={"COLUMNS": "200"})
+    assert "read as: book 100 % · none of these 5 is named or heard as book: the library may lack it" in table.stdout
+    named = ask(str(HORSE))  # horse.png: half its concept part is horse now
+    assert set(named["fits"]["concepts"]) == {"book", "horse"} and named["fits"]["found"] == 5
+    assert [r["fits"] for r in named["results"]] == [["horse"]] * 5  # each is a horse, none a book
+    assert {r["category"] for r in named["results"]} == {"horse"}
+    assert named["fits"]["each"]["horse"] == 5 and named["fits"]["lacking"] == []  # the misreading is no lack
+    table = run("query", str(HORSE), "-k", "5", "--db", str(library), env={"COLUMNS": "200"})
+    assert re.search(r"named: horse · 5 of 5 named or heard as horse *\n", table.stdout) and "is it" in table.stdout
+    parrot = ask(str(DEMO / "images" / "cockatoo-photo.png"))  # read as a dog, named a parrot: none here
+    assert parrot["named"] == ["parrot"] and parrot["fits"]["lacking"] == ["parrot"]
+    assert parrot["fits"]["each"]["parrot"] == 0 and parrot["fits"]["found"] == parrot["fits"]["each"]["dog"] > 0
+    table = run("query", str(DEMO / "images" / "cockatoo-photo.png"), "-k", "5", "--db", str(library),
+                env={"COLUMNS": "250"})
+    assert "named or heard as dog · none as parrot: the library may lack it" in table.stdout
+    bark = next((DEMO / "sounds" / "dog").iterdir())
+    shutil.copy(bark, tmp_path / "take_07.wav")  # a sound query, its name naming nothing: its audio is checked
+    sound = ask(str(tmp_path / "take_07.wav"))
+    assert sound["fits"]["from"] == "query" and "dog" in sound["fits"]["concepts"], sound["fits"]
+    dogs = [r["fits"] for r in sound["results"] if r["path"].split("/")[-2] == "dog"]
+    assert dogs and all("dog" in f for f in dogs) and sound["fits"]["found"] >= len(dogs)
 
 
 def test_a_pictures_own_name_is_mixed_in_like_a_sounds(library: Path, tmp_path: Path) -> None:

@@ -149,7 +149,7 @@ class Engine:
 
     # --- rankings ---------------------------------------------------------------------------------------------
 
-    def _rows(self, hits: list[Any], told: list[bool] | None = None) -> list[dict[str, Any]]:
+    def _rows(self, hits: list[Any], fits: Any = None) -> list[dict[str, Any]]:
         rows = []
         for i, h in enumerate(hits):
             fid = str(h.metadata.get("file_id", ""))
@@ -159,8 +159,8 @@ class Engine:
                          "start": round(h.start, 3), "duration": round(float(h.metadata.get("duration", 0.0)), 3),
                          "distance": round(h.distance, 6), "score": round(1.0 - h.distance ** 2 / 2.0, 4),
                          "named": str(h.metadata.get("named_concepts", ""))})
-            if told is not None:
-                rows[-1]["told"] = bool(told[i])
+            if fits is not None:  # the concepts of what the ranking looked for this file is named or heard as
+                rows[-1]["fits"] = list(fits[i])
         return rows
 
     def _check_k(self, k: int) -> int:
@@ -181,16 +181,20 @@ class Engine:
 
         Returns:
             ``{"query", "inputs", "k", "categories", "frames": [{"index", "input", "time", "results",
-            "read_as"}], "results", "read_as", "named", "as", "seconds": {"decode", "rank"}}`` (``named``: the
-            concepts the uploads' names named, mixed in; ``as``: ``{"words", "concepts", "found"}`` or ``None``);
-            each result row has ``file``, ``window``, ``name``, ``path``, ``category``, ``start``, ``duration``,
-            ``distance``, ``score`` (cosine similarity), ``named`` (the concepts the file's words named at ingest,
-            ``"; "``-joined; empty when none) and, with ``as_words``, ``told`` (named or heard as what was said).
+            "read_as"}], "results", "read_as", "named", "as", "fits", "seconds": {"decode", "rank"}}`` (``named``:
+            the concepts the uploads' names named, mixed in; ``as``: ``{"words", "concepts"}`` or ``None``;
+            ``fits``: ``{"concepts", "from", "found", "each", "lacking"}``, what the ranking looked for and how
+            many results are it, or ``None`` when nothing was checked, :mod:`soundlib.aim`); each result row has
+            ``file``, ``window``, ``name``, ``path``, ``category``, ``start``, ``duration``, ``distance``,
+            ``score`` (cosine similarity), ``named`` (the concepts the file's words named at ingest, ``"; "``-joined;
+            empty when none) and, when checked, ``fits`` (the concepts of ``fits.concepts`` it is named or heard
+            as; empty: none).
 
         Raises:
             UploadError: a refused upload (its name and the reason), or no uploads.
             SoundlibError: words that name no concept of the model.
         """
+        from soundlib.aim import check_json
         from soundlib.read_as import read_as_json
         from soundlib.recommend import recommend_pictures
 
@@ -207,14 +211,15 @@ class Engine:
                                         per_frame=len(pictures) > 1, as_words=as_words or None)
             t2 = time.perf_counter()
             qid = self._remember(pictures, labels)
-            rows = self._rows(result.results, result.told_hits)
+            rows = self._rows(result.results, result.check.concepts if result.check else None)
             frames = [{"index": i, "input": n, "time": round(t, 3),
                        "results": self._rows(f.results) if f is not None else rows,
                        "read_as": read_as_json(f.read_as if f is not None else result.read_as)}
                       for i, ((n, t), f) in enumerate(zip(labels, result.frames or [None] * len(labels)))]
         return {"query": qid, "inputs": result.inputs, "k": k, "categories": sorted(set(categories or [])),
                 "frames": frames, "results": rows, "read_as": read_as_json(result.read_as),
-                "named": list(result.named), "as": result.told_json(),
+                "named": list(result.named), "as": result.told.to_json() if result.told else None,
+                "fits": check_json(result.check),
                 "seconds": {"decode": round(t1 - t0, 4), "rank": round(t2 - t1, 4)}}
 
     def query_words(self, words: str, k: int, categories: list[str] | None = None) -> dict[str, Any]:
@@ -225,15 +230,17 @@ class Engine:
         Raises:
             SoundlibError: a model without concept columns, or words that name none of its concepts.
         """
+        from soundlib.aim import check_json
         from soundlib.recommend import recommend
 
         k = self._check_k(k)
         t0 = time.perf_counter()
         with self.lock:
             result = recommend([], self.loaded, self.store, k=k, categories=categories, as_words=words)
-            rows = self._rows(result.results, result.told_hits)
+            rows = self._rows(result.results, result.check.concepts if result.check else None)
         return {"query": None, "inputs": [], "k": k, "categories": sorted(set(categories or [])), "frames": [],
-                "results": rows, "read_as": None, "as": result.told_json(),
+                "results": rows, "read_as": None, "as": result.told.to_json() if result.told else None,
+                "fits": check_json(result.check),
                 "seconds": {"decode": 0.0, "rank": round(time.perf_counter() - t0, 4)}}
 
     def more_like(self, file_id: str, k: int, categories: list[str] | None = None) -> dict[str, Any]:

@@ -95,7 +95,7 @@ async function runWords(words) {
     showTold(answer);
     const seen = $("read-as");
     seen.textContent = toldText(answer);
-    seen.classList.toggle("warn", answer.as.found === 0 && answer.results.length > 0);
+    seen.classList.toggle("warn", lacks(answer));
     seen.hidden = false;
     status(`${answer.results.length} sounds for "${words}"`);
   } catch (e) {
@@ -210,6 +210,7 @@ function chooseFrame(index) {
   showRows(index === null ? a.results : a.frames[index].results,
     index === null ? titleFor(a) : `Frame ${index} (${a.frames[index].input} at ${a.frames[index].time.toFixed(1)} s)`,
     index === null ? a.read_as : a.frames[index].read_as);
+  $("told").hidden = index !== null;  // the check counts the combined ranking's results, not a frame's
   showPicture();
 }
 
@@ -229,18 +230,36 @@ function readAsText(readAs, named = null) {
 function showTold(answer) {
   $("as-form").hidden = !answer || answer.read_as === null || answer.read_as === undefined;
   const told = $("told");
-  told.textContent = answer && answer.as ? toldText(answer) : "";
-  told.classList.toggle("warn", Boolean(answer && answer.as && answer.as.found === 0 && answer.results.length));
+  told.textContent = answer ? toldText(answer) : "";
+  told.hidden = false;
+  told.classList.toggle("warn", lacks(answer));
 }
 
-// "ranked as: horse · 3 of 10 named or heard as it", or a warning when none is: the library may lack it
+// true when the ranking was checked and none of its results is what it looked for, or none is one of the concepts
+// the picture was read as or named
+function lacks(answer) {
+  const fits = answer && answer.fits;
+  if (!fits || !answer.results.length) return false;
+  return (fits.lacking || []).length > 0;
+}
+
+// "ranked as: horse · 3 of 10 named or heard as it" (told), "4 of 10 named or heard as dog" (what the picture was
+// read as), or a warning when none is: the library may lack it
 function toldText(answer) {
-  const as = answer.as;
+  const fits = answer.fits;
   const n = answer.results.length;
-  const head = `ranked as: ${as.concepts.join(", ")}`;
-  if (as.found === null || as.found === undefined) return head;
-  if (n && !as.found) return `${head} · none of these ${n} is named or heard as it: your library may lack it`;
-  return `${head} · ${as.found} of ${n} named or heard as it`;
+  const head = answer.as ? `ranked as: ${answer.as.concepts.join(", ")}` : "";
+  if (!fits) return head;
+  const told = fits.from === "as";
+  const lacking = fits.lacking || [];
+  const have = fits.concepts.filter((c) => fits.each[c]);
+  let check = `${fits.found} of ${n} named or heard as ${told ? "it" : have.join(" or ")}`;
+  if (n && !fits.found) {
+    check = `none of these ${n} is named or heard as ${told ? "it" : fits.concepts.join(" or ")}: your library may lack it`;
+  } else if (lacking.length) {
+    check = `${fits.found} of ${n} named or heard as ${have.join(" or ")} · none as ${lacking.join(" or ")}: your library may lack it`;
+  }
+  return head ? `${head} · ${check}` : check;
 }
 
 function showRows(results, title, readAs = null) {
@@ -284,10 +303,10 @@ function rowElement(row) {
   score.textContent = row.score.toFixed(3);
   score.title = `cosine similarity ${row.score.toFixed(4)} (distance ${row.distance.toFixed(4)}); best window at ${row.start.toFixed(1)} s`;
   meta.append(name, cat, score);
-  if (row.told && state.answer && state.answer.as) {  // named or heard as what the user said the picture is
+  if (row.fits && row.fits.length) {  // named or heard as (one of) what the ranking looked for
     const told = document.createElement("span");
     told.className = "told-hit";
-    told.textContent = `✓ ${state.answer.as.concepts.join(", ")}`;
+    told.textContent = `✓ ${row.fits.join(" or ")}`;
     told.title = "its name says so, or its audio sounds most like it";
     meta.append(told);
   }
