@@ -81,6 +81,8 @@ def main() -> None:
                 if args.video:
                     body.send_keys(Keys.SPACE)
                     upload(args.video)
+                    settled()
+                    d.save_screenshot(str(out / "serve-lacks.png"))  # the combined ranking: "none as parrot"
                     frames = d.find_elements(By.CSS_SELECTOR, "#strip .frame[data-index]")
                     frames[min(2, len(frames) - 1)].click()
                     settled()
