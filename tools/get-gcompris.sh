@@ -16,14 +16,10 @@
 # (see data/gcompris/README.md). Needs apt-get and dpkg (Debian); Python from $PYTHON (default: the repo's .venv).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-DEST=${1:-media/gcompris}
-PY=${PYTHON:-$repo/.venv/bin/python}
-mkdir -p "$DEST"/{debs,licences}
-DEST=$(cd "$DEST" && pwd)
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+. "$repo/tools/debian-fetch.sh"
+begin_fetch "${1:-media/gcompris}"
 
 pkg=gcompris-qt-data
-. "$repo/tools/debian-fetch.sh"
 fetch_deb "$pkg" "$DEST" "$work"
 
 (cd "$repo" && "$PY" -m cli gcompris --rcc "$work/$pkg/usr/share/gcompris-qt/rcc" --out "$DEST")

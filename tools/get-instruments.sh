@@ -14,14 +14,10 @@
 # (default: the repo's .venv).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-DEST=${1:?usage: tools/get-instruments.sh DEST}
-PY=${PYTHON:-$repo/.venv/bin/python}
-mkdir -p "$DEST"/{debs,licences}
-DEST=$(cd "$DEST" && pwd)
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+. "$repo/tools/debian-fetch.sh"
+begin_fetch "${1:?usage: tools/get-instruments.sh DEST}"
 
 command -v fluidsynth >/dev/null || apt-get install -y --no-install-recommends fluidsynth >/dev/null
 pkg=fluid-soundfont-gm
-. "$repo/tools/debian-fetch.sh"
 fetch_deb "$pkg" "$DEST" "$work"
 (cd "$repo" && "$PY" -m train.instruments --sf2 "$work/$pkg/usr/share/sounds/sf2/FluidR3_GM.sf2" --out "$DEST")

@@ -15,14 +15,10 @@
 # repo's .venv). See data/concepts/README.md.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-DEST=${1:-media/drawings}
-PY=${PYTHON:-$repo/.venv/bin/python}
-mkdir -p "$DEST"/{debs,licences}
-DEST=$(cd "$DEST" && pwd)
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+. "$repo/tools/debian-fetch.sh"
+begin_fetch "${1:-media/drawings}"
 
 pkg=openclipart-svg
-. "$repo/tools/debian-fetch.sh"
 fetch_deb "$pkg" "$DEST" "$work"
 
 (cd "$repo" && "$PY" -m cli drawings --svg "$work/$pkg/usr/share/openclipart/svg" --out "$DEST")

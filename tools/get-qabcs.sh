@@ -14,13 +14,9 @@
 # Needs apt-get and dpkg (Debian); Python from $PYTHON (default: the repo's .venv).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-DEST=${1:-media/qabcs}
-PY=${PYTHON:-$repo/.venv/bin/python}
-mkdir -p "$DEST"/{debs,licences}
-DEST=$(cd "$DEST" && pwd)
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+. "$repo/tools/debian-fetch.sh"
+begin_fetch "${1:-media/qabcs}"
 
 pkg=qabcs-data
-. "$repo/tools/debian-fetch.sh"
 fetch_deb "$pkg" "$DEST" "$work"
 (cd "$repo" && "$PY" -m train.qabcs --package "$work/$pkg" --out "$DEST")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from soundlib.errors import ListError, SoundlibError
 from soundlib.lists import read_records
+from train.scripts import run_script
 
 #: The shipped table of instruments by concept.
 DEFAULT_PROGRAMS = Path(__file__).resolve().parent.parent / "data" / "instruments" / "gm_programs.csv"
@@ -248,13 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="DEST: files go to DEST/sfx/fluidr3/<concept>/")
     p.add_argument("--table", default=str(DEFAULT_PROGRAMS))
     args = p.parse_args(argv)
-    try:
-        n = render_all(args.sf2, args.out, args.table)
-    except SoundlibError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"{n} files in {Path(args.out) / 'sfx' / SOURCE}")
-    return 0
+    return run_script(lambda: f"{render_all(args.sf2, args.out, args.table)} files in "
+                              f"{Path(args.out) / 'sfx' / SOURCE}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from soundlib.errors import ListError, SoundlibError
 from soundlib.lists import read_records
+from train.scripts import run_script
 
 #: The shipped reviewed table.
 DEFAULT_TABLE = Path(__file__).resolve().parent.parent / "data" / "qabcs" / "concepts.csv"
@@ -56,6 +57,15 @@ class QabcsReport:
     concept_pairs: int = 0
     unreviewed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+
+    def summary(self, dest: str | Path) -> str:
+        """What the script prints: the counts, and the stems that are in only one of the table and the package."""
+        lines = [f"{self.pairs} pairs, {self.concept_pairs} with a concept -> {dest}"]
+        for label, stems in (("not in the table (their stem is their category)", self.unreviewed),
+                             ("in the table, not in the package", self.missing)):
+            if stems:
+                lines.append(f"{len(stems)} {label}: {', '.join(stems[:10])}{' ...' if len(stems) > 10 else ''}")
+        return "\n".join(lines)
 
 
 def read_table(path: str | Path = DEFAULT_TABLE) -> dict[str, QabcsRow]:
@@ -141,17 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="DEST: pictures/, noises/ and the pair lists")
     p.add_argument("--table", default=str(DEFAULT_TABLE))
     args = p.parse_args(argv)
-    try:
-        report = build_qabcs(args.package, args.out, args.table)
-    except SoundlibError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"{report.pairs} pairs, {report.concept_pairs} with a concept -> {args.out}")
-    for label, stems in (("not in the table (their stem is their category)", report.unreviewed),
-                         ("in the table, not in the package", report.missing)):
-        if stems:
-            print(f"{len(stems)} {label}: {', '.join(stems[:10])}{' ...' if len(stems) > 10 else ''}")
-    return 0
+    return run_script(lambda: build_qabcs(args.package, args.out, args.table).summary(args.out))
 
 
 if __name__ == "__main__":
