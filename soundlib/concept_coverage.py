@@ -5,13 +5,15 @@ with no piano at all, that ranking is made of other concepts' leftovers. This mo
 model, how many files of a collection are
 
 - **named** it: their words (folders, file name, embedded tags) named it at ingest (``named_concepts``);
-- **heard** as it: the concept the audio alone points at most, from the mean of the file's window concept parts.
-  A named file's stored vectors are half name (:mod:`soundlib.name_concepts`); that half is taken back out first
-  (:meth:`soundlib.name_concepts.NameConcepts.unmix`), so *heard* is the ear's own answer, right for about half of
-  a held-out library's top 10 (the model card, "Words alone").
+- **heard** as it: the concept the audio alone points at most, from the mean of the file's window concept parts
+  (:func:`heard_concept`), right for about half of a held-out library's top 10 (the model card, "Words alone").
+  Ingest stores it on the file's window 0 (``heard``), computed before the name is mixed in. For a file written
+  before that, it is computed from the stored vectors: a named file's are half name (:mod:`soundlib.name_concepts`),
+  and that half is taken back out first (:meth:`soundlib.name_concepts.NameConcepts.unmix`), so *heard* is the
+  ear's own answer either way.
 
-A concept with neither is one the library most likely lacks. Nothing is decoded or embedded; the stored vectors are
-read in batches.
+A concept with neither is one the library most likely lacks. Nothing is decoded or embedded; window 0 of each file
+is read, and the vectors of the files without a stored ``heard``, in batches.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def concept_coverage(store: Any, model: Any, progress: ProgressFn | None = None)
     heard_example: dict[int, str] = {}  # used where no file is named the concept
     for lo in range(0, len(ids), BATCH_FILES):
         batch = ids[lo:lo + BATCH_FILES]
-        vectors = store.file_vectors(batch, {fid: heads[fid].n_windows for fid in batch})
+        unheard = [fid for fid in batch if _stored_heard(columns, heads[fid]) is None]
+        vectors = store.file_vectors(unheard, {fid: heads[fid].n_windows for fid in unheard}) if unheard else {}
         for fid in batch:
             named, heard = _file_concepts(model, columns, heads[fid], vectors.get(fid))
             for i in named:
@@ -107,21 +110,51 @@ def concept_coverage(store: Any, model: Any, progress: ProgressFn | None = None)
     return ConceptCoverage(files=len(ids), concepts=[counts[i] for i in order])
 
 
+def heard_concept(model: Any, vectors: np.ndarray) -> str | None:
+    """The concept a file's audio alone points at most: the largest component of the mean of its windows' unit
+    concept parts.
+
+    Args:
+        model: a bridged model (any other gives ``None``).
+        vectors: ``(W, D)`` the file's window embeddings *before* any name was mixed in.
+
+    Returns:
+        The concept's name; ``None`` without windows or concept mass. Ingest stores it as the file's ``heard``.
+    """
+    if getattr(model, "bridge", None) is None or vectors is None or not len(vectors):
+        return None
+    part = np.asarray(vectors, dtype=np.float32)[:, int(model.config.embed_dim):]
+    part = part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+    mean = part.mean(axis=0)
+    return str(model.config.concepts[int(np.argmax(mean))]) if float(mean.max()) > 0 else None
+
+
+def _stored_heard(columns: Any, head: Any) -> int | None:
+    """The column of the ``heard`` concept ingest stored on a file's window 0 (``None``: not stored, as in files
+    written before it, or not a concept of this model)."""
+    heard = str(head.info.get("heard") or "")
+    if not heard:
+        return None
+    col = columns.columns_of(heard)
+    return int(np.flatnonzero(col)[0]) if col is not None and col.sum() == 1 else None
+
+
 def _file_concepts(model: Any, columns: Any, head: Any, vecs: np.ndarray | None) -> tuple[list[int], int | None]:
     """The columns a file's words named (``head``: its window-0 :class:`soundlib.store.FileRecord`) and the column
-    its audio alone points at most (``None``: no vectors, or no concept mass), from its stored ``(W, D)``
-    ``vecs`` with the words' half unmixed."""
+    its audio alone points at most (``None``: no concept mass): the ``heard`` ingest stored, else computed from its
+    stored ``(W, D)`` ``vecs`` with the words' half unmixed (``None`` when they are not given)."""
     said = str(head.info.get("named_concepts") or "") if head.named else ""
     named = columns.columns_of(said) if said else None
     named_cols = [int(i) for i in np.flatnonzero(named)] if named is not None else []
+    stored = _stored_heard(columns, head)
+    if stored is not None:
+        return named_cols, stored
     if vecs is None or not len(vecs):
         return named_cols, None
     if named is not None and named.any():
         vecs = columns.unmix(model, vecs, named)
-    part = vecs[:, int(model.config.embed_dim):]
-    part = part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
-    mean = part.mean(axis=0)
-    return named_cols, (int(np.argmax(mean)) if float(mean.max()) > 0 else None)
+    heard = heard_concept(model, vecs)
+    return named_cols, (list(model.config.concepts).index(heard) if heard is not None else None)
 
 
 def files_concepts(store: Any, model: Any, file_ids: Sequence[str],
@@ -129,8 +162,9 @@ def files_concepts(store: Any, model: Any, file_ids: Sequence[str],
     """The concept columns each file is named or heard as (as :func:`concept_coverage` counts them): what
     ``query`` checks its results against (:mod:`soundlib.aim`).
 
-    Reads only these files' vectors and, for the ones ``known`` does not describe, their window 0, by id (key
-    lookups, no metadata filter).
+    Reads, by id (key lookups, no metadata filter), the window 0 of the files ``known`` does not describe, and the
+    vectors of those without a stored ``heard`` (written before ingest stored it): for a collection ingested
+    with it, the hits' own metadata answers and nothing is read.
 
     Args:
         store, model: the open collection and its bridged model.
@@ -153,7 +187,8 @@ def files_concepts(store: Any, model: Any, file_ids: Sequence[str],
     given = {fid: dict(m) for fid, m in (known or {}).items() if fid in set(ids) and "file_id" in m}
     heads = {fid: FileRecord.from_metadata(m) for fid, m in
              {**store.file_heads([i for i in ids if i not in given]), **given}.items() if "file_id" in m}
-    vectors = store.file_vectors(list(heads), {fid: h.n_windows for fid, h in heads.items()})
+    unheard = [fid for fid, h in heads.items() if _stored_heard(columns, h) is None]  # files from before `heard`
+    vectors = store.file_vectors(unheard, {fid: heads[fid].n_windows for fid in unheard}) if unheard else {}
     out: dict[str, set[int]] = {}
     for fid, head in heads.items():
         named, heard = _file_concepts(model, columns, head, vectors.get(fid))

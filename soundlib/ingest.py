@@ -23,7 +23,9 @@ For each audio file under the given folders (see :mod:`soundlib.scan`), compared
 
 With a bridged model (the default), the concepts a file's words name (its folders and name; its embedded title,
 description, keywords and CatID) are mixed into its vectors' concept part (:mod:`soundlib.name_concepts`;
-``names=False`` for the audio alone), and listed as ``named_concepts`` on its window 0. Files remember the version
+``names=False`` for the audio alone), and listed as ``named_concepts`` on its window 0, beside ``heard``: the
+concept its audio alone points at most (:func:`soundlib.concept_coverage.heard_concept`, computed before the mix;
+what ``library concepts`` and the "is it" check of ``query`` count). Files remember the version
 of that mixing (``named``); a file stored under another one is *remixed* (above), and a file stored without its
 tags (``--no-metadata``) when this ingest reads them is embedded again.
 
@@ -51,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from soundlib.categories import DEFAULT_RULE, categorize, check_rule
+from soundlib.concept_coverage import heard_concept
 from soundlib.config import INFERENCE_BATCH
 from soundlib.embedding import EmbeddedFile, FailedFile, decode_file, embed_windows_batched
 from soundlib.errors import SoundlibError
@@ -314,6 +317,7 @@ def _ingest_locked(folders: list[str], loaded_model: Any, store: SoundStore, max
                 report.warnings.append((sf.path, res.warning))
             vectors, info = res.vectors, res.info
             lab = labels(sf.rel, sf.root, rule, info)
+            lab["info"]["heard"] = heard_concept(loaded_model.model, vectors)  # the audio alone, before any name
             if mixing is not None:  # the concepts its words name: in its vectors, and shown with results
                 evidence = mixing.vector(sf.rel, lab["info"])  # what it stores: a remix reads the same
                 vectors = mixing.mix(loaded_model.model, vectors, evidence)

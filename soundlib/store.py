@@ -21,7 +21,8 @@ Layout of a collection:
   ``keywords``, ``comment``, ``artist``, ``library``, ``cat_id``; :mod:`soundlib.tags`), UCS name blocks
   (``ucs_fx_name``, ``ucs_creator``, ``ucs_source``), ``channels``, ``peak_dbfs``, ``loudness_lufs``, and
   ``named_concepts`` (the concepts its words named and ingest mixed into its vectors, ``"; "``-joined,
-  :mod:`soundlib.name_concepts`; absent when none). Search results
+  :mod:`soundlib.name_concepts`; absent when none) and ``heard`` (the concept its audio alone points at most,
+  :func:`soundlib.concept_coverage.heard_concept`; bridged models; absent in files written before it). Search results
   get them merged into their metadata (window 0's id is known from any window's id: one ``get`` for both);
 - on the last window only, two lists for filters: ``levels`` (lower-case category levels, ``--category``) and
   ``words`` (normalised words of the name, folders and tags, :mod:`soundlib.words`). A filter lists matching ids
@@ -130,7 +131,7 @@ META_VERSION = 1
 #: Metadata keys describing a whole file, kept on its window 0 and merged into search results.
 FILE_INFO_KEYS: tuple[str, ...] = ("title", "description", "keywords", "comment", "artist", "library", "cat_id",
                                    "ucs_fx_name", "ucs_creator", "ucs_source", "channels", "peak_dbfs",
-                                   "loudness_lufs", "named_concepts")
+                                   "loudness_lufs", "named_concepts", "heard")
 
 
 def info_metadata(info: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ concept part (the bundled default model, real demo sounds in a real Chroma store
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -313,3 +314,37 @@ def test_library_concepts_needs_concepts_and_a_collection(tmp_path: Path, tiny_c
     assert run("ingest", str(lib), "--db", str(db), "--model", str(tiny_checkpoint)).exit_code == 0
     one_line(run("library", "concepts", "--db", str(db)), 2, "no concept columns")
     one_line(run("library", "concepts", "--db", str(tmp_path / "none")), 2, "no sound library here")
+
+
+def test_ingest_stores_what_the_audio_alone_is_heard_as_and_older_stores_compute_it(library: Path, tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    """``heard`` on window 0 is what the stored vectors give with the name unmixed; the check and ``library
+    concepts`` read it instead of the vectors, and a store written before it (no ``heard``) counts the same."""
+    from soundlib.concept_coverage import _file_concepts, concept_coverage
+    from soundlib.models import load_model
+    from soundlib.name_concepts import NameConcepts
+    from soundlib.recommend import recommend
+    from soundlib.store import open_store
+
+    loaded = load_model(None)
+    model = loaded.model
+    columns = NameConcepts.columns_only(tuple(model.config.concepts))
+    shutil.copytree(library, tmp_path / "db")  # this test rewrites the store
+    with open_store(db=tmp_path / "db") as store:
+        heads = store.file_records(complete=False)
+        vectors = store.file_vectors(list(heads))
+        for fid, head in heads.items():
+            assert head.info["heard"] in model.config.concepts
+            old = dataclasses.replace(head, info={k: v for k, v in head.info.items() if k != "heard"})
+            computed = _file_concepts(model, columns, old, vectors[fid])[1]  # unmixed from the stored vectors
+            assert model.config.concepts[computed] == head.info["heard"], head.rel
+        before = concept_coverage(store, model).to_json()
+        reads: list[int] = []
+        real = store.file_vectors
+        monkeypatch.setattr(store, "file_vectors", lambda ids, *a: (reads.append(len(ids)), real(ids, *a))[1])
+        told = recommend([], loaded, store, k=8, as_words="dog")
+        assert told.found == 4 and sum(reads) == 0  # the hits' metadata answered: no vector read
+        store.update_files([(rec, {"named": rec.named}, {"heard": None}, {}) for rec in store.file_records().values()])
+        assert all("heard" not in h.info for h in store.file_records(complete=False).values())
+        assert concept_coverage(store, model).to_json() == before  # computed from the vectors, the same counts
+        assert recommend([], loaded, store, k=8, as_words="dog").found == 4 and sum(reads) > 0
