@@ -550,7 +550,8 @@ def query(inputs, k, as_words, categories, text, per_frame, no_names, export_dir
     "more like this" (the sound itself first when it is in the library). Under each ranking, what the picture
     was read as; when that is wrong (a cartoon horse read as a book), --as says what it is. What an input's file
     name names (horse.png) counts for half of its concepts, as for the library's sounds; --no-names ignores it.
-    Without --model, the model the collection was built with is used when its checkpoint is still where it was.
+    The "is it" column marks the results named or heard as what the ranking looked for, and the caption says
+    when none is: the library may lack it. Without --model, the model the collection was built with is used when its checkpoint is still where it was.
 
     \b
     Examples:
