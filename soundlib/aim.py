@@ -16,7 +16,8 @@ What the ranking looks for (:class:`Aim`):
   :data:`AIM_SHARE` of the concept part, at most :data:`AIM_TOP`. A query that points at no concept that firmly (a
   reading spread thin over many) is not checked: there is nothing to say it lacks.
 
-The check reads the top ``k``'s vectors by id: one store read per query (their descriptions come with the hits).
+The check reads the hits' own metadata (their files' descriptions, ``heard`` among them); for files ingested before
+that was stored, the top ``k``'s vectors by id: one store read.
 """
 
 from __future__ import annotations
@@ -38,13 +39,11 @@ class Aim:
 
     Attributes:
         concepts: concept names, in the model's column order (``"as"``) or most first (``"query"``).
-        vector: ``(C,)`` float32, non-zero for each of them.
         source: ``"as"`` (the user's words) or ``"query"`` (the query itself).
         named: those of ``concepts`` the query's own file names named (``"query"`` only).
     """
 
     concepts: tuple[str, ...]
-    vector: np.ndarray
     source: str
     named: tuple[str, ...] = ()
 
@@ -55,7 +54,7 @@ class Aim:
 
 def aim_of_told(told: Any) -> Aim:
     """The aim of a told query (:class:`soundlib.told_as.Told`): the concepts the words named."""
-    return Aim(tuple(told.concepts), np.asarray(told.vector, dtype=np.float32), "as")
+    return Aim(tuple(told.concepts), "as")
 
 
 def aim_of_query(model: Any, vector: np.ndarray, named: Sequence[str] = (), share: float = AIM_SHARE,
@@ -77,12 +76,8 @@ def aim_of_query(model: Any, vector: np.ndarray, named: Sequence[str] = (), shar
     read = read_as(model, vector, top=top, floor=share)
     if not read:
         return None
-    names = list(model.config.concepts)
-    wanted = np.zeros(len(names), np.float32)
-    for concept, _ in read:
-        wanted[names.index(concept)] = 1.0
     concepts = tuple(c for c, _ in read)
-    return Aim(concepts, wanted, "query", tuple(c for c in concepts if c in set(named)))
+    return Aim(concepts, "query", tuple(c for c in concepts if c in set(named)))
 
 
 @dataclass(frozen=True)
@@ -119,12 +114,11 @@ class Check:
             return list(self.aim.concepts)
         return [c for c in self.aim.named if not self.each.get(c)]
 
-    def text(self) -> str:
+    def text(self, hint: str = "the library may lack it (soundlib library concepts)") -> str:
         """``"4 of 10 named or heard as dog"``; ``"4 of 5 named or heard as dog · none as parrot: the library may
         lack it (soundlib library concepts)"`` when a named concept has none; ``"none of these 5 is named or heard
-        as book: ..."`` when no result is any."""
+        as book: ..."`` when no result is any (``hint``: what follows a lack; the page says it its own way)."""
         n, lacking = len(self.concepts), self.lacking
-        hint = "the library may lack it (soundlib library concepts)"
         if n and not self.found:
             return f"none of these {n} is named or heard as {self.aim.subject()}: {hint}"
         have = [c for c in self.aim.concepts if self.each.get(c)]
@@ -140,19 +134,22 @@ class Check:
 
 
 def check(store: Any, model: Any, aim: Aim, hits: Sequence[Any]) -> Check:
-    """Check a ranking (:class:`soundlib.store.Hit`, best first) against ``aim``: one store read, their vectors by
-    id (each hit's metadata holds its file's description)."""
+    """Check a ranking (:class:`soundlib.store.Hit`, best first) against ``aim``, from the hits' own metadata
+    (their files' descriptions, ``heard`` among them); files written before ingest stored ``heard`` cost one read
+    of their vectors by id."""
     from soundlib.concept_coverage import files_concepts
 
     file_ids = [str(h.metadata.get("file_id", "")) for h in hits]
-    known = {i: h.metadata for i, h in zip(file_ids, hits) if i}
-    of = files_concepts(store, model, list(known), known)
+    of = files_concepts(store, model, {i: h.metadata for i, h in zip(file_ids, hits) if i})
     names = list(model.config.concepts)
     cols = {c: names.index(c) for c in aim.concepts}
     per = tuple(tuple(c for c, col in cols.items() if col in of.get(i, ())) for i in file_ids)
     return Check(aim, per, {c: sum(c in p for p in per) for c in cols})
 
 
-def check_json(result_check: Check | None) -> dict[str, Any] | None:
-    """:meth:`Check.to_json`, or ``None`` when nothing was checked."""
-    return result_check.to_json() if result_check is not None else None
+def check_json(result_check: Check | None, hint: str | None = None) -> dict[str, Any] | None:
+    """:meth:`Check.to_json`, or ``None`` when nothing was checked; with ``hint``, also ``"text"``: :meth:`Check.text`
+    with that hint (what the web page shows)."""
+    if result_check is None:
+        return None
+    return {**result_check.to_json(), **({"text": result_check.text(hint)} if hint is not None else {})}

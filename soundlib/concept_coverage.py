@@ -19,7 +19,7 @@ is read, and the vectors of the files without a stored ``heard``, in batches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -121,22 +121,25 @@ def heard_concept(model: Any, vectors: np.ndarray) -> str | None:
     Returns:
         The concept's name; ``None`` without windows or concept mass. Ingest stores it as the file's ``heard``.
     """
+    col = _heard_column(model, vectors)
+    return str(model.config.concepts[col]) if col is not None else None
+
+
+def _heard_column(model: Any, vectors: np.ndarray | None) -> int | None:
+    """:func:`heard_concept` as a concept column."""
     if getattr(model, "bridge", None) is None or vectors is None or not len(vectors):
         return None
     part = np.asarray(vectors, dtype=np.float32)[:, int(model.config.embed_dim):]
     part = part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
     mean = part.mean(axis=0)
-    return str(model.config.concepts[int(np.argmax(mean))]) if float(mean.max()) > 0 else None
+    return int(np.argmax(mean)) if float(mean.max()) > 0 else None
 
 
 def _stored_heard(columns: Any, head: Any) -> int | None:
     """The column of the ``heard`` concept ingest stored on a file's window 0 (``None``: not stored, as in files
     written before it, or not a concept of this model)."""
     heard = str(head.info.get("heard") or "")
-    if not heard:
-        return None
-    col = columns.columns_of(heard)
-    return int(np.flatnonzero(col)[0]) if col is not None and col.sum() == 1 else None
+    return columns.concepts.index(heard) if heard in columns.concepts else None
 
 
 def _file_concepts(model: Any, columns: Any, head: Any, vecs: np.ndarray | None) -> tuple[list[int], int | None]:
@@ -149,44 +152,31 @@ def _file_concepts(model: Any, columns: Any, head: Any, vecs: np.ndarray | None)
     stored = _stored_heard(columns, head)
     if stored is not None:
         return named_cols, stored
-    if vecs is None or not len(vecs):
-        return named_cols, None
-    if named is not None and named.any():
+    if vecs is not None and len(vecs) and named is not None and named.any():
         vecs = columns.unmix(model, vecs, named)
-    heard = heard_concept(model, vecs)
-    return named_cols, (list(model.config.concepts).index(heard) if heard is not None else None)
+    return named_cols, _heard_column(model, vecs)
 
 
-def files_concepts(store: Any, model: Any, file_ids: Sequence[str],
-                   known: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, set[int]]:
+def files_concepts(store: Any, model: Any, files: Mapping[str, Mapping[str, Any]]) -> dict[str, set[int]]:
     """The concept columns each file is named or heard as (as :func:`concept_coverage` counts them): what
     ``query`` checks its results against (:mod:`soundlib.aim`).
 
-    Reads, by id (key lookups, no metadata filter), the window 0 of the files ``known`` does not describe, and the
-    vectors of those without a stored ``heard`` (written before ingest stored it): for a collection ingested
-    with it, the hits' own metadata answers and nothing is read.
-
     Args:
         store, model: the open collection and its bridged model.
-        file_ids: the files (a query's top k).
-        known: metadata already read of some of them, by file id: a search hit's (``Hit.metadata``: its window's
-            facts with window 0's description merged in), which saves the window-0 read.
+        files: file id -> its metadata as a search hit carries it (``Hit.metadata``: its window's facts with window
+            0's description merged in, ``named_concepts`` and ``heard`` among them).
+
+    Reads only the vectors of the files without a stored ``heard`` (written before ingest stored it), by id (key
+    lookups, no metadata filter): for a collection ingested with it, nothing.
 
     Returns:
-        file id -> the columns its words named, plus the one its audio alone points at most, for every id given
-        that the store holds.
+        file id -> the columns its words named, plus the one its audio alone points at most.
     """
     from soundlib.name_concepts import NameConcepts
-
-    ids = sorted(set(file_ids))
-    if not ids:
-        return {}
     from soundlib.store import FileRecord
 
     columns = NameConcepts.columns_only(tuple(model.config.concepts))
-    given = {fid: dict(m) for fid, m in (known or {}).items() if fid in set(ids) and "file_id" in m}
-    heads = {fid: FileRecord.from_metadata(m) for fid, m in
-             {**store.file_heads([i for i in ids if i not in given]), **given}.items() if "file_id" in m}
+    heads = {fid: FileRecord.from_metadata(m) for fid, m in files.items() if "file_id" in m}
     unheard = [fid for fid, h in heads.items() if _stored_heard(columns, h) is None]  # files from before `heard`
     vectors = store.file_vectors(unheard, {fid: heads[fid].n_windows for fid in unheard}) if unheard else {}
     out: dict[str, set[int]] = {}

@@ -435,10 +435,9 @@ def _rank(acc: _Vectors, store: SoundStore, k: int, files: Any, per_frame: bool,
     if per_frame:
         frames = [FrameResult(input=lab[0], time=lab[1], results=hits, read_as=r)
                   for lab, hits, r in zip(acc.labels, per, own_frames)]
-    if told is not None:
-        aim = aim_of_told(told)
-    else:  # what the query vector the search used points at (a picture's reading, mixed with what its name names)
-        aim = aim_of_query(model, centroid[0], acc.named) if model is not None else None
+    # the told concepts, else what the query vector the search used points at (a picture's reading, mixed with
+    # what its name names; no model, as for "more like this": nothing)
+    aim = aim_of_told(told) if told is not None else aim_of_query(model, centroid[0], acc.named)
     checked = check(store, model, aim, results) if aim is not None and results else None
     return QueryResult(inputs=inputs, k=k, results=results, frames=frames, read_as=read, told=told,
                        named=[] if told is not None else list(acc.named), check=checked)

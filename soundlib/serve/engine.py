@@ -31,6 +31,8 @@ _FILE_ID = re.compile(r"^[0-9a-f]{24}$")
 _WINDOW_ID = re.compile(r"^[0-9a-f]{24}:[0-9]{1,6}$")
 #: Seconds between re-reads of the collection's file list when an unknown id is asked for.
 _REFRESH_EVERY = 5.0
+#: What the page says after a lack (the CLI's hint names a command; the page's reader has a library, not a shell).
+PAGE_LACK_HINT = "your library may lack it"
 
 
 class UploadError(SoundlibError):
@@ -183,8 +185,9 @@ class Engine:
             ``{"query", "inputs", "k", "categories", "frames": [{"index", "input", "time", "results",
             "read_as"}], "results", "read_as", "named", "as", "fits", "seconds": {"decode", "rank"}}`` (``named``:
             the concepts the uploads' names named, mixed in; ``as``: ``{"words", "concepts"}`` or ``None``;
-            ``fits``: ``{"concepts", "from", "found", "each", "lacking"}``, what the ranking looked for and how
-            many results are it, or ``None`` when nothing was checked, :mod:`soundlib.aim`); each result row has
+            ``fits``: ``{"concepts", "from", "found", "each", "lacking", "text"}``, what the ranking looked for, how
+            many results are it and what the page says of it, or ``None`` when nothing was checked,
+            :mod:`soundlib.aim`); each result row has
             ``file``, ``window``, ``name``, ``path``, ``category``, ``start``, ``duration``, ``distance``,
             ``score`` (cosine similarity), ``named`` (the concepts the file's words named at ingest, ``"; "``-joined;
             empty when none) and, when checked, ``fits`` (the concepts of ``fits.concepts`` it is named or heard
@@ -219,7 +222,7 @@ class Engine:
         return {"query": qid, "inputs": result.inputs, "k": k, "categories": sorted(set(categories or [])),
                 "frames": frames, "results": rows, "read_as": read_as_json(result.read_as),
                 "named": list(result.named), "as": result.told.to_json() if result.told else None,
-                "fits": check_json(result.check),
+                "fits": check_json(result.check, PAGE_LACK_HINT),
                 "seconds": {"decode": round(t1 - t0, 4), "rank": round(t2 - t1, 4)}}
 
     def query_words(self, words: str, k: int, categories: list[str] | None = None) -> dict[str, Any]:
@@ -240,7 +243,7 @@ class Engine:
             rows = self._rows(result.results, result.check.concepts if result.check else None)
         return {"query": None, "inputs": [], "k": k, "categories": sorted(set(categories or [])), "frames": [],
                 "results": rows, "read_as": None, "as": result.told.to_json() if result.told else None,
-                "fits": check_json(result.check),
+                "fits": check_json(result.check, PAGE_LACK_HINT),
                 "seconds": {"decode": 0.0, "rank": round(time.perf_counter() - t0, 4)}}
 
     def more_like(self, file_id: str, k: int, categories: list[str] | None = None) -> dict[str, Any]:

@@ -244,22 +244,11 @@ function lacks(answer) {
 }
 
 // "ranked as: horse · 3 of 10 named or heard as it" (told), "4 of 10 named or heard as dog" (what the picture was
-// read as), or a warning when none is: the library may lack it
+// read as), or a warning when none is: the library may lack it (the check's words come with the answer)
 function toldText(answer) {
-  const fits = answer.fits;
-  const n = answer.results.length;
   const head = answer.as ? `ranked as: ${answer.as.concepts.join(", ")}` : "";
-  if (!fits) return head;
-  const told = fits.from === "as";
-  const lacking = fits.lacking || [];
-  const have = fits.concepts.filter((c) => fits.each[c]);
-  let check = `${fits.found} of ${n} named or heard as ${told ? "it" : have.join(" or ")}`;
-  if (n && !fits.found) {
-    check = `none of these ${n} is named or heard as ${told ? "it" : fits.concepts.join(" or ")}: your library may lack it`;
-  } else if (lacking.length) {
-    check = `${fits.found} of ${n} named or heard as ${have.join(" or ")} · none as ${lacking.join(" or ")}: your library may lack it`;
-  }
-  return head ? `${head} · ${check}` : check;
+  const check = answer.fits ? answer.fits.text : "";
+  return [head, check].filter(Boolean).join(" · ");
 }
 
 function showRows(results, title, readAs = null) {
