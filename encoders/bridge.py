@@ -20,6 +20,10 @@ buffer (no parameters): the optimiser of the heads never touches it, and the che
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -93,6 +97,74 @@ class ConceptBridge(nn.Module):
     def sound_probs(self, x: Tensor) -> Tensor:
         """``(B, F)`` raw classifier input -> ``(B, C)`` concept probabilities (rows sum to 1)."""
         return torch.softmax(self.sound_logits(x), dim=1)
+
+
+@dataclass(frozen=True)
+class BridgeFitSet:
+    """The labelled windows a sound classifier was fitted on, kept with the checkpoint so the classifier can be
+    fitted again with more windows (``soundlib adapt``: a library's own named sounds) without the training media.
+
+    Identical rows (a pair's window that is also a bridge-list window) are stored once with their count, so a fit
+    on the set (:func:`train.bridge.fit_softmax_regression` with ``sample_weight=count``) is the fit on the original
+    rows. ``x`` is stored as float16 (half the bytes; the classifier standardises its input, so the rounding moves
+    no probability by more than about 1e-3).
+
+    Attributes:
+        x: ``(N, F)`` float16 raw classifier inputs (:meth:`~encoders.pretrained.PretrainedAVModel.sound_classifier_input`).
+        y: ``(N,)`` int64 concept columns.
+        count: ``(N,)`` int64 times each row was in the fit (>= 1).
+        weight_decay: the L2 penalty of the fit.
+    """
+
+    x: Tensor
+    y: Tensor
+    count: Tensor
+    weight_decay: float
+
+    @classmethod
+    def of(cls, x: Any, y: Any, weight_decay: float) -> "BridgeFitSet":
+        """The set of ``(N, F)`` inputs ``x`` with columns ``y``, identical (row, column) pairs merged."""
+        xh = torch.as_tensor(x).detach().float().to(torch.float16).contiguous()
+        yt = torch.as_tensor(np.asarray(y), dtype=torch.int64).reshape(-1)
+        if xh.ndim != 2 or xh.shape[0] != yt.shape[0]:
+            raise ValueError(f"x must be (N, F) with one column per row; got {tuple(xh.shape)} and {tuple(yt.shape)}")
+        if not len(yt):
+            return cls(xh, yt, torch.zeros(0, dtype=torch.int64), float(weight_decay))
+        keys = np.concatenate([xh.view(torch.int16).numpy(), yt.numpy()[:, None].astype(np.int16)], axis=1)
+        _, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+        order = np.argsort(first)  # keep the original order of first appearance
+        idx = torch.from_numpy(first[order])
+        return cls(xh[idx].clone(), yt[idx].clone(), torch.from_numpy(counts[order].astype(np.int64)),
+                   float(weight_decay))
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def to_payload(self) -> dict[str, Any]:
+        """Tensors and builtins for a checkpoint (``torch.load(weights_only=True)`` reads them back)."""
+        return {"x": self.x, "y": self.y, "count": self.count, "weight_decay": float(self.weight_decay)}
+
+    @classmethod
+    def from_payload(cls, d: Any, n_features: int, n_concepts: int) -> "BridgeFitSet":
+        """Check and rebuild a :meth:`to_payload` dict for a classifier of ``n_features`` inputs and ``n_concepts``
+        columns.
+
+        Raises:
+            ValueError: a missing key, a wrong type or shape, or a column out of range (one line).
+        """
+        if not isinstance(d, dict) or not {"x", "y", "count", "weight_decay"} <= set(d):
+            raise ValueError("bridge fit set: not a dict with x, y, count and weight_decay")
+        x, y, count, wd = d["x"], d["y"], d["count"], d["weight_decay"]
+        if not all(isinstance(t, Tensor) for t in (x, y, count)) or not isinstance(wd, (int, float)):
+            raise ValueError("bridge fit set: x, y and count must be tensors, weight_decay a number")
+        if x.dtype != torch.float16 or x.ndim != 2 or x.shape[1] != n_features:
+            raise ValueError(f"bridge fit set: x must be float16 (N, {n_features}), got {x.dtype} {tuple(x.shape)}")
+        n = x.shape[0]
+        if y.dtype != torch.int64 or tuple(y.shape) != (n,) or count.dtype != torch.int64 or tuple(count.shape) != (n,):
+            raise ValueError(f"bridge fit set: y and count must be int64 ({n},)")
+        if n and (int(y.min()) < 0 or int(y.max()) >= n_concepts or int(count.min()) < 1):
+            raise ValueError(f"bridge fit set: a column outside [0, {n_concepts}) or a count below 1")
+        return cls(x, y, count, float(wd))
 
 
 def blend(heads: Tensor, concepts: Tensor, weight: float) -> Tensor:

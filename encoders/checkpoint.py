@@ -4,7 +4,11 @@ File content (a torch zip archive holding only tensors and plain builtins)::
 
     {"format": "soundlib-checkpoint", "version": 1, "name": str, "config": ModelConfig.to_dict(),
      "state_dict": {key: tensor}, "audio_mean": [float] * n_mels, "audio_std": [float] * n_mels,
-     "training": {"data": ..., "epochs": ..., "metric": ..., "date": ISO-8601 UTC, "code_version": ...}}
+     "training": {"data": ..., "epochs": ..., "metric": ..., "date": ISO-8601 UTC, "code_version": ...},
+     "bridge_fit": {"x": float16 (N, F), "y": int64 (N,), "count": int64 (N,), "weight_decay": float}}
+
+``bridge_fit`` is optional: a bridged model's sound-classifier fit set (:class:`~encoders.bridge.BridgeFitSet`),
+which ``soundlib adapt`` fits again with a library's own named sounds; files without it load as before.
 
 Anything else -- missing, empty, truncated, random bytes, a foreign torch file, a pickle carrying code, another
 version, weights that do not fit the configuration -- raises :class:`~encoders.errors.CheckpointError` with one line
@@ -60,6 +64,7 @@ class CheckpointInfo:
     training: dict[str, Any] = field(default_factory=dict)
     audio_mean: list[float] = field(default_factory=list)
     audio_std: list[float] = field(default_factory=list)
+    has_bridge_fit: bool = False
 
 
 
@@ -130,6 +135,9 @@ def save_checkpoint(path: str | os.PathLike, model: "nn.Module", training: dict[
         "audio_std": _floats(getattr(model, "audio_std", None)),
         "training": facts,
     }
+    fit = getattr(model, "bridge_fit", None)
+    if fit is not None:
+        payload["bridge_fit"] = fit.to_payload()
     with atomic_write(path, fsync=True) as tmp:
         torch.save(payload, tmp)
         digest = file_sha256(tmp)
@@ -269,9 +277,22 @@ def load_checkpoint(path: str | os.PathLike) -> tuple["nn.Module", CheckpointInf
         first = str(exc).splitlines()[0][:200]
         raise CheckpointError(f"weights do not match model {name}: {first}", path) from None
     model.eval()
+    if payload.get("bridge_fit") is not None:
+        bridge = getattr(model, "bridge", None)
+        if bridge is None:
+            raise CheckpointError(f"damaged soundlib checkpoint: a sound-classifier fit set but model {name} has no "
+                                  f"concept bridge", path)
+        from encoders.bridge import BridgeFitSet
+
+        try:
+            model.bridge_fit = BridgeFitSet.from_payload(payload["bridge_fit"], bridge.sound_mean.shape[0],
+                                                         bridge.n_concepts)
+        except ValueError as exc:
+            raise CheckpointError(f"damaged soundlib checkpoint: {exc}", path) from None
     training = payload["training"] if isinstance(payload["training"], dict) else {}
     info = CheckpointInfo(
         path=path, name=name, config=config, sha256=digest, training=training,
         audio_mean=_floats(getattr(model, "audio_mean", None)), audio_std=_floats(getattr(model, "audio_std", None)),
+        has_bridge_fit=getattr(model, "bridge_fit", None) is not None,
     )
     return model, info

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from encoders.bridge import BridgeFitSet
 from soundlib.errors import SoundlibError
 
 #: L2 penalty of the sound classifier (per weight, against the mean class-weighted cross-entropy).
@@ -44,7 +45,7 @@ def column_of(concepts: Sequence[str]) -> dict[str, int]:
 
 
 def fit_softmax_regression(x: Any, y: np.ndarray, n_classes: int, weight_decay: float = BRIDGE_WEIGHT_DECAY,
-                           max_iter: int = BRIDGE_MAX_ITER) -> tuple[Any, Any, Any, Any]:
+                           max_iter: int = BRIDGE_MAX_ITER, sample_weight: Any = None) -> tuple[Any, Any, Any, Any]:
     """A class-balanced softmax regression on standardised inputs.
 
     Args:
@@ -53,6 +54,8 @@ def fit_softmax_regression(x: Any, y: np.ndarray, n_classes: int, weight_decay: 
         n_classes: ``C``.
         weight_decay: L2 penalty on the weights.
         max_iter: L-BFGS iterations.
+        sample_weight: ``(N,)`` times each row counts (``None``: once each); a row of weight ``k`` is the same fit
+            as ``k`` copies of it (the standardisation and the class balance included).
 
     Returns:
         ``(mean (F,), std (F,), weight (F, C), bias (C,))`` float32 tensors.
@@ -64,20 +67,33 @@ def fit_softmax_regression(x: Any, y: np.ndarray, n_classes: int, weight_decay: 
 
     x = torch.as_tensor(x).float()
     yt = torch.as_tensor(np.asarray(y), dtype=torch.int64)
-    counts = np.bincount(np.asarray(y), minlength=n_classes).astype(np.float64)
+    sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    counts = np.bincount(np.asarray(y), weights=sw, minlength=n_classes).astype(np.float64)
     if (counts > 0).sum() < 2:
         raise SoundlibError("the concept bridge needs training sounds of at least two categories")
     cw = np.where(counts > 0, 1.0 / np.maximum(counts, 1.0), 0.0)
     cw = torch.from_numpy(cw / cw[counts > 0].mean()).float()
-    mean, std = x.mean(0), x.std(0) + 1e-5
+    if sw is None:
+        mean, std = x.mean(0), x.std(0) + 1e-5
+    else:  # the mean and (unbiased) std of the rows repeated by their weights
+        swt = torch.from_numpy(sw).float()[:, None]
+        total = float(sw.sum())
+        mean = (x * swt).sum(0) / total
+        std = ((((x - mean) ** 2) * swt).sum(0) / max(total - 1.0, 1.0)).sqrt() + 1e-5
     xn = (x - mean) / std
     w = torch.zeros(x.shape[1], n_classes, requires_grad=True)
     b = torch.zeros(n_classes, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=int(max_iter), history_size=20, line_search_fn="strong_wolfe")
+    row_w = None if sw is None else cw[yt] * torch.from_numpy(sw).float()
 
     def closure() -> Any:
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xn @ w + b, yt, weight=cw) + weight_decay * (w ** 2).sum()
+        if row_w is None:
+            loss = torch.nn.functional.cross_entropy(xn @ w + b, yt, weight=cw)
+        else:  # the same class-weighted mean cross-entropy, each row counted its weight times
+            nll = torch.nn.functional.cross_entropy(xn @ w + b, yt, reduction="none")
+            loss = (nll * row_w).sum() / row_w.sum()
+        loss = loss + weight_decay * (w ** 2).sum()
         loss.backward()
         return loss
 
@@ -136,6 +152,7 @@ def fit_bridge(model: Any, window_features: Any, window_categories: Sequence[str
     mean, std, w, b = fit_softmax_regression(x, y, len(model.config.concepts), weight_decay)
     model.bridge.set_classes(torch.tensor(np.asarray(class_concept), dtype=torch.int64))
     model.bridge.set_sound_classifier(mean, std, w, b)
+    model.bridge_fit = BridgeFitSet.of(x, y, weight_decay)  # saved with the checkpoint, for `soundlib adapt`
     return len(keep)
 
 
