@@ -199,14 +199,17 @@ def train(train_lists, val_lists, model_name, out, resume, bridge_sounds, frames
               help="The adapted checkpoint to write.")
 @click.option("--max-windows", type=click.IntRange(min=1), default=None,
               help="Windows read per file (default: the model's, as ingest).")
+@click.option("--no-metadata", is_flag=True,
+              help="Read only folder and file names, not the embedded title, description, keywords and CatID.")
 @model_option
 @json_option
 @debug_option
 @handle_errors
-def adapt(folders, out, max_windows, model_spec, as_json, debug):
-    """Teach a model's ear a studio's own library: its sound classifier is fitted again with every file whose name
-    names a concept (dog_bark_03.wav, rain/heavy.wav), so the library's sounds, the unnamed ones too, are heard as
-    its names say. Pictures read the same. Needs a bridged model saved with its fit set (the default is).
+def adapt(folders, out, max_windows, no_metadata, model_spec, as_json, debug):
+    """Teach a model's ear a studio's own library: its sound classifier is fitted again with every file whose words
+    name a concept (dog_bark_03.wav, rain/heavy.wav, a BWF description "Large dog barking"), so the library's
+    sounds, the unnamed ones too, are heard as its words say. Pictures read the same. Needs a bridged model saved
+    with its fit set (the default is).
 
     Then ingest the library with the adapted model into its own collection; its queries use that model.
 
@@ -222,7 +225,8 @@ def adapt(folders, out, max_windows, model_spec, as_json, debug):
     from train.adapt import adapt_model
 
     with rich_progress(enabled=not as_json) as progress:
-        report = adapt_model(model_spec, list(folders), out, max_windows=max_windows, progress=progress)
+        report = adapt_model(model_spec, list(folders), out, max_windows=max_windows, progress=progress,
+                             metadata=not no_metadata)
     err = stderr_console()
     for path, reason in report.skipped:
         print_skipped(err, path, reason)

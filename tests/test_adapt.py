@@ -94,6 +94,25 @@ def test_adapting_an_adapted_model_starts_again_from_the_base(adapted, tmp_path:
     assert torch.allclose(a.bridge.sound_weight, b.bridge.sound_weight, atol=1e-5)
 
 
+def test_embedded_descriptions_name_files_as_ingest_reads_them(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from tests.fixtures_tags import write_bwf
+    from train.adapt import named_library_files
+
+    lib = tmp_path / "studio"
+    lib.mkdir()
+    y, sr = sf.read(str(DEMO / "chicken" / "Rooster.wav"), dtype="float32")
+    write_bwf(lib / "SFX_0412.wav", y, sr, description="Large dog barking, outdoors")
+    write_bwf(lib / "SFX_0413.wav", y, sr)
+    model, _ = load_checkpoint(DEFAULT)
+    concepts = list(model.config.concepts)
+    found, named = named_library_files([str(lib)], model)
+    assert found == 2 and [(f.rel, [concepts[i] for i in np.flatnonzero(v)]) for f, v in named] == [
+        ("SFX_0412.wav", ["dog"])]
+    assert named_library_files([str(lib)], model, metadata=False) == (2, [])
+
+
 def test_a_library_whose_names_name_nothing_is_one_clear_error(tmp_path: Path) -> None:
     lib = tmp_path / "takes"
     lib.mkdir()

@@ -2,8 +2,8 @@
 
 The concept bridge's sound classifier (:mod:`train.bridge`) names the right concept for about one sound window in
 five from sources it never saw: each library records, mixes and names its sounds its own way. A studio's library
-says what most of its sounds are in their names (``Dog Bark Large 03.wav``, ``animals/cow/moo2.ogg``): the same
-words ingest already mixes into a file's vector (:mod:`soundlib.name_concepts`). Adapting fits the classifier again
+says what most of its sounds are in their names and tags (``Dog Bark Large 03.wav``, ``animals/cow/moo2.ogg``, a
+BWF description): the same words ingest already mixes into a file's vector (:mod:`soundlib.name_concepts`). Adapting fits the classifier again
 on the windows it was fitted on (the checkpoint's :class:`~encoders.bridge.BridgeFitSet`) plus every window of the
 library's named files, each labelled with the concepts its name names. The new model hears this library's sounds
 as their names taught it, the unnamed ones too. Everything else (the heads, the picture side, the columns) stays as
@@ -88,18 +88,24 @@ def _check_model(loaded: Any) -> Any:
     return fit
 
 
-def named_library_files(folders: Sequence[str], model: Any, on_skip: Any = None) -> tuple[int, list[tuple[Any, Any]]]:
+def named_library_files(folders: Sequence[str], model: Any, on_skip: Any = None,
+                        metadata: bool = True) -> tuple[int, list[tuple[Any, Any]]]:
     """Scan ``folders``; returns ``(files found, [(SoundFile, named vector (C,)), ...])`` for the files whose
-    path names at least one of the model's concepts (folders below the root and the file name, as ingest reads
-    them; embedded tags are not read here)."""
-    from soundlib.name_concepts import NameConcepts
+    words name at least one of the model's concepts, read as ingest reads them: the folders below the root, the
+    file name and (``metadata``) the embedded title, description, keywords and UCS CatID (a studio's
+    ``SFX_0412.wav`` described "Large dog barking" is a dog), plus a studio's ``$SOUNDLIB_WORDS`` table."""
+    from soundlib.categories import DEFAULT_RULE
+    from soundlib.ingest import labels
+    from soundlib.name_concepts import for_model
     from soundlib.scan import scan
+    from soundlib.tags import read_tags_partial
 
-    names = NameConcepts.for_concepts(model.config.concepts)
+    names = for_model(model)
     found, named = 0, []
     for sf in scan(folders, on_skip=on_skip):
         found += 1
-        vec = names.vector(sf.rel)
+        tags = read_tags_partial(sf.path)[0] if metadata else {}  # unreadable tags: the name still counts
+        vec = names.vector(sf.rel, labels(sf.rel, sf.root, DEFAULT_RULE, tags)["info"])
         if vec.any():
             named.append((sf, vec))
     return found, named
@@ -156,7 +162,8 @@ def adapted_classifier(fit: Any, x: np.ndarray, y: np.ndarray, n_concepts: int) 
 
 
 def adapt_model(model_spec: str | None, folders: Sequence[str | Path], out: str | Path,
-                max_windows: int | None = None, progress: ProgressFn | None = None) -> AdaptReport:
+                max_windows: int | None = None, progress: ProgressFn | None = None,
+                metadata: bool = True) -> AdaptReport:
     """Fit a bridged model's sound classifier again with a library's named files and write the result.
 
     Args:
@@ -165,6 +172,7 @@ def adapt_model(model_spec: str | None, folders: Sequence[str | Path], out: str 
         out: the checkpoint to write (its folder is created; written atomically).
         max_windows: windows per file (default: the model's ``max_windows``, as ingest).
         progress: receives ``("adapt", files done, named files)``.
+        metadata: read the files' embedded tags for words too (ingest's default; ``--no-metadata``).
 
     Returns:
         an :class:`AdaptReport`.
@@ -186,7 +194,8 @@ def adapt_model(model_spec: str | None, folders: Sequence[str | Path], out: str 
         raise SoundlibError("the adapted model would overwrite its base: give another --out", str(out))
     roots = [str(Path(f).expanduser()) for f in folders]
     skipped: list[tuple[str, str]] = []
-    found, named = named_library_files(roots, model, on_skip=lambda p, r: skipped.append((str(p), r)))
+    found, named = named_library_files(roots, model, on_skip=lambda p, r: skipped.append((str(p), r)),
+                                       metadata=metadata)
     concepts = list(model.config.concepts)
     per_concept = Counter(concepts[c] for _, vec in named for c in np.flatnonzero(vec))
     if len(per_concept) < MIN_NAMED_CONCEPTS:
