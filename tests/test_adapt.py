@@ -90,8 +90,9 @@ def test_adapting_an_adapted_model_starts_again_from_the_base(adapted, tmp_path:
     lib, report = adapted
     again = adapt_model(report.out, [lib], tmp_path / "again.pt")
     a, _ = load_checkpoint(report.out)
-    b, _ = load_checkpoint(again.out)
+    b, info = load_checkpoint(again.out)
     assert torch.allclose(a.bridge.sound_weight, b.bridge.sound_weight, atol=1e-5)
+    assert again.base_sha256 == info.training["adapted"]["base_sha256"] == report.base_sha256  # the default's
 
 
 def test_embedded_descriptions_name_files_as_ingest_reads_them(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def library_rows(model: Any, named: Sequence[tuple[Any, Any]], max_windows: int 
     """The classifier inputs of every window of the named files, one row per (window, named concept).
 
     Returns:
-        ``(x (R, F) float32, y (R,) int64 columns, windows read, skipped [(path, reason)])``.
+        ``(x (R, F) float16, y (R,) int64 columns, windows read, skipped [(path, reason)])``.
     """
     import torch
 
@@ -139,12 +139,13 @@ def library_rows(model: Any, named: Sequence[tuple[Any, Any]], max_windows: int 
                                for i in range(0, len(windows), ADAPT_BATCH)])
             x = model.sound_classifier_input(feats).float().numpy()
         n_windows += len(x)
+        x = x.astype(np.float16)  # half the memory of a large library's rows; the fit standardises them
         for col in np.flatnonzero(vec):
             xs.append(x)
             ys.append(np.full(len(x), int(col), np.int64))
         progress("adapt", n, len(named), windows=len(x))
     if not xs:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), 0, skipped
+        return np.zeros((0, 0), np.float16), np.zeros(0, np.int64), 0, skipped
     return np.concatenate(xs), np.concatenate(ys), n_windows, skipped
 
 
@@ -200,7 +201,7 @@ def adapt_model(model_spec: str | None, folders: Sequence[str | Path], out: str 
     per_concept = Counter(concepts[c] for _, vec in named for c in np.flatnonzero(vec))
     if len(per_concept) < MIN_NAMED_CONCEPTS:
         what = f"only {next(iter(per_concept))}" if per_concept else "none"
-        raise SoundlibError(f"the names of its {found} audio files name {what} of the model's {len(concepts)} "
+        raise SoundlibError(f"the words of its {found} audio files name {what} of the model's {len(concepts)} "
                             f"concepts; adapting needs files named after at least {MIN_NAMED_CONCEPTS} "
                             f"(e.g. 'dog_bark_01.wav', 'rain/heavy.wav')", ", ".join(roots))
     x, y, n_windows, bad = library_rows(model, named, max_windows, progress)
@@ -210,14 +211,15 @@ def adapt_model(model_spec: str | None, folders: Sequence[str | Path], out: str 
     mean, std, weight, bias = adapted_classifier(fit, x, y, len(concepts))
     model.bridge.set_sound_classifier(mean, std, weight, bias)
     training = dict(loaded.info.training)
-    training["adapted"] = {
-        "base_sha256": loaded.sha256, "library": [str(Path(r).resolve()) for r in roots], "files": found,
+    training["adapted"] = {  # base: the model whose fit set it started from (an adapted model's own base)
+        "base_sha256": (loaded.info.training.get("adapted") or {}).get("base_sha256", loaded.sha256),
+        "library": [str(Path(r).resolve()) for r in roots], "files": found,
         "named_files": len(named) - len(bad), "windows": n_windows,
         "concepts": dict(per_concept.most_common()),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     digest = save_checkpoint(out, model, training=training)
-    return AdaptReport(base=str(loaded.info.path), base_sha256=loaded.sha256, out=str(out), sha256=digest,
+    return AdaptReport(base=str(loaded.info.path), base_sha256=training["adapted"]["base_sha256"], out=str(out), sha256=digest,
                        library=roots, files=found, named_files=len(named) - len(bad), windows=n_windows,
                        base_rows=len(fit), concepts=dict(per_concept.most_common()), skipped=skipped,
                        seconds=time.perf_counter() - t0)
