@@ -509,7 +509,8 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
     channels, peak (dBFS) and loudness (LUFS) are stored with it. With the default (bridged) model, the concepts
     its name, folders, title, description, keywords and CatID name (Dog_Bark_03.wav: dog) count for half of its
     concept part, the audio for the rest. Incremental: unchanged files are not decoded
-    again, changed files are replaced as a whole. Files that cannot be read are listed; exit code 1 if any
+    again, changed files are replaced as a whole; an existing collection is ingested with the model it was built
+    with unless --model is given. Files that cannot be read are listed; exit code 1 if any
     (a file whose tags cannot be read is still ingested, with a warning). Ctrl-C stops after the batch in flight
     (what is complete is kept; run again to finish).
 
@@ -532,8 +533,9 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
     plan_roots(folders)  # a typo in FOLDERS fails before anything is created
     # the lock comes first: a second ingest is refused at once, and two first runs never create one store together
     with writer_lock(db, chroma_url, "ingest"):
-        loaded = load_model(model_spec)
         with open_store(db=db, url=chroma_url, collection=collection, create=True) as store:
+            # an existing collection keeps its model (an adapted one too) unless --model says otherwise
+            loaded = load_model(model_spec or store.recorded_model_path())
             store.write_batch = write_batch
             with graceful_interrupt() as stop, rich_progress(enabled=not as_json) as progress:
                 report = run_ingest(folders, loaded, store, max_windows=max_windows, prune=prune,

@@ -157,12 +157,16 @@ def test_the_cli_writes_the_model_reports_a_broken_named_file_and_ingest_uses_th
     assert r.exit_code == 0, r.stderr
     from soundlib.store import open_store
 
+    shutil.copy(DEMO / "cat" / "Kitten.wav", lib / "sheep_lamb.wav")  # a later ingest keeps the collection's model
+    r = run("ingest", str(lib), "--db", str(db), "--collection", "ear", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["added"] == 1
     with open_store(db=str(db), collection="ear") as store:  # later queries of the collection use the adapted model
         assert store.recorded_model_path() == str(out.resolve())
     r = run("query", str(DEMO.parent / "images" / "dog-photo.png"), "--db", str(db), "--collection", "ear", "--json")
     assert r.exit_code == 0, r.stderr
     found = {Path(h["path"]).stem for h in json.loads(r.stdout)["results"]}
-    assert found == {"owl_hoot_01", "owl_hoot_02", "sheep_bleat", "take_03"}
+    assert found == {"owl_hoot_01", "owl_hoot_02", "sheep_bleat", "sheep_lamb", "take_03"}
 
 
 def test_a_missing_library_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
