@@ -533,9 +533,10 @@ def ingest(folders, max_windows, prune, batch_size, write_batch, category_from, 
     plan_roots(folders)  # a typo in FOLDERS fails before anything is created
     # the lock comes first: a second ingest is refused at once, and two first runs never create one store together
     with writer_lock(db, chroma_url, "ingest"):
+        loaded = load_model(model_spec) if model_spec else None  # a bad --model fails before a store is made
         with open_store(db=db, url=chroma_url, collection=collection, create=True) as store:
             # an existing collection keeps its model (an adapted one too) unless --model says otherwise
-            loaded = load_model(model_spec or store.recorded_model_path())
+            loaded = loaded or load_model(store.recorded_model_path())
             store.write_batch = write_batch
             with graceful_interrupt() as stop, rich_progress(enabled=not as_json) as progress:
                 report = run_ingest(folders, loaded, store, max_windows=max_windows, prune=prune,
