@@ -230,6 +230,8 @@ def adapt(folders, out, max_windows, no_metadata, model_spec, as_json, debug):
     err = stderr_console()
     for path, reason in report.skipped:
         print_skipped(err, path, reason)
+    if report.caution:
+        print_skipped(err, report.out, report.caution, label="warning")
     if as_json:
         print_json(report.to_json())
     else:

@@ -150,7 +150,9 @@ def test_the_cli_writes_the_model_reports_a_broken_named_file_and_ingest_uses_th
     assert doc["named_files"] == 3 and doc["concepts"] == {"owl": 3, "sheep": 1}
     assert [s["path"] for s in doc["skipped"]] == [str(lib / "owl_broken.wav")]
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "owl_broken.wav" in lines[0] and "Traceback" not in r.stderr
+    assert len(lines) == 2 and "owl_broken.wav" in lines[0] and "Traceback" not in r.stderr
+    assert lines[1].startswith("warning") and "only 3 named files" in lines[1]
+    assert doc["caution"].startswith("only 3 named files")
     (lib / "owl_broken.wav").unlink()
     db = tmp_path / "db"
     r = run("ingest", str(lib), "--model", str(out), "--db", str(db), "--collection", "ear", "--json")
