@@ -9,10 +9,11 @@ library's named files, each labelled with the concepts its name names. The new m
 as their names taught it, the unnamed ones too. Everything else (the heads, the picture side, the columns) stays as
 it was, so pictures read the same.
 
-Measured on the leave-one-source-out folds (each fold's model adapted to its held-out library; the model card has
-the table): with every file's names mixed in, top-10 sample 51.4 -> 55.2 %, MRR 0.289 -> 0.314, category 70.9 ->
-69.9 %; in a library with half its names hidden, the pictures whose sound is unnamed 39.3 -> 44.6 % (MRR 0.176 ->
-0.194). Small libraries (61 and 140 files) lost a few points: a library teaches the ear in proportion to its size.
+Measured end to end on the leave-one-source-out folds (each fold's model adapted to its held-out library, then
+``soundlib eval --names``; the model card has the table): with every file named, top-10 sample / category 50.1 /
+70.9 -> 52.1 / 71.5 % (MRR 0.289 both); with half the names hidden, the pictures whose sound is unnamed 37.2 / 67.3
+-> 42.7 / 71.0 % (MRR 0.210 -> 0.208). Libraries of a few dozen named files gained nothing or lost
+(:data:`SMALL_LIBRARY_NAMED_FILES`).
 
 The adapted checkpoint keeps the base's fit set (adapting it again starts from the base, never from an earlier
 adaptation) and records what it learnt from under ``training["adapted"]``. Ingest a library with it into its own
