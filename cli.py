@@ -894,8 +894,8 @@ def library(ctx, db, chroma_url, collection, as_json, debug):
     with open_store(db=db, url=chroma_url, collection=collection) as store:
         info = store.describe()
     if as_json:
-        print_json({key: info[key] for key in ("collection", "model", "files", "windows", "categories",
-                                               "category_from", "names") if key in info})
+        print_json({key: info[key] for key in ("collection", "model", "model_sha256", "model_path", "files",
+                                               "windows", "categories", "category_from", "names") if key in info})
         return
     from rich.table import Table
 
@@ -904,6 +904,8 @@ def library(ctx, db, chroma_url, collection, as_json, debug):
     table.add_column("")
     table.add_row("store", str(info["location"]))
     table.add_row("model", f"{info['model']} (sha256 {info['model_sha256'][:12]}, dim {info['dim']})")
+    if info.get("model_path"):  # the checkpoint later queries load (the bundled default, or an adapted model)
+        table.add_row("model file", _display_path(str(info["model_path"])))
     table.add_row("files", str(info["files"]))
     table.add_row("windows", str(info["windows"]))
     table.add_row("category rule", str(info.get("category_from") or "first (before rules existed)"))

@@ -983,7 +983,8 @@ class SoundStore:
         return {"mixed_files": len(mixed), "named_files": sum(1 for m in heads.values() if m.get("named_concepts"))}
 
     def describe(self) -> dict[str, Any]:
-        """:meth:`stats` plus where the store is, the model hash, dim, the store's size on disk (embedded) and, when
+        """:meth:`stats` plus where the store is, the model hash and file (``model_path``, e.g. an adapted model's),
+        dim, the store's size on disk (embedded) and, when
         files were mixed with their names, :meth:`names` (``names``)."""
         recs = self.file_records()
         out = self.stats(recs)
@@ -992,7 +993,7 @@ class SoundStore:
             out["names"] = names
         meta = self.metadata
         out.update(location=self.location, model_sha256=str(meta.get("model_sha256", "")),
-                   category_from=meta.get("category_from"),
+                   model_path=meta.get("model_path"), category_from=meta.get("category_from"),
                    dim=meta.get("dim"), soundlib_version=meta.get("soundlib_version"),
                    size_bytes=_folder_size(self.location) if os.path.isdir(self.location) else None)
         return out

@@ -165,6 +165,9 @@ def test_the_cli_writes_the_model_reports_a_broken_named_file_and_ingest_uses_th
     assert json.loads(r.stdout)["added"] == 1
     with open_store(db=str(db), collection="ear") as store:  # later queries of the collection use the adapted model
         assert store.recorded_model_path() == str(out.resolve())
+    r = run("library", "--db", str(db), "--collection", "ear", "--json")
+    assert json.loads(r.stdout)["model_path"] == str(out.resolve())
+    assert json.loads(r.stdout)["model_sha256"] == load_checkpoint(out)[1].sha256
     r = run("query", str(DEMO.parent / "images" / "dog-photo.png"), "--db", str(db), "--collection", "ear", "--json")
     assert r.exit_code == 0, r.stderr
     found = {Path(h["path"]).stem for h in json.loads(r.stdout)["results"]}

@@ -73,11 +73,14 @@ def test_query_json_table_category_and_sound(setup) -> None:
     assert table.exit_code == 0 and "distance" in table.stdout and "rank" in table.stdout
 
 
-def test_library_json_and_table(setup) -> None:
+def test_library_json_and_table(setup, tiny_checkpoint) -> None:
     _, db, _, _, _ = setup
     result = run("library", "--db", str(db), "--json")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
+    from encoders.checkpoint import file_sha256
+
+    assert (doc.pop("model_path"), doc.pop("model_sha256")) == (str(tiny_checkpoint), file_sha256(tiny_checkpoint))
     assert doc == {"collection": "sounds", "model": "m5-attention-linear-infonce", "files": len(GOOD),
                    "windows": TOTAL_WINDOWS, "category_from": "auto",
                    "categories": {"cars": 2, "dogs": 1, "dogs/nested/deep": 1, "lib": 1, "rain": 2}}
