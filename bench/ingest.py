@@ -28,6 +28,10 @@
    ingest's. Then back to the audio alone (``--no-names`` again): every named file's mix is undone in place; its
    vectors must equal the ``--no-names`` ingest's.
 
+6. With ``--shipped``: ``soundlib adapt`` (``train.adapt.adapt_model``) of the demo library (66 real recordings, every
+   one named) against an ingest of the same library with the same model, alternated (I A I A ...): adapt reads
+   every window of the named files as ingest does, then fits the sound classifier; windows/s of each and the ratio.
+
 Run: ``.venv/bin/python bench/ingest.py [--quick] [--sounds DIR] [--rounds N] [--skip-synthetic]``
 -> ``bench/results/ingest.json`` (``ingest-real.json`` with ``--skip-synthetic``).
 """
@@ -203,6 +207,37 @@ def bench_model(res: Result, name: str, overrides: dict[str, Any], root: Path, f
                           "batch": batch, "decode_s": t_decode, "encoder_s": t_enc, "ingest_wall_s": t_ing,
                           "per_round_ratio": per_round}
     return windows
+
+
+def bench_adapt(res: Result, rounds: int) -> None:
+    """``adapt_model`` of the demo library vs an ingest of it with the shipped default, alternated (I A I A ...)."""
+    from soundlib.config import INFERENCE_BATCH
+    from soundlib.models import load_model
+    from train.adapt import adapt_model
+
+    library = ROOT / "demo" / "sounds"
+    loaded = load_model(None)
+    t_ing, t_ad, windows, fit_s = [], [], 0, []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-adapt-"))
+    try:
+        for i in range(rounds):
+            report, wall = run_ingest(loaded, library, INFERENCE_BATCH)
+            t_ing.append(wall)
+            windows = report.windows
+            t = time.perf_counter()
+            ad = adapt_model(None, [library], tmp / f"ear-{i}.pt")
+            t_ad.append(time.perf_counter() - t)
+            fit_s.append(ad.seconds)
+            assert ad.windows == windows, (ad.windows, windows)  # every window of every (named) file, as ingest
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ing, ad_rate = windows / median(t_ing), windows / median(t_ad)
+    res.add("adapt the demo library (shipped default)", ad_rate, "windows/s",
+            baseline="ingest of the same library, same model", baseline_value=ing, ratio=ad_rate / ing,
+            note=f"{windows} windows of 66 named files; medians of {rounds} alternated runs; adapt "
+                 + ", ".join(f"{x:.1f}" for x in t_ad) + " s (model load, reading, fit), ingest "
+                 + ", ".join(f"{x:.1f}" for x in t_ing) + " s")
+    res.details["adapt"] = {"windows": windows, "adapt_s": t_ad, "ingest_s": t_ing}
 
 
 def bench_frontend(res: Result, windows: np.ndarray, n_ours: int, n_librosa: int) -> None:
@@ -434,6 +469,8 @@ def main() -> None:
         windows = w if windows is None else windows
     assert windows is not None
     bench_frontend(res, windows, n_ours=min(len(windows), 512), n_librosa=min(len(windows), 32 if args.quick else 128))
+    if args.shipped:
+        bench_adapt(res, rounds=1 if args.quick else 2)
     res.finish()
 
 
