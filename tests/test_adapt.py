@@ -119,7 +119,7 @@ def test_a_library_whose_names_name_nothing_is_one_clear_error(tmp_path: Path) -
     lib.mkdir()
     shutil.copy(DEMO / "cat" / "Meow.wav", lib / "take_01.wav")
     shutil.copy(DEMO / "chicken" / "Rooster.wav", lib / "take_02.wav")
-    with pytest.raises(SoundlibError, match=r"name none of the model's \d+ concepts"):
+    with pytest.raises(SoundlibError, match=r"words of its 2 audio files name none of the model's \d+ concepts"):
         adapt_model(None, [lib], tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
 
@@ -172,6 +172,14 @@ def test_the_cli_writes_the_model_reports_a_broken_named_file_and_ingest_uses_th
     assert r.exit_code == 0, r.stderr
     found = {Path(h["path"]).stem for h in json.loads(r.stdout)["results"]}
     assert found == {"owl_hoot_01", "owl_hoot_02", "sheep_bleat", "sheep_lamb", "take_03"}
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_the_library_is_read(tmp_path: Path) -> None:
+    lib = _library(tmp_path)
+    with pytest.raises(SoundlibError, match="is a folder"):
+        adapt_model(None, [lib], tmp_path)
+    (tmp_path / "file").write_text("x")
+    one_line(run("adapt", str(lib), "--out", str(tmp_path / "file" / "ear.pt")), 2, "cannot make its folder")
 
 
 def test_a_missing_library_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -101,6 +101,23 @@ def _check_model(loaded: Any) -> Any:
     return fit
 
 
+def _check_writable(out: Path) -> None:
+    """A one-line error when ``out`` cannot be written: a folder, or a parent that cannot be made or written."""
+    if out.is_dir():
+        raise SoundlibError("is a folder; --out names the checkpoint file to write", str(out))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SoundlibError(f"cannot make its folder ({e.strerror or e})", str(out)) from None
+    import tempfile
+
+    try:  # a real write: permissions, read-only mounts and pseudo file systems all answer it
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".adapt-probe-"):
+            pass
+    except OSError as e:
+        raise SoundlibError(f"cannot write in its folder ({e.strerror or e})", str(out)) from None
+
+
 def named_library_files(folders: Sequence[str], model: Any, on_skip: Any = None,
                         metadata: bool = True) -> tuple[int, list[tuple[Any, Any]]]:
     """Scan ``folders``; returns ``(files found, [(SoundFile, named vector (C,)), ...])`` for the files whose
@@ -206,6 +223,7 @@ def adapt_model(model_spec: str | None, folders: Sequence[str | Path], out: str 
     out = Path(out).expanduser()
     if out.exists() and out.resolve() == Path(loaded.info.path).resolve():
         raise SoundlibError("the adapted model would overwrite its base: give another --out", str(out))
+    _check_writable(out)  # before the library is read, not after
     roots = [str(Path(f).expanduser()) for f in folders]
     skipped: list[tuple[str, str]] = []
     found, named = named_library_files(roots, model, on_skip=lambda p, r: skipped.append((str(p), r)),
@@ -214,7 +232,8 @@ def adapt_model(model_spec: str | None, folders: Sequence[str | Path], out: str 
     per_concept = Counter(concepts[c] for _, vec in named for c in np.flatnonzero(vec))
     if len(per_concept) < MIN_NAMED_CONCEPTS:
         what = f"only {next(iter(per_concept))}" if per_concept else "none"
-        raise SoundlibError(f"the words of its {found} audio files name {what} of the model's {len(concepts)} "
+        files = f"{found} audio file" + ("" if found == 1 else "s")
+        raise SoundlibError(f"the words of its {files} name {what} of the model's {len(concepts)} "
                             f"concepts; adapting needs files named after at least {MIN_NAMED_CONCEPTS} "
                             f"(e.g. 'dog_bark_01.wav', 'rain/heavy.wav')", ", ".join(roots))
     x, y, n_windows, bad = library_rows(model, named, max_windows, progress)
@@ -231,7 +250,10 @@ def adapt_model(model_spec: str | None, folders: Sequence[str | Path], out: str 
         "concepts": dict(per_concept.most_common()),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    digest = save_checkpoint(out, model, training=training)
+    try:
+        digest = save_checkpoint(out, model, training=training)
+    except (OSError, RuntimeError) as e:  # torch reports a failed open as a RuntimeError
+        raise SoundlibError(f"cannot write the adapted model ({str(e).splitlines()[0][:160]})", str(out)) from None
     return AdaptReport(base=str(loaded.info.path), base_sha256=training["adapted"]["base_sha256"], out=str(out), sha256=digest,
                        library=roots, files=found, named_files=len(named) - len(bad), windows=n_windows,
                        base_rows=len(fit), concepts=dict(per_concept.most_common()), skipped=skipped,
