@@ -89,6 +89,14 @@ def store_error(action: str, e: BaseException, location: str) -> StoreError:
     return StoreError(f"{action} failed: {_first_line(e)}", location)
 
 
+def same_weights_as(loaded: Any) -> list[str]:
+    """The sha256 of earlier checkpoint files a model declares to hold its weights bit for bit
+    (``training["same_weights_as"]``; e.g. the default saved again with its fit set), so collections built with them
+    stay usable; ``[]`` when it declares none."""
+    listed = (getattr(getattr(loaded, "info", None), "training", None) or {}).get("same_weights_as") or []
+    return [str(h) for h in listed if isinstance(h, str)] if isinstance(listed, list) else []
+
+
 def file_key(root: str, rel: str) -> str:
     """Stable id of a file in the store: a hash of its root and its POSIX path relative to the root."""
     return hashlib.sha1(f"{root}\0{rel}".encode("utf-8", "surrogatepass")).hexdigest()[:24]
@@ -452,11 +460,14 @@ class SoundStore:
             ModelMismatchError: different checkpoint hash or embedding size, with a message offering ``--collection``.
         """
         self.check_built_with(loaded.name, loaded.sha256, loaded.dim,
-                              "use the same --model, or --collection NAME to keep a library for this model")
+                              "use the same --model, or --collection NAME to keep a library for this model",
+                              same_weights=same_weights_as(loaded))
 
-    def check_built_with(self, model: str, sha256: str, dim: int | None, advice: str) -> None:
+    def check_built_with(self, model: str, sha256: str, dim: int | None, advice: str,
+                         same_weights: Iterable[str] = ()) -> None:
         """Refuse vectors of a model (``model`` name, checkpoint ``sha256``, embedding ``dim``) other than the
-        collection's; ``advice`` ends the error line.
+        collection's; ``advice`` ends the error line. ``same_weights``: hashes of earlier checkpoint files with the
+        same weights bit for bit (their collections hold the same vectors), accepted too.
 
         Raises:
             StoreError: the collection does not exist.
@@ -464,7 +475,8 @@ class SoundStore:
         """
         meta = self.metadata
         want_sha, want_dim = meta.get("model_sha256"), meta.get("dim")
-        if want_sha == sha256 and (want_dim is None or dim is None or int(want_dim) == int(dim)):
+        same_file = want_sha == sha256 or (want_sha is not None and want_sha in set(same_weights))
+        if same_file and (want_dim is None or dim is None or int(want_dim) == int(dim)):
             return
         raise ModelMismatchError(
             f"collection '{self.name}' was built with model {meta.get('model', '?')} "

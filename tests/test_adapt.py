@@ -208,3 +208,32 @@ def test_a_damaged_fit_set_in_a_checkpoint_is_a_one_line_error(tmp_path: Path) -
     save_checkpoint(bad, model)
     with pytest.raises(CheckpointError, match=r"bad\.pt: damaged soundlib checkpoint: bridge fit set: a column"):
         load_checkpoint(bad)
+
+
+def test_a_model_that_names_an_earlier_file_with_its_weights_keeps_that_files_collections(
+        tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The default saved again with its fit set has the same weights under a new sha256: collections built with the
+    earlier file stay usable, because the new file says so (training["same_weights_as"]); any other file is refused."""
+    from encoders.checkpoint import file_sha256
+    from tests.conftest import write_image
+    from tests.fixtures_library import write_sound
+
+    lib = tmp_path / "lib"
+    write_sound(lib / "rain" / "rain_01.wav", 2.0, 16_000, "noise", 0)
+    write_sound(lib / "bird" / "chirp_01.wav", 1.5, 16_000, "chirp", 1)
+    db = tmp_path / "db"
+    assert run("ingest", str(lib), "--db", str(db), "--model", str(tiny_checkpoint), "--json").exit_code == 0
+    model, info = load_checkpoint(tiny_checkpoint)
+    same, other = tmp_path / "same.pt", tmp_path / "other.pt"
+    save_checkpoint(same, model, training={**info.training, "same_weights_as": [file_sha256(tiny_checkpoint)]})
+    save_checkpoint(other, model, training={**info.training, "note": "saved again, saying nothing"})
+    pic = write_image(tmp_path / "p.png", (64, 48))
+    r = run("query", str(pic), "--db", str(db), "--model", str(same), "--json")
+    assert r.exit_code == 0, r.stderr
+    assert {Path(h["path"]).name for h in json.loads(r.stdout)["results"]} == {"rain_01.wav", "chirp_01.wav"}
+    one_line(run("query", str(pic), "--db", str(db), "--model", str(other), "--json"), 2, "was built with model")
+
+
+def test_the_shipped_default_names_the_file_before_it() -> None:
+    _, info = load_checkpoint(DEFAULT)
+    assert info.training["same_weights_as"] == ["f02e618dafb4e5a863424396fa3efff0c4c368b1b27ffeb3f958e4ee0c6c525a"]
