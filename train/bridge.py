@@ -54,8 +54,8 @@ def fit_softmax_regression(x: Any, y: np.ndarray, n_classes: int, weight_decay: 
         n_classes: ``C``.
         weight_decay: L2 penalty on the weights.
         max_iter: L-BFGS iterations.
-        sample_weight: ``(N,)`` times each row counts (``None``: once each); a row of weight ``k`` is the same fit
-            as ``k`` copies of it (the standardisation and the class balance included).
+        sample_weight: ``(N,)`` whole numbers >= 1, how many times each row counts (``None``: once each); a row of
+            weight ``k`` is the same fit as ``k`` copies of it (the standardisation and the class balance included).
 
     Returns:
         ``(mean (F,), std (F,), weight (F, C), bias (C,))`` float32 tensors.
