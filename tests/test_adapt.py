@@ -76,6 +76,7 @@ def test_adapting_learns_the_library_names_and_changes_nothing_else(adapted) -> 
     base, base_info = load_checkpoint(DEFAULT)
     ear, info = load_checkpoint(report.out)
     assert info.sha256 == report.sha256 and report.base_sha256 == base_info.sha256
+    assert "same_weights_as" not in info.training  # the default's claim about its weights is not the adapted model's
     facts = info.training["adapted"]
     assert facts["base_sha256"] == base_info.sha256 and facts["named_files"] == 3 and facts["concepts"]["owl"] == 2
     changed = {k for k, v in ear.state_dict().items() if not torch.equal(v, base.state_dict()[k])}

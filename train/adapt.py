@@ -2,12 +2,12 @@
 
 The concept bridge's sound classifier (:mod:`train.bridge`) names the right concept for about one sound window in
 five from sources it never saw: each library records, mixes and names its sounds its own way. A studio's library
-says what most of its sounds are in their names and tags (``Dog Bark Large 03.wav``, ``animals/cow/moo2.ogg``, a
-BWF description): the same words ingest already mixes into a file's vector (:mod:`soundlib.name_concepts`). Adapting fits the classifier again
-on the windows it was fitted on (the checkpoint's :class:`~encoders.bridge.BridgeFitSet`) plus every window of the
-library's named files, each labelled with the concepts its name names. The new model hears this library's sounds
-as their names taught it, the unnamed ones too. Everything else (the heads, the picture side, the columns) stays as
-it was, so pictures read the same.
+says what most of its sounds are in their names and tags (``Dog Bark Large 03.wav``, ``animals/cow/moo2.ogg``, a BWF
+description): the same words ingest already mixes into a file's vector (:mod:`soundlib.name_concepts`). Adapting
+fits the classifier again on the windows it was fitted on (the checkpoint's :class:`~encoders.bridge.BridgeFitSet`)
+plus every window of the library's named files, each labelled with the concepts its name names. The new model hears
+this library's sounds as their names taught it, the unnamed ones too. Everything else (the heads, the picture side,
+the columns) stays as it was, so pictures read the same.
 
 Measured end to end on the leave-one-source-out folds (each fold's model adapted to its held-out library, then
 ``soundlib eval --names``; the model card has the table): with every file named, top-10 sample / category 50.1 /
@@ -243,6 +243,7 @@ def adapt_model(model_spec: str | None, folders: Sequence[str | Path], out: str 
     mean, std, weight, bias = adapted_classifier(fit, x, y, len(concepts))
     model.bridge.set_sound_classifier(mean, std, weight, bias)
     training = dict(loaded.info.training)
+    training.pop("same_weights_as", None)  # its weights are its own now: no earlier file's collections fit it
     training["adapted"] = {  # base: the model whose fit set it started from (an adapted model's own base)
         "base_sha256": (loaded.info.training.get("adapted") or {}).get("base_sha256", loaded.sha256),
         "library": [str(Path(r).resolve()) for r in roots], "files": found,
@@ -254,7 +255,7 @@ def adapt_model(model_spec: str | None, folders: Sequence[str | Path], out: str 
         digest = save_checkpoint(out, model, training=training)
     except (OSError, RuntimeError) as e:  # torch reports a failed open as a RuntimeError
         raise SoundlibError(f"cannot write the adapted model ({str(e).splitlines()[0][:160]})", str(out)) from None
-    return AdaptReport(base=str(loaded.info.path), base_sha256=training["adapted"]["base_sha256"], out=str(out), sha256=digest,
-                       library=roots, files=found, named_files=len(named) - len(bad), windows=n_windows,
+    return AdaptReport(base=str(loaded.info.path), base_sha256=training["adapted"]["base_sha256"], out=str(out),
+                       sha256=digest, library=roots, files=found, named_files=len(named) - len(bad), windows=n_windows,
                        base_rows=len(fit), concepts=dict(per_concept.most_common()), skipped=skipped,
                        seconds=time.perf_counter() - t0)
