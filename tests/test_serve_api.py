@@ -66,6 +66,7 @@ def test_info_lists_the_collection_and_the_limits(client, world) -> None:
                                                                              "lib": 1, "rain": 2}
     assert doc["limits"]["pixels"] == LIMITS["max_pixels"] and doc["explain"] == "attention map"
     assert doc["concepts"] == []  # the tiny model has no concept columns: nothing to offer the words fields
+    assert doc["adapted"] is None  # and no ear adapted to a library (soundlib adapt)
 
 
 def test_a_picture_gives_k_rows_as_the_library_call_does(client, world, media) -> None:

@@ -301,3 +301,29 @@ def test_the_default_model_says_what_each_picture_was_read_as(tmp_path: Path) ->
                 driver.quit()
     finally:
         w.close()
+
+
+def test_the_header_says_when_the_model_was_adapted_to_the_library(tmp_path: Path) -> None:
+    """A collection ingested with a `soundlib adapt` model: the page's header says the ear was adapted, and to how
+    many named files; the API says the same."""
+    from soundlib.serve.app import background, create_app
+    from tests.fixtures_library import build_library
+    from train.adapt import adapt_model
+
+    report = adapt_model(None, [build_library(tmp_path / "named")], tmp_path / "ear.pt")
+    assert report.named_files >= 2
+    w = serve_world(tmp_path / "world", Path(report.out))
+    try:
+        assert w.engine.info()["adapted"] == {"named_files": report.named_files, "concepts": len(report.concepts)}
+        with background(create_app(w.engine)) as url:
+            (tmp_path / "dl").mkdir()
+            driver = start_chromium(tmp_path / "profile", tmp_path / "dl")
+            try:
+                driver.get(url + "/")
+                wait(driver, lambda d: "sounds" in d.find_element(By.ID, "library").text)
+                assert driver.find_element(By.ID, "library").text.endswith(
+                    f"· ear adapted to {report.named_files} named files")
+            finally:
+                driver.quit()
+    finally:
+        w.close()

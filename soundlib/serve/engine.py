@@ -133,14 +133,18 @@ class Engine:
         return dict(self._files)
 
     def info(self) -> dict[str, Any]:
-        """Collection, model, counts, categories, the model's concepts (the words the "it is" and words fields
-        offer; empty for a model without them) and the upload limits (for the page's header and filters)."""
+        """Collection, model (``adapted``: what ``soundlib adapt`` taught it, else ``None``), counts, categories, the
+        model's concepts (the words the "it is" and words fields offer; empty for a model without them) and the
+        upload limits (for the page's header and filters)."""
         from soundlib.explain import explain_method
 
         with self.lock:
             stats = self.store.stats()
         c = self.cfg
+        adapted = (self.loaded.info.training or {}).get("adapted")  # `soundlib adapt`: this library's own ear
         return {"collection": stats["collection"], "model": stats["model"], "files": stats["files"],
+                "adapted": {"named_files": int(adapted.get("named_files", 0)),
+                            "concepts": len(adapted.get("concepts") or {})} if isinstance(adapted, dict) else None,
                 "windows": stats["windows"], "categories": stats["categories"],
                 "explain": explain_method(self.loaded.model),
                 "concepts": list(getattr(self.loaded.model.config, "concepts", None) or ())

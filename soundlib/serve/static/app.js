@@ -37,7 +37,8 @@ async function loadInfo() {
   try {
     const info = await api.getJSON("/api/info");
     state.info = info;
-    $("library").textContent = `${info.collection}: ${info.files} sounds, ${info.windows} windows · ${info.model}`;
+    const ear = info.adapted ? ` · ear adapted to ${info.adapted.named_files} named files` : "";
+    $("library").textContent = `${info.collection}: ${info.files} sounds, ${info.windows} windows · ${info.model}${ear}`;
     const sel = $("category");
     for (const [name, n] of Object.entries(info.categories)) {
       const o = document.createElement("option");
