@@ -6,6 +6,7 @@ One browser session for the module; every wait is on a DOM condition (WebDriverW
 from __future__ import annotations
 
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,27 @@ def wait(driver, condition, timeout: float = WAIT):
 
 def js(driver, script: str, *args):
     return driver.execute_script(script, *args)
+
+
+@contextmanager
+def served_page(tmp_path: Path, checkpoint: Path):
+    """The test library ingested with ``checkpoint`` behind a live server, and a Chromium showing its page (the
+    header loaded): yields ``(world, driver)``; closes everything after."""
+    from soundlib.serve.app import background, create_app
+
+    w = serve_world(tmp_path / "world", checkpoint)
+    try:
+        with background(create_app(w.engine)) as url:
+            (tmp_path / "dl").mkdir()
+            driver = start_chromium(tmp_path / "profile", tmp_path / "dl")
+            try:
+                driver.get(url + "/")
+                wait(driver, lambda d: "sounds" in d.find_element(By.ID, "library").text)
+                yield w, driver
+            finally:
+                driver.quit()
+    finally:
+        w.close()
 
 
 def body(driver, key: str):
@@ -219,111 +241,87 @@ def test_the_default_model_says_what_each_picture_was_read_as(tmp_path: Path) ->
     """The bundled default (concept columns): under the title, what the picture, each video frame and the
     combined ranking were read as."""
     from soundlib.models import DEFAULT_MODEL_PATH
-    from soundlib.serve.app import background, create_app
 
     demo = Path(__file__).resolve().parents[1] / "demo" / "images"
-    w = serve_world(tmp_path / "world", DEFAULT_MODEL_PATH)
-    try:
-        with background(create_app(w.engine)) as url:
-            (tmp_path / "dl").mkdir()
-            driver = start_chromium(tmp_path / "profile", tmp_path / "dl")
-            try:
-                driver.get(url + "/")
-                wait(driver, lambda d: "sounds" in d.find_element(By.ID, "library").text)
-                # the words fields offer the model's concepts as you type
-                names = js(driver, "return [...document.querySelectorAll('#concept-names option')].map(o => o.value)")
-                assert len(names) == 116 and "drum kit" in names
-                assert driver.find_element(By.ID, "words-form").is_displayed()
-                query(driver, demo / "dog-photo.png", k=3)
-                seen = driver.find_element(By.ID, "read-as")
-                assert seen.is_displayed() and seen.text.startswith("read as: dog ")
-                assert seen.text.endswith(" · named: dog")  # its file name (dog-photo.png) is mixed in too
-                video = write_video(tmp_path / "clip.mp4", seconds=2.4, fps=10)
-                query(driver, video, k=3)
-                wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#strip .frame")) >= 3)
-                combined = driver.find_element(By.ID, "read-as").text
-                assert combined.startswith("read as: ")
-                driver.find_elements(By.CSS_SELECTOR, "#strip .frame")[1].click()  # frame 0
-                wait(driver, lambda d: d.find_element(By.ID, "title").text.startswith("Frame 0"))
-                assert driver.find_element(By.ID, "read-as").text.startswith("read as: ")
+    with served_page(tmp_path, DEFAULT_MODEL_PATH) as (w, driver):
+        # the words fields offer the model's concepts as you type
+        names = js(driver, "return [...document.querySelectorAll('#concept-names option')].map(o => o.value)")
+        assert len(names) == 116 and "drum kit" in names
+        assert driver.find_element(By.ID, "words-form").is_displayed()
+        query(driver, demo / "dog-photo.png", k=3)
+        seen = driver.find_element(By.ID, "read-as")
+        assert seen.is_displayed() and seen.text.startswith("read as: dog ")
+        assert seen.text.endswith(" · named: dog")  # its file name (dog-photo.png) is mixed in too
+        video = write_video(tmp_path / "clip.mp4", seconds=2.4, fps=10)
+        query(driver, video, k=3)
+        wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#strip .frame")) >= 3)
+        combined = driver.find_element(By.ID, "read-as").text
+        assert combined.startswith("read as: ")
+        driver.find_elements(By.CSS_SELECTOR, "#strip .frame")[1].click()  # frame 0
+        wait(driver, lambda d: d.find_element(By.ID, "title").text.startswith("Frame 0"))
+        assert driver.find_element(By.ID, "read-as").text.startswith("read as: ")
 
-                # "it is ...": the words' concepts rank the library (its rain/ folder), the reading stays said
-                query(driver, demo / "drum.png", k=2)
-                assert driver.find_element(By.ID, "as-form").is_displayed()
-                # untold, the ranking is checked against what the picture was read as: no drums in this library
-                told = driver.find_element(By.ID, "told")
-                assert told.text == "none of these 2 is named or heard as drum kit: your library may lack it"
-                assert "warn" in told.get_attribute("class")
-                field = driver.find_element(By.ID, "as")
-                field.send_keys("rain", Keys.ENTER)
-                wait(driver, lambda d: d.find_element(By.ID, "told").text.startswith("ranked as: rain"))
-                assert driver.find_element(By.ID, "told").text == "ranked as: rain · 2 of 2 named or heard as it"
-                assert texts(driver, "#rows .row .category") == ["rain", "rain"]
-                assert texts(driver, "#rows .row .told-hit") == ["✓ rain", "✓ rain"]  # named rain/
-                assert driver.find_element(By.ID, "read-as").text.startswith("read as: drum kit")
-                # a concept the library lacks (nothing named or heard as it): the page says so
-                from soundlib.concept_coverage import concept_coverage
+        # "it is ...": the words' concepts rank the library (its rain/ folder), the reading stays said
+        query(driver, demo / "drum.png", k=2)
+        assert driver.find_element(By.ID, "as-form").is_displayed()
+        # untold, the ranking is checked against what the picture was read as: no drums in this library
+        told = driver.find_element(By.ID, "told")
+        assert told.text == "none of these 2 is named or heard as drum kit: your library may lack it"
+        assert "warn" in told.get_attribute("class")
+        field = driver.find_element(By.ID, "as")
+        field.send_keys("rain", Keys.ENTER)
+        wait(driver, lambda d: d.find_element(By.ID, "told").text.startswith("ranked as: rain"))
+        assert driver.find_element(By.ID, "told").text == "ranked as: rain · 2 of 2 named or heard as it"
+        assert texts(driver, "#rows .row .category") == ["rain", "rain"]
+        assert texts(driver, "#rows .row .told-hit") == ["✓ rain", "✓ rain"]  # named rain/
+        assert driver.find_element(By.ID, "read-as").text.startswith("read as: drum kit")
+        # a concept the library lacks (nothing named or heard as it): the page says so
+        from soundlib.concept_coverage import concept_coverage
 
-                absent = concept_coverage(w.store, w.loaded.model).absent[0]
-                field.clear()
-                field.send_keys(absent, Keys.ENTER)
-                wait(driver, lambda d: "may lack it" in d.find_element(By.ID, "told").text)
-                told = driver.find_element(By.ID, "told")
-                assert told.text == f"ranked as: {absent} · none of these 2 is named or heard as it: your library " \
-                    "may lack it" and "warn" in told.get_attribute("class")
-                assert texts(driver, "#rows .row .told-hit") == []
-                field.clear()
-                field.send_keys("fax machine", Keys.ENTER)
-                wait(driver, lambda d: d.find_element(By.ID, "error").is_displayed())
-                assert "names none of this model's" in driver.find_element(By.ID, "error").text
-                query(driver, demo / "dog-photo.png", k=2)  # a new picture: the words do not carry over
-                assert driver.find_element(By.ID, "as").get_attribute("value") == ""
-                told = driver.find_element(By.ID, "told")
-                assert told.text == "2 of 2 named or heard as dog" and "warn" not in told.get_attribute("class")
-                assert texts(driver, "#rows .row .told-hit") == ["✓ dog", "✓ dog"]  # the library's dogs/ folder
-                query(driver, demo / "cockatoo-photo.png", k=2)  # read as a dog, named a parrot: none here
-                told = driver.find_element(By.ID, "told")
-                assert told.text == "2 of 2 named or heard as dog · none as parrot: your library may lack it"
-                assert "warn" in told.get_attribute("class")
+        absent = concept_coverage(w.store, w.loaded.model).absent[0]
+        field.clear()
+        field.send_keys(absent, Keys.ENTER)
+        wait(driver, lambda d: "may lack it" in d.find_element(By.ID, "told").text)
+        told = driver.find_element(By.ID, "told")
+        assert told.text == f"ranked as: {absent} · none of these 2 is named or heard as it: your library " \
+            "may lack it" and "warn" in told.get_attribute("class")
+        assert texts(driver, "#rows .row .told-hit") == []
+        field.clear()
+        field.send_keys("fax machine", Keys.ENTER)
+        wait(driver, lambda d: d.find_element(By.ID, "error").is_displayed())
+        assert "names none of this model's" in driver.find_element(By.ID, "error").text
+        query(driver, demo / "dog-photo.png", k=2)  # a new picture: the words do not carry over
+        assert driver.find_element(By.ID, "as").get_attribute("value") == ""
+        told = driver.find_element(By.ID, "told")
+        assert told.text == "2 of 2 named or heard as dog" and "warn" not in told.get_attribute("class")
+        assert texts(driver, "#rows .row .told-hit") == ["✓ dog", "✓ dog"]  # the library's dogs/ folder
+        query(driver, demo / "cockatoo-photo.png", k=2)  # read as a dog, named a parrot: none here
+        told = driver.find_element(By.ID, "told")
+        assert told.text == "2 of 2 named or heard as dog · none as parrot: your library may lack it"
+        assert "warn" in told.get_attribute("class")
 
-                # words alone: no picture, the library's rain first
-                js(driver, "document.body.dataset.rows = ''")
-                driver.find_element(By.ID, "words").send_keys("rain", Keys.ENTER)
-                wait(driver, lambda d: body(d, "busy") is None and body(d, "rows"))
-                wait(driver, lambda d: d.find_element(By.ID, "title").text == 'Sounds for "rain"')
-                assert texts(driver, "#rows .row .category") == ["rain", "rain"]
-                assert driver.find_element(By.ID, "read-as").text == "ranked as: rain · 2 of 2 named or heard as it"
-                assert not driver.find_element(By.ID, "picture").is_displayed()
-                assert not driver.find_element(By.ID, "as-form").is_displayed()
-                driver.find_element(By.CSS_SELECTOR, "#rows .row .pick").click()  # a pick remembers the words
-                wait(driver, lambda d: d.find_element(By.ID, "pick-count").text == "1")
-            finally:
-                driver.quit()
-    finally:
-        w.close()
+        # words alone: no picture, the library's rain first
+        js(driver, "document.body.dataset.rows = ''")
+        driver.find_element(By.ID, "words").send_keys("rain", Keys.ENTER)
+        wait(driver, lambda d: body(d, "busy") is None and body(d, "rows"))
+        wait(driver, lambda d: d.find_element(By.ID, "title").text == 'Sounds for "rain"')
+        assert texts(driver, "#rows .row .category") == ["rain", "rain"]
+        assert driver.find_element(By.ID, "read-as").text == "ranked as: rain · 2 of 2 named or heard as it"
+        assert not driver.find_element(By.ID, "picture").is_displayed()
+        assert not driver.find_element(By.ID, "as-form").is_displayed()
+        driver.find_element(By.CSS_SELECTOR, "#rows .row .pick").click()  # a pick remembers the words
+        wait(driver, lambda d: d.find_element(By.ID, "pick-count").text == "1")
 
 
 def test_the_header_says_when_the_model_was_adapted_to_the_library(tmp_path: Path) -> None:
     """A collection ingested with a `soundlib adapt` model: the page's header says the ear was adapted, and to how
     many named files; the API says the same."""
-    from soundlib.serve.app import background, create_app
     from tests.fixtures_library import build_library
     from train.adapt import adapt_model
 
     report = adapt_model(None, [build_library(tmp_path / "named")], tmp_path / "ear.pt")
     assert report.named_files >= 2
-    w = serve_world(tmp_path / "world", Path(report.out))
-    try:
+    with served_page(tmp_path, Path(report.out)) as (w, driver):
         assert w.engine.info()["adapted"] == {"named_files": report.named_files, "concepts": len(report.concepts)}
-        with background(create_app(w.engine)) as url:
-            (tmp_path / "dl").mkdir()
-            driver = start_chromium(tmp_path / "profile", tmp_path / "dl")
-            try:
-                driver.get(url + "/")
-                wait(driver, lambda d: "sounds" in d.find_element(By.ID, "library").text)
-                assert driver.find_element(By.ID, "library").text.endswith(
-                    f"· ear adapted to {report.named_files} named files")
-            finally:
-                driver.quit()
-    finally:
-        w.close()
+        assert driver.find_element(By.ID, "library").text.endswith(
+            f"· ear adapted to {report.named_files} named files")
