@@ -22,14 +22,13 @@ Written to ``DEST`` (by :func:`build_qabcs`, or ``tools/get-qabcs.sh DEST``):
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from soundlib.errors import ListError, SoundlibError
-from soundlib.lists import read_records
+from soundlib.lists import read_records, write_list
 from train.scripts import run_script
 
 #: The shipped reviewed table.
@@ -129,20 +128,9 @@ def build_qabcs(package_root: str | Path, dest: str | Path, table: str | Path = 
     report.missing = sorted(set(reviewed) - {p.stem for p, _ in pairs})
     report.pairs = len(rows)
     report.concept_pairs = sum(1 for r in rows if r["concept"])
-    _write(out / "qabcs_pairs.csv", rows)
-    _write(out / "qabcs_concept_pairs.csv", [r for r in rows if r["concept"]])
+    write_list(out / "qabcs_pairs.csv", rows)  # frame,audio,category: "concept" is no list column
+    write_list(out / "qabcs_concept_pairs.csv", [r for r in rows if r["concept"]])
     return report
-
-
-def _write(path: Path, rows: list[dict[str, str]]) -> None:
-    """A pair list (``frame,audio,category``, paths relative to the list's folder), written atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["frame", "audio", "category"])
-        for r in rows:
-            w.writerow([r["frame"], r["audio"], r["category"]])
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
