@@ -36,6 +36,14 @@ class LoadedModel:
     def dim(self) -> int:
         return int(self.model.embed_dim)
 
+    @property
+    def same_weights_as(self) -> list[str]:
+        """The sha256 of earlier checkpoint files this one declares to hold its weights bit for bit
+        (``training["same_weights_as"]``; e.g. the default saved again with its fit set): collections built with
+        them hold the same vectors and stay usable (:meth:`soundlib.store.SoundStore.check_model`)."""
+        listed = (self.info.training or {}).get("same_weights_as")
+        return [h for h in listed if isinstance(h, str)] if isinstance(listed, list) else []
+
 
 def resolve_model_path(spec: str | os.PathLike | None) -> Path:
     """The checkpoint file for ``--model``: the given path, else ``$SOUNDLIB_MODEL``, else the bundled default.

@@ -89,14 +89,6 @@ def store_error(action: str, e: BaseException, location: str) -> StoreError:
     return StoreError(f"{action} failed: {_first_line(e)}", location)
 
 
-def same_weights_as(loaded: Any) -> list[str]:
-    """The sha256 of earlier checkpoint files a model declares to hold its weights bit for bit
-    (``training["same_weights_as"]``; e.g. the default saved again with its fit set), so collections built with them
-    stay usable; ``[]`` when it declares none."""
-    listed = (getattr(getattr(loaded, "info", None), "training", None) or {}).get("same_weights_as") or []
-    return [str(h) for h in listed if isinstance(h, str)] if isinstance(listed, list) else []
-
-
 def file_key(root: str, rel: str) -> str:
     """Stable id of a file in the store: a hash of its root and its POSIX path relative to the root."""
     return hashlib.sha1(f"{root}\0{rel}".encode("utf-8", "surrogatepass")).hexdigest()[:24]
@@ -461,7 +453,7 @@ class SoundStore:
         """
         self.check_built_with(loaded.name, loaded.sha256, loaded.dim,
                               "use the same --model, or --collection NAME to keep a library for this model",
-                              same_weights=same_weights_as(loaded))
+                              same_weights=loaded.same_weights_as)
 
     def check_built_with(self, model: str, sha256: str, dim: int | None, advice: str,
                          same_weights: Iterable[str] = ()) -> None:
