@@ -614,7 +614,8 @@ def query(inputs, k, as_words, categories, text, per_frame, no_names, export_dir
     was read as; when that is wrong (a cartoon horse read as a book), --as says what it is. What an input's file
     name names (horse.png) counts for half of its concepts, as for the library's sounds; --no-names ignores it.
     The "is it" column marks the results named or heard as what the ranking looked for, and the caption says
-    when none is: the library may lack it. Without --model, the model the collection was built with is used when its checkpoint is still where it was.
+    when none is: the library may lack it. Without --model, the model the collection was built with is used when
+    its checkpoint is still where it was.
 
     \b
     Examples:
