@@ -77,7 +77,8 @@ class AdaptReport:
         """A one-line warning when the library is small enough that adapting may not help (``None`` otherwise)."""
         if self.named_files >= SMALL_LIBRARY_NAMED_FILES:
             return None
-        return (f"only {self.named_files} named files: libraries this small gained nothing or lost on the "
+        files = f"{self.named_files} named file" + ("" if self.named_files == 1 else "s")
+        return (f"only {files}: libraries this small gained nothing or lost on the "
                 f"leave-one-source-out folds; compare both models on a few pictures before you keep it")
 
     def to_json(self) -> dict[str, Any]:
