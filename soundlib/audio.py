@@ -5,7 +5,10 @@ Decoding
     libsndfile does not know the file, PyAV/FFmpeg (m4a, aac, wma, the audio track of a video, ...). Channels are
     averaged to mono and resampled with soxr (``"HQ"``). Only the span asked for is read: a window one hour into a
     two-hour file costs one seek, not a full decode; files longer than :data:`FULL_READ_SECONDS` are read window
-    by window (:func:`stream_windows`), so memory stays bounded by the window count.
+    by window (:func:`stream_windows`), so memory stays bounded by the window count. libsndfile's MP3 decoder
+    (mpg123) prints a line per damaged frame straight to the process's stderr; those lines are kept off it
+    (:mod:`soundlib.native_stderr`) and summed up in :attr:`AudioInfo.warning` (:func:`mp3_damage`), which ingest
+    reports as one ``warning`` line naming the file.
 
 Lengths
     ``load_audio`` returns ``round(seconds * sample_rate)`` samples: the whole file, or ``duration`` seconds from
@@ -56,6 +59,7 @@ import numpy as np
 from encoders.config import AudioConfig
 from soundlib.errors import AudioError
 from soundlib.media import check_file, decoded_frames
+from soundlib.native_stderr import captured
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -91,6 +95,8 @@ class AudioInfo:
             estimate (MP3 without a Xing tag, some containers) and under ``FULL_READ_SECONDS``, counted by decoding.
         format: libsndfile format (``"WAV"``, ``"FLAC"``, ``"MP3"``...) or FFmpeg codec name (``"aac"``...).
         backend: ``"soundfile"`` or ``"pyav"``.
+        warning: one line on damage the decoder worked around while the samples were read so far (an MP3's damaged
+            frames: :func:`mp3_damage`), else ``None``. The file is still usable.
     """
 
     path: str
@@ -100,6 +106,7 @@ class AudioInfo:
     frames: int
     format: str
     backend: str
+    warning: str | None = None
 
 
 # --- file checks and readers -----------------------------------------------------------------------------------
@@ -124,13 +131,16 @@ class _SoundfileReader:
 
     backend = "soundfile"
 
-    def __init__(self, f: Any, path: str | Path) -> None:
+    def __init__(self, f: Any, path: str | Path, decoder_lines: Sequence[str] = ()) -> None:
         self.f, self.path = f, path
         self.sample_rate = int(f.samplerate)
         self.channels = int(f.channels)
         self.frames = int(f.frames)
+        self.header_frames = self.frames
         self.format = str(f.format)
         self.exact = self.format != "MP3"
+        #: what mpg123 printed about damaged frames while this file was opened and read (kept off the terminal)
+        self.decoder_lines: list[str] = list(decoder_lines)
         #: the whole file, mono, once :meth:`count_frames` has decoded it (``None``: read from the file)
         self.decoded: np.ndarray | None = None
         m = _CHUNK_TOO_BIG.search(f.extra_info or "")
@@ -146,8 +156,9 @@ class _SoundfileReader:
         if self.decoded is not None:  # counted by decoding: serve from that decode
             return self.decoded[start:start + n].copy()
         try:
-            self.f.seek(start)
-            data = self.f.read(n, dtype="float32", always_2d=True)
+            with self._quiet():
+                self.f.seek(start)
+                data = self.f.read(n, dtype="float32", always_2d=True)
         except RuntimeError as e:  # soundfile.LibsndfileError
             raise _truncated(str(getattr(e, "error_string", None) or e), self.path) from None
         if self.exact:
@@ -161,24 +172,69 @@ class _SoundfileReader:
         keep: list[np.ndarray] | None = []
         limit = int(2 * FULL_READ_SECONDS * self.sample_rate)
         try:
-            self.f.seek(0)
-            while True:
-                block = self.f.read(1 << 16, dtype="float32", always_2d=True)
-                total += len(block)
-                if keep is not None and total <= limit:
-                    keep.append(_downmix(block))
-                else:
-                    keep = None
-                if len(block) < 1 << 16:
-                    break
+            with self._quiet():
+                self.f.seek(0)
+                while True:
+                    block = self.f.read(1 << 16, dtype="float32", always_2d=True)
+                    total += len(block)
+                    if keep is not None and total <= limit:
+                        keep.append(_downmix(block))
+                    else:
+                        keep = None
+                    if len(block) < 1 << 16:
+                        break
         except RuntimeError as e:
             raise _truncated(str(getattr(e, "error_string", None) or e), self.path) from None
         self.frames, self.exact = total, True
         if keep is not None:
             self.decoded = np.concatenate(keep) if keep else np.zeros(0, np.float32)
 
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """Decode with mpg123's lines kept off the terminal and on :attr:`decoder_lines` (MP3 only)."""
+        if self.format != "MP3":
+            yield
+            return
+        with captured(_MPG123_LINE) as lines:
+            yield
+        self.decoder_lines += lines
+
+    def warning(self) -> str | None:
+        """:func:`mp3_damage` of what was decoded so far."""
+        return mp3_damage(self.decoder_lines, self.frames, self.header_frames, self.sample_rate)
+
     def close(self) -> None:
         self.f.close()
+
+
+#: A line mpg123 (libsndfile's MP3 decoder) prints about damaged input: ``[src/libmpg123/...] error: ...`` for a
+#: frame it cannot decode, ``Note: ...`` when it loses the frame sync and searches for the next header.
+_MPG123_LINE = re.compile(r"^(?:\[src/libmpg123/|Note: )[^\n]*\n?", re.MULTILINE)
+_MPG123_PREFIX = re.compile(r"^\[src/libmpg123/[^\]]*\]\s*(?:error:\s*|warning:\s*)?|^Note:\s*")
+
+
+def mp3_damage(lines: Sequence[str], frames: int, header_frames: int, sample_rate: int) -> str | None:
+    """One line on an MP3 that decoded with damage, from what its decoder printed; ``None`` if it printed nothing.
+
+    Args:
+        lines: mpg123's lines, in order (``"[src/libmpg123/layer3.c:...] error: dequantization failed!"``).
+        frames: samples per channel decoded (or the header's estimate when the file was not counted).
+        header_frames: samples per channel the file's header gives.
+        sample_rate: Hz, to say how much of the header's length decoded when decoding stopped short of it.
+
+    Returns:
+        e.g. ``damaged MP3 (decoder: "dequantization failed!" and 2 more messages); decoded 1.65 s of the 3.00 s
+        its header gives``.
+    """
+    if not lines:
+        return None
+    first = _MPG123_PREFIX.sub("", lines[0]).strip() or lines[0]
+    more = len(lines) - 1
+    text = f'damaged MP3 (decoder: "{first[:120]}"'
+    text += f" and {more} more message{'s' if more > 1 else ''})" if more else ")"
+    if header_frames > 0 and frames < header_frames - (0.01 * header_frames + 0.05 * sample_rate):
+        text += f"; decoded {frames / sample_rate:.2f} s of the {header_frames / sample_rate:.2f} s its header gives"
+    return text
 
 
 def _downmix(data: np.ndarray) -> np.ndarray:
@@ -373,10 +429,15 @@ def _open_reader(path: str | Path) -> Iterator[_SoundfileReader | _PyAVReader]:
 
     reader: _SoundfileReader | _PyAVReader | None = None
     sf_error: RuntimeError | None = None
+    opened: list[str] = []
     try:
-        if p.suffix.lower() in _MPEG_SUFFIXES and not _starts_like_mpeg(p):
-            raise _NotForLibsndfile()  # libsndfile would try MPEG by the name, and mpg123 prints to stderr
-        f = sf.SoundFile(str(p))
+        if p.suffix.lower() in _MPEG_SUFFIXES:
+            if not _starts_like_mpeg(p):
+                raise _NotForLibsndfile()  # libsndfile would try MPEG by the name, and mpg123 prints to stderr
+            with captured(_MPG123_LINE) as opened:  # opening reads the first frames
+                f = sf.SoundFile(str(p))
+        else:
+            f = sf.SoundFile(str(p))
     except _NotForLibsndfile:
         pass  # FFmpeg decides (it decodes an MP3 with junk in front too, quietly)
     except RuntimeError as e:  # LibsndfileError: code 1 = format not recognised
@@ -385,7 +446,7 @@ def _open_reader(path: str | Path) -> Iterator[_SoundfileReader | _PyAVReader]:
         raise AudioError("permission denied", path) from None
     else:
         try:
-            reader = _SoundfileReader(f, path)
+            reader = _SoundfileReader(f, path, opened)
         except BaseException:
             f.close()
             raise
@@ -455,8 +516,9 @@ def _read_span(reader: _SoundfileReader | _PyAVReader, offset: float, duration: 
 
 
 def _info(path: str | Path, r: _SoundfileReader | _PyAVReader) -> AudioInfo:
+    warning = r.warning() if isinstance(r, _SoundfileReader) else None
     return AudioInfo(path=str(path), duration=r.frames / r.sample_rate, sample_rate=r.sample_rate,
-                     channels=r.channels, frames=r.frames, format=r.format, backend=r.backend)
+                     channels=r.channels, frames=r.frames, format=r.format, backend=r.backend, warning=warning)
 
 
 def _check_not_silent(y: np.ndarray, path: str | Path, where: str = "") -> None:
@@ -654,7 +716,6 @@ def load_windows_and_info(path: str | Path, cfg: AudioConfig | None = None, max_
     cfg = cfg or _DEFAULT
     with _open_reader(path) as r:
         duration = r.frames / r.sample_rate
-        info = _info(path, r)
         todo = window_starts(duration, cfg, max_windows) if starts is None else _validate_starts(starts, duration, path)
         if duration <= FULL_READ_SECONDS and len(todo) * cfg.window_seconds >= duration / 2:
             y = _read_span(r, 0.0, None, cfg.sample_rate, path)
@@ -666,6 +727,7 @@ def load_windows_and_info(path: str | Path, cfg: AudioConfig | None = None, max_
             pairs = list(_iter_windows(r, todo, cfg, path))
             todo = [s for s, _ in pairs]
             windows = np.stack([w for _, w in pairs]) if pairs else np.zeros((0, cfg.window_samples), np.float32)
+        info = _info(path, r)  # after the reads: the damage they met is in its warning
     _check_not_silent(windows, path)
     return info, todo, windows
 

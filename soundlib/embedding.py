@@ -47,7 +47,8 @@ class DecodedFile:
         sample_rate: the file's own sample rate in Hz.
         sha256: hex hash of the file's bytes.
         info: what describes the file (:func:`describe`; empty when metadata is not read).
-        warning: why its embedded tags could not be read (the file is still used), else ``None``.
+        warning: one line on what went wrong short of losing the file (an MP3's damaged frames decoded around;
+            embedded tags that could not be read), else ``None``. The file is still used.
     """
 
     sound: SoundFile
@@ -110,7 +111,8 @@ def decode_file(sound: SoundFile, cfg: AudioConfig, max_windows: int | None, met
         sha = file_sha256(sound.path)
     except OSError as e:
         raise AudioError(f"cannot read ({e.strerror or e})", sound.path) from None
-    facts, warning = describe(sound.path, windows, cfg, info.channels) if metadata else ({}, None)
+    facts, tag_warning = describe(sound.path, windows, cfg, info.channels) if metadata else ({}, None)
+    warning = "; ".join(w for w in (info.warning, tag_warning) if w) or None
     return DecodedFile(sound, list(starts), windows, float(info.duration), int(info.sample_rate), sha, facts, warning)
 
 
