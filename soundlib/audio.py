@@ -136,9 +136,10 @@ class _SoundfileReader:
         self.sample_rate = int(f.samplerate)
         self.channels = int(f.channels)
         self.frames = int(f.frames)
-        self.header_frames = self.frames
         self.format = str(f.format)
         self.exact = self.format != "MP3"
+        #: the length an MP3's Xing / Info / VBRI tag states (``None``: no such tag, so its length is an estimate)
+        self.header_frames: int | None = self.frames if self.format != "MP3" or _has_length_tag(path) else None
         #: what mpg123 printed about damaged frames while this file was opened and read (kept off the terminal)
         self.decoder_lines: list[str] = list(decoder_lines)
         #: the whole file, mono, once :meth:`count_frames` has decoded it (``None``: read from the file)
@@ -213,14 +214,15 @@ _MPG123_LINE = re.compile(r"^(?:\[src/libmpg123/|Note: )[^\n]*\n?", re.MULTILINE
 _MPG123_PREFIX = re.compile(r"^\[src/libmpg123/[^\]]*\]\s*(?:error:\s*|warning:\s*)?|^Note:\s*")
 
 
-def mp3_damage(lines: Sequence[str], frames: int, header_frames: int, sample_rate: int) -> str | None:
+def mp3_damage(lines: Sequence[str], frames: int, header_frames: int | None, sample_rate: int) -> str | None:
     """One line on an MP3 that decoded with damage, from what its decoder printed; ``None`` if it printed nothing.
 
     Args:
         lines: mpg123's lines, in order (``"[src/libmpg123/layer3.c:...] error: dequantization failed!"``).
         frames: samples per channel decoded (or the header's estimate when the file was not counted).
-        header_frames: samples per channel the file's header gives.
-        sample_rate: Hz, to say how much of the header's length decoded when decoding stopped short of it.
+        header_frames: samples per channel the file's Xing / Info / VBRI tag states (``None`` without one: an MP3's
+            length is then only estimated from its bitrate, and a shortfall says nothing).
+        sample_rate: Hz, to say how much of the stated length decoded when decoding stopped short of it.
 
     Returns:
         e.g. ``damaged MP3 (decoder: "dequantization failed!" and 2 more messages); decoded 1.65 s of the 3.00 s
@@ -232,9 +234,26 @@ def mp3_damage(lines: Sequence[str], frames: int, header_frames: int, sample_rat
     more = len(lines) - 1
     text = f'damaged MP3 (decoder: "{first[:120]}"'
     text += f" and {more} more message{'s' if more > 1 else ''})" if more else ")"
-    if header_frames > 0 and frames < header_frames - (0.01 * header_frames + 0.05 * sample_rate):
+    if header_frames and frames < header_frames - (0.01 * header_frames + 0.05 * sample_rate):
         text += f"; decoded {frames / sample_rate:.2f} s of the {header_frames / sample_rate:.2f} s its header gives"
     return text
+
+
+def _has_length_tag(path: str | Path) -> bool:
+    """True if an MP3's first frame is a Xing / Info / VBRI tag (which states the length; without one, libsndfile
+    estimates it from the bitrate). The ID3v2 tag in front, if any, is skipped by its stated size."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(10)
+            start = 0
+            if head[:3] == b"ID3" and len(head) == 10:
+                size = (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
+                start = 10 + size + (10 if head[5] & 0x10 else 0)  # a footer follows when flagged
+            f.seek(start)
+            frame = f.read(256)
+    except OSError:
+        return False
+    return any(tag in frame for tag in (b"Xing", b"Info", b"VBRI"))
 
 
 def _downmix(data: np.ndarray) -> np.ndarray:

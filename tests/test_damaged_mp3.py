@@ -89,6 +89,40 @@ def test_a_damaged_mp3_loads_with_a_warning_and_nothing_on_descriptor_2(tmp_path
     assert probe_audio(bad).warning == info.warning  # probing counts an MP3 by decoding it: the same damage
 
 
+def test_a_shortfall_is_told_only_against_a_stated_length() -> None:
+    """Without a Xing / Info / VBRI tag an MP3's length is estimated from its bitrate (Scratch's own loops decode
+    0.2-0.6 s shorter than libsndfile's estimate, with FFmpeg too), so falling short of it is no loss."""
+    from soundlib.audio import mp3_damage
+
+    lines = ["[src/libmpg123/layer3.c:INT123_do_layer3():1804] error: dequantization failed!", "Note: Trying to resync..."]
+    assert mp3_damage([], 100, 200, 100) is None
+    assert mp3_damage(lines, 165, 300, 100) == (
+        'damaged MP3 (decoder: "dequantization failed!" and 1 more message); decoded 1.65 s of the 3.00 s its '
+        "header gives")
+    assert mp3_damage(lines[:1], 165, None, 100) == 'damaged MP3 (decoder: "dequantization failed!")'
+    assert "decoded" not in mp3_damage(lines, 297, 300, 100)  # within 1 % + 50 ms: a rounding, not a loss
+
+
+@needs_mp3
+def test_a_length_tag_is_found_behind_an_id3_tag_and_missed_where_there_is_none(tmp_path: Path) -> None:
+    from soundlib.audio import _has_length_tag
+
+    tagged = write_audio(tmp_path / "tagged.mp3", warbling_tone(), 44_100)
+    data = tagged.read_bytes()
+    assert data[21:25] == b"Xing" and _has_length_tag(tagged)  # libsndfile's encoder (LAME) writes one
+    # an ID3v2 tag in front (4,000 bytes of text, its size in 7-bit bytes), then the same frames
+    body = b"TIT2" + (3_990).to_bytes(4, "big") + b"\0\0\3" + b"x" * 3_989
+    id3 = b"ID3\3\0\0" + bytes((len(body) >> s) & 0x7F for s in (21, 14, 7, 0)) + body
+    (behind := tmp_path / "behind_id3.mp3").write_bytes(id3 + data)
+    assert _has_length_tag(behind)
+    # the tag's frame dropped (MPEG-1 Layer III: 144 x bitrate / rate bytes, + 1 if padded)
+    bitrate = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)[data[2] >> 4] * 1000
+    first = 144 * bitrate // (44_100, 48_000, 32_000)[(data[2] >> 2) & 3] + ((data[2] >> 1) & 1)
+    assert data[first] == 0xFF and data[first + 1] & 0xE0 == 0xE0  # the next frame's sync
+    (untagged := tmp_path / "untagged.mp3").write_bytes(data[first:])
+    assert not _has_length_tag(untagged)
+
+
 @needs_mp3
 def test_an_intact_mp3_and_a_wav_load_without_a_warning(tmp_path: Path) -> None:
     from soundlib.audio import load_windows_and_info
