@@ -25,7 +25,9 @@ Errors (:class:`soundlib.errors.AudioError`, one reason each; checked in this or
       samples than the header promises by more than 1 % + 50 ms. MP3 headers (without a Xing tag) and some
       FFmpeg containers only *estimate* the length: there the decoded length wins (it is counted when the
       estimate is at most :data:`FULL_READ_SECONDS`; longer files lose windows past the real end silently), so a
-      cut MP3 loads as a shorter sound. An MP4/M4A cut before its index cannot be told from a non-audio file.
+      cut MP3 loads as a shorter sound. libsndfile never reads past its estimate, so an MP3 without a tag whose
+      decode stops exactly there (a variable bitrate that opens high) is read by FFmpeg when FFmpeg decodes more.
+      An MP4/M4A cut before its index cannot be told from a non-audio file.
     - ``"unsupported audio codec"``: FFmpeg sees an audio stream it has no decoder for.
     - ``"no audio samples (0 frames)"``: a valid header with nothing after it.
     - ``"contains NaN or infinite samples"``: any non-finite sample in the span read (float WAVs can hold them).
@@ -144,6 +146,7 @@ class _SoundfileReader:
         self.decoder_lines: list[str] = list(decoder_lines)
         #: the whole file, mono, once :meth:`count_frames` has decoded it (``None``: read from the file)
         self.decoded: np.ndarray | None = None
+        self.cut_at_estimate = False
         m = _CHUNK_TOO_BIG.search(f.extra_info or "")
         if m:
             declared, actual = int(m.group(2)), int(m.group(3))
@@ -169,7 +172,7 @@ class _SoundfileReader:
     def count_frames(self) -> None:
         """Replace an estimated frame count by the decoded one; the decoded audio is kept for :meth:`read`
         while it is at most :data:`FULL_READ_SECONDS` x 2 long (so an MP3 is decoded once, not twice)."""
-        total = 0
+        total, estimate = 0, self.frames
         keep: list[np.ndarray] | None = []
         limit = int(2 * FULL_READ_SECONDS * self.sample_rate)
         try:
@@ -187,6 +190,8 @@ class _SoundfileReader:
         except RuntimeError as e:
             raise _truncated(str(getattr(e, "error_string", None) or e), self.path) from None
         self.frames, self.exact = total, True
+        #: libsndfile never reads past its estimate: an untagged MP3 whose decode ends exactly there may go on
+        self.cut_at_estimate = self.header_frames is None and 0 < total == estimate
         if keep is not None:
             self.decoded = np.concatenate(keep) if keep else np.zeros(0, np.float32)
 
@@ -436,12 +441,59 @@ def _starts_like_mpeg(path: Path) -> bool:
             and (h[1] >> 1) & 3 != 0 and h[2] >> 4 != 15 and (h[2] >> 2) & 3 != 3)  # layer, bitrate, rate
 
 
+def _open_pyav(p: Path, path: str | Path, sf_error: RuntimeError | None) -> _PyAVReader:
+    """FFmpeg's reader of a file libsndfile did not open (``sf_error``: why, or ``None`` when it was not asked)."""
+    import av
+
+    sf_code = getattr(sf_error, "code", 1)
+    sf_detail = str(getattr(sf_error, "error_string", None) or sf_error)
+    try:
+        container = av.open(str(p), "r")
+    except PermissionError:
+        raise AudioError("permission denied", path) from None
+    except (av.error.FFmpegError, OSError, ValueError):
+        if sf_code == 1:
+            raise AudioError("not an audio file (format not recognised)", path) from None
+        raise _truncated(sf_detail, path) from None
+    try:
+        return _PyAVReader(container, path)
+    except _NoDecoder:  # FFmpeg sees an audio stream it cannot decode: a codec question, whatever libsndfile said
+        container.close()
+        raise AudioError("unsupported audio codec", path) from None
+    except BaseException:
+        container.close()
+        raise
+
+
+def _longer_with_ffmpeg(reader: _SoundfileReader, p: Path, path: str | Path) -> _SoundfileReader | _PyAVReader:
+    """FFmpeg's reader instead of libsndfile's when FFmpeg decodes more of the file.
+
+    Without a Xing / Info / VBRI tag libsndfile estimates an MP3's length from its first frame's bitrate and never
+    reads past the estimate: a variable-bitrate file that opens loud reads as a fraction of itself (a 3.03-s sound
+    as 0.46 s). FFmpeg decodes to the end. Any FFmpeg failure keeps libsndfile's reading."""
+    try:
+        other = _open_pyav(p, path, None)
+    except AudioError:
+        return reader
+    try:
+        other.count_frames()
+    except AudioError:
+        other.close()
+        return reader
+    if other.frames <= reader.frames:
+        other.close()
+        return reader
+    reader.close()
+    return other
+
+
 @contextlib.contextmanager
 def _open_reader(path: str | Path) -> Iterator[_SoundfileReader | _PyAVReader]:
     """Open ``path`` with libsndfile, else FFmpeg; map every failure to one :class:`AudioError`.
 
     An estimated length (MP3 without a Xing tag, some FFmpeg containers) is replaced by a decoded count when the
-    estimate is at most :data:`FULL_READ_SECONDS` (milliseconds for such files).
+    estimate is at most :data:`FULL_READ_SECONDS` (milliseconds for such files); an MP3 libsndfile cut at its own
+    estimate goes to FFmpeg (:func:`_longer_with_ffmpeg`).
     """
     p = check_file(path, AudioError)
     import soundfile as sf
@@ -470,29 +522,12 @@ def _open_reader(path: str | Path) -> Iterator[_SoundfileReader | _PyAVReader]:
             f.close()
             raise
     if reader is None:
-        import av
-
-        sf_code = getattr(sf_error, "code", 1)
-        sf_detail = str(getattr(sf_error, "error_string", None) or sf_error)
-        try:
-            container = av.open(str(p), "r")
-        except PermissionError:
-            raise AudioError("permission denied", path) from None
-        except (av.error.FFmpegError, OSError, ValueError):
-            if sf_code == 1:
-                raise AudioError("not an audio file (format not recognised)", path) from None
-            raise _truncated(sf_detail, path) from None
-        try:
-            reader = _PyAVReader(container, path)
-        except _NoDecoder:  # FFmpeg sees an audio stream it cannot decode: a codec question, whatever libsndfile said
-            container.close()
-            raise AudioError("unsupported audio codec", path) from None
-        except BaseException:
-            container.close()
-            raise
+        reader = _open_pyav(p, path, sf_error)
     try:
         if not reader.exact and reader.frames <= FULL_READ_SECONDS * reader.sample_rate:
             reader.count_frames()
+            if isinstance(reader, _SoundfileReader) and reader.cut_at_estimate:
+                reader = _longer_with_ffmpeg(reader, p, path)
         if reader.frames <= 0:
             raise AudioError("no audio samples (0 frames)", path)
         yield reader

@@ -8,6 +8,7 @@ Audio (soundfile)
     channel ``c`` has amplitude ``amplitude / (c + 1)`` so a channel mix is observable.
     ``write_audio(path, y, sample_rate)`` writes with the format implied by the suffix (:data:`AUDIO_FORMATS`).
     ``write_tone(path, freq=440, seconds=1.0, sample_rate=48000, channels=1, amplitude=0.5)`` = both.
+    ``drop_length_tag(path)``: an MP3 written here without its Xing tag (as some encoders leave files).
     :data:`WRITABLE_AUDIO` lists the suffixes this libsndfile can write (``mp3`` needs libsndfile >= 1.1).
 
 Images (Pillow)
@@ -92,6 +93,20 @@ def write_audio(path: str | Path, y: np.ndarray, sample_rate: int, subtype: str 
         block = 1 << 15
         for i in range(0, len(y), block):
             f.write(y[i:i + block])
+    return path
+
+
+def drop_length_tag(path: str | Path) -> Path:
+    """Remove the first frame of an MP3 written by :func:`write_audio` (LAME puts its Xing tag there, with the
+    length), as encoders that write no tag leave a file. Frame size: MPEG-1 Layer III, 144 x bitrate / rate bytes
+    (+ 1 when padded)."""
+    path = Path(path)
+    data = path.read_bytes()
+    assert data[21:25] == b"Xing", "not a tagged MPEG-1 Layer III file"
+    bitrate = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)[data[2] >> 4] * 1000
+    first = 144 * bitrate // (44_100, 48_000, 32_000)[(data[2] >> 2) & 3] + ((data[2] >> 1) & 1)
+    assert data[first] == 0xFF and data[first + 1] & 0xE0 == 0xE0, "no frame sync after the tag's frame"
+    path.write_bytes(data[first:])
     return path
 
 

@@ -13,7 +13,7 @@ from soundlib import audio
 from soundlib.audio import (AudioInfo, RunningBandStats, band_stats, cut_windows, load_audio, load_windows,
                             log_mel_batch, probe_audio, stream_windows, window_starts)
 from soundlib.errors import AudioError, SoundlibError
-from tests.conftest import WRITABLE_AUDIO, peak_frequency, tone, write_audio, write_tone
+from tests.conftest import WRITABLE_AUDIO, drop_length_tag, peak_frequency, tone, write_audio, write_tone
 
 CFG = AudioConfig()
 SR = CFG.sample_rate
@@ -389,6 +389,25 @@ def test_an_mp3_is_decoded_once_and_reads_like_the_file(tmp_path) -> None:
     assert starts == [0.0, 1.0, 2.0] and windows.shape == (3, 48_000)
     info, starts2, windows2 = audio.load_windows_and_info(path)  # what ingest calls: one open, one decode
     assert info == probe_audio(path) and starts2 == starts and np.array_equal(windows2, windows)
+
+
+@pytest.mark.skipif("mp3" not in WRITABLE_AUDIO, reason="libsndfile cannot write MP3 here")
+def test_an_untagged_variable_bitrate_mp3_reads_to_its_end(tmp_path) -> None:
+    """Without a Xing tag libsndfile estimates the length from the first frame's bitrate and reads no further:
+    this 3.03-s file (the first frame 224 kb/s, the rest far less) would read as 0.46 s. FFmpeg reads it all."""
+    import soundfile as sf
+
+    t = np.arange(3 * 44_100) / 44_100
+    y = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    path = drop_length_tag(write_audio(tmp_path / "vbr.mp3", y, 44_100))
+    with sf.SoundFile(str(path)) as f:
+        assert f.frames < 44_100  # libsndfile's own estimate: under a second
+    info, starts, windows = audio.load_windows_and_info(path)
+    assert info.backend == "pyav" and abs(info.duration - 3.03) < 0.05, info
+    assert starts == [0.0, 1.0, 2.0] and float(np.abs(windows[-1]).max()) > 0.1  # the last second is sound
+    assert probe_audio(path).duration == info.duration
+    tagged = write_audio(tmp_path / "tagged.mp3", y, 44_100)  # with its tag: libsndfile, as before
+    assert audio.load_windows_and_info(tagged)[0].backend == "soundfile"
 
 
 def test_a_capped_file_reads_only_its_windows(tmp_path, monkeypatch) -> None:
