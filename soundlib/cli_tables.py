@@ -186,7 +186,8 @@ def _sc(d: dict[str, float | None] | None) -> str:
 
 
 def loso_table(report: LosoReport, model: str) -> Any:
-    """A Rich table of one model's LOSO figures: one row per fold, then the mean and the mean chance.
+    """A Rich table of one model's LOSO figures: one row per fold, then the mean, the mean chance and (with more than
+    one fold) every query pooled (:meth:`LosoReport.pooled`).
 
     Cells are "sample % / category %"; each fold's chance at the largest k sits beside its figures.
     """
@@ -212,6 +213,10 @@ def loso_table(report: LosoReport, model: str) -> Any:
                   *(f"[bold]{_sc(mean['topk'][k])}[/bold]" for k in ks), f"{mean['mrr']:.3f}",
                   _sc(mean["chance"][kmax]), "", "")
         t.add_row("chance", "", "", *(_sc(mean["chance"][k]) for k in ks), "", "", "", "", style="dim")
+    pooled = report.pooled(model)
+    if pooled is not None and len(res) > 1:
+        t.add_row(f"all {pooled['queries']} queries pooled", str(pooled["queries"]), "",
+                  *(_sc(pooled["topk"][k]) for k in ks), f"{pooled['mrr']:.3f}", _sc(pooled["chance"][kmax]), "", "")
     return t
 
 

@@ -293,6 +293,14 @@ def test_cli_loso_trains_evaluates_every_fold_and_reports(first_run) -> None:
     assert mean["folds"] == 2
     assert mean["mrr"] == pytest.approx((by["sprites+zoo"]["mrr"] + by["gcompris"]["mrr"]) / 2)
     assert mean["chance"]["1"]["sample"] == pytest.approx((1 / 7 + 1 / 3) / 2)
+    # every query counted once: the 5 of one fold and the 2 of the other
+    pooled = m["pooled"]
+    assert pooled["queries"] == 7
+    assert pooled["mrr"] == pytest.approx((5 * by["sprites+zoo"]["mrr"] + 2 * by["gcompris"]["mrr"]) / 7)
+    assert pooled["chance"]["1"]["sample"] == pytest.approx((5 / 7 + 2 / 3) / 7)
+    for k in ("1", "5", "10"):
+        hits = sum(f["queries"] * f["topk"][k]["category"] for f in m["folds"])
+        assert pooled["topk"][k]["category"] == pytest.approx(hits / 7)
     # a fold's figures are `soundlib eval` of its test list with its candidates
     from soundlib.evaluation.retrieval import evaluate_list
 
@@ -311,7 +319,8 @@ def test_cli_loso_resumes_without_redoing_and_prints_tables(mini: dict[str, Path
     assert r.exit_code == 0, r.output
     assert best.stat().st_mtime_ns == stamp  # not trained again
     text = " ".join(r.stdout.split())
-    for want in ("leave-one-source-out", "sprites+zoo", "gcompris", "mean (2 folds)", "chance", "top-10", "MRR"):
+    for want in ("leave-one-source-out", "sprites+zoo", "gcompris", "mean (2 folds)", "chance", "top-10", "MRR",
+                 "all 7 queries pooled"):
         assert want in text, want
     assert "2 result(s) read back" in r.stderr
     mrr = {f["fold"]: f["mrr"] for f in json.loads(r0.stdout)["models"][0]["folds"]}
