@@ -469,8 +469,8 @@ def _longer_with_ffmpeg(reader: _SoundfileReader, p: Path, path: str | Path) -> 
     """FFmpeg's reader instead of libsndfile's when FFmpeg decodes more of the file.
 
     Without a Xing / Info / VBRI tag libsndfile estimates an MP3's length from its first frame's bitrate and never
-    reads past the estimate: a variable-bitrate file that opens loud reads as a fraction of itself (a 3.03-s sound
-    as 0.46 s). FFmpeg decodes to the end. Any FFmpeg failure keeps libsndfile's reading."""
+    reads past the estimate: a variable-bitrate file whose first frame has a high bitrate reads as a fraction of
+    itself (a 3.03-s sound as 0.46 s). FFmpeg decodes to the end. Any FFmpeg failure keeps libsndfile's reading."""
     try:
         other = _open_pyav(p, path, None)
     except Exception:  # noqa: BLE001 - a second opinion only: libsndfile's reading stands
