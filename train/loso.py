@@ -699,6 +699,23 @@ class FoldResult(_Record):
     concept_accuracy: dict[str, Any] | None = None
 
 
+def _weighted_average(values: Sequence[float | None], weights: Sequence[float]) -> float | None:
+    """``sum(w * v) / sum(w)``; ``None`` if any value is ``None`` (a figure some fold did not measure)."""
+    if any(v is None for v in values):
+        return None
+    return sum(w * v for w, v in zip(weights, values)) / sum(weights)  # type: ignore[operator]
+
+
+def _weighted_figures(res: Sequence[FoldResult], weights: Sequence[float]) -> dict[str, Any]:
+    """``{"topk", "chance", "mrr"}`` of fold results averaged with ``weights`` (one per fold)."""
+    out: dict[str, Any] = {}
+    for part in ("topk", "chance"):
+        out[part] = {k: {lvl: _weighted_average([getattr(r, part)[k][lvl] for r in res], weights)
+                         for lvl in ("sample", "category")} for k in res[0].topk}
+    out["mrr"] = _weighted_average([r.mrr for r in res], weights)
+    return out
+
+
 @dataclass
 class LosoReport:
     """What :func:`run_loso` measured.
@@ -735,21 +752,14 @@ class LosoReport:
         res = self.model_results(model)
         if not res:
             return None
-
-        def avg(values: list[float | None]) -> float | None:
-            got = [v for v in values if v is not None]
-            return sum(got) / len(got) if len(got) == len(values) else None
-
-        out: dict[str, Any] = {"folds": len(res)}
-        for part in ("topk", "chance"):
-            out[part] = {k: {lvl: avg([getattr(r, part)[k][lvl] for r in res]) for lvl in ("sample", "category")}
-                         for k in res[0].topk}
-        out["mrr"] = sum(r.mrr for r in res) / len(res)
+        once = [1.0] * len(res)
+        out: dict[str, Any] = {"folds": len(res), **_weighted_figures(res, once)}
         out["queries"] = sum(r.queries for r in res) / len(res)
         out["candidates"] = sum(r.candidates for r in res) / len(res)
         named = [r.concept_accuracy for r in res]
         out["concept_accuracy"] = None if not all(named) else {
-            part: avg([d.get(part) for d in named if d]) for part in ("pictures", "sound_windows", "sound_files")}
+            part: _weighted_average([d.get(part) for d in named if d], once)
+            for part in ("pictures", "sound_windows", "sound_files")}
         return out
 
     def pooled(self, model: str) -> dict[str, Any] | None:
@@ -758,23 +768,10 @@ class LosoReport:
         points of top-k per query it gains, and the pooled figure by 0.3 of 328; but a large fold weighs more, and its
         candidates differ in number from the others'."""
         res = self.model_results(model)
-        if not res:
-            return None
         n = sum(r.queries for r in res)
-        if n == 0:
+        if not res or n == 0:
             return None
-
-        def wavg(values: list[float | None]) -> float | None:
-            if any(v is None for v in values):
-                return None
-            return sum(r.queries * v for r, v in zip(res, values)) / n  # type: ignore[operator]
-
-        out: dict[str, Any] = {"queries": n}
-        for part in ("topk", "chance"):
-            out[part] = {k: {lvl: wavg([getattr(r, part)[k][lvl] for r in res]) for lvl in ("sample", "category")}
-                         for k in res[0].topk}
-        out["mrr"] = wavg([r.mrr for r in res])
-        return out
+        return {"queries": n, **_weighted_figures(res, [float(r.queries) for r in res])}
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` document."""
