@@ -8,6 +8,7 @@ Audio (soundfile)
     channel ``c`` has amplitude ``amplitude / (c + 1)`` so a channel mix is observable.
     ``write_audio(path, y, sample_rate)`` writes with the format implied by the suffix (:data:`AUDIO_FORMATS`).
     ``write_tone(path, freq=440, seconds=1.0, sample_rate=48000, channels=1, amplitude=0.5)`` = both.
+    ``warbling_tone(seconds=3.0, sample_rate=44100)``: a swelling tone (varying MP3 bitrate).
     ``drop_length_tag(path)``: an MP3 written here without its Xing tag (as some encoders leave files).
     :data:`WRITABLE_AUDIO` lists the suffixes this libsndfile can write (``mp3`` needs libsndfile >= 1.1).
 
@@ -78,6 +79,12 @@ def tone(freq: float = 440.0, seconds: float = 1.0, sample_rate: int = 48_000, c
     if channels == 1:
         return (amplitude * y).astype(np.float32)
     return np.stack([amplitude / (c + 1) * y for c in range(channels)], axis=1).astype(np.float32)
+
+
+def warbling_tone(seconds: float = 3.0, sample_rate: int = 44_100) -> np.ndarray:
+    """A 440 Hz tone whose level swells 3 times a second (``(n,)`` float32): MP3 encodes it at a varying bitrate."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
 
 
 def write_audio(path: str | Path, y: np.ndarray, sample_rate: int, subtype: str | None = None) -> Path:

@@ -13,7 +13,8 @@ from soundlib import audio
 from soundlib.audio import (AudioInfo, RunningBandStats, band_stats, cut_windows, load_audio, load_windows,
                             log_mel_batch, probe_audio, stream_windows, window_starts)
 from soundlib.errors import AudioError, SoundlibError
-from tests.conftest import WRITABLE_AUDIO, drop_length_tag, peak_frequency, tone, write_audio, write_tone
+from tests.conftest import (WRITABLE_AUDIO, drop_length_tag, peak_frequency, tone, warbling_tone, write_audio,
+                            write_tone)
 
 CFG = AudioConfig()
 SR = CFG.sample_rate
@@ -397,8 +398,7 @@ def test_an_untagged_variable_bitrate_mp3_reads_to_its_end(tmp_path) -> None:
     this 3.03-s file (the first frame 224 kb/s, the rest far less) would read as 0.46 s. FFmpeg reads it all."""
     import soundfile as sf
 
-    t = np.arange(3 * 44_100) / 44_100
-    y = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    y = warbling_tone()
     path = drop_length_tag(write_audio(tmp_path / "vbr.mp3", y, 44_100))
     with sf.SoundFile(str(path)) as f:
         assert f.frames < 44_100  # libsndfile's own estimate: under a second

@@ -17,16 +17,11 @@ import pytest
 
 from soundlib.native_stderr import captured
 from tests.cli_process import start_cli
-from tests.conftest import WRITABLE_AUDIO, drop_length_tag, write_audio, write_tone
+from tests.conftest import WRITABLE_AUDIO, drop_length_tag, warbling_tone, write_audio, write_tone
 
 needs_mp3 = pytest.mark.skipif("mp3" not in WRITABLE_AUDIO, reason="this libsndfile cannot write MP3")
 
 MPG123 = ("libmpg123", "Note: ", "] error:")  # what mpg123 itself prints (our warning quotes its message)
-
-
-def warbling_tone(seconds: float = 3.0, sample_rate: int = 44_100) -> np.ndarray:
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    return (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
 
 
 def write_damaged_mp3(path: Path, seed: int = 2, hits: int = 40) -> Path:
