@@ -25,7 +25,7 @@ Errors (:class:`soundlib.errors.AudioError`, one reason each; checked in this or
       samples than the header promises by more than 1 % + 50 ms. MP3 headers (without a Xing tag) and some
       FFmpeg containers only *estimate* the length: there the decoded length wins (it is counted when the
       estimate is at most :data:`FULL_READ_SECONDS`; longer files lose windows past the real end silently), so a
-      cut MP3 loads as a shorter sound. libsndfile never reads past its estimate, so an MP3 without a tag whose
+      cut MP3 loads as a shorter sound (with a warning when it keeps a Xing tag: :func:`mp3_damage`). libsndfile never reads past its estimate, so an MP3 without a tag whose
       decode stops exactly there (a variable bitrate that opens high) is read by FFmpeg when FFmpeg decodes more.
       An MP4/M4A cut before its index cannot be told from a non-audio file.
     - ``"unsupported audio codec"``: FFmpeg sees an audio stream it has no decoder for.
@@ -214,9 +214,10 @@ class _SoundfileReader:
 
 
 #: A line mpg123 (libsndfile's MP3 decoder) prints about damaged input: ``[src/libmpg123/...] error: ...`` for a
-#: frame it cannot decode, ``Note: ...`` when it loses the frame sync and searches for the next header.
-_MPG123_LINE = re.compile(r"^(?:\[src/libmpg123/|Note: )[^\n]*\n?", re.MULTILINE)
-_MPG123_PREFIX = re.compile(r"^\[src/libmpg123/[^\]]*\]\s*(?:error:\s*|warning:\s*)?|^Note:\s*")
+#: frame it cannot decode, ``Note: ...`` when it loses the frame sync and searches for the next header,
+#: ``Warning: ...`` when the file is shorter than its Xing tag says (a cut file).
+_MPG123_LINE = re.compile(r"^(?:\[src/libmpg123/|Note: |Warning: )[^\n]*\n?", re.MULTILINE)
+_MPG123_PREFIX = re.compile(r"^\[src/libmpg123/[^\]]*\]\s*(?:error:\s*|warning:\s*)?|^(?:Note|Warning):\s*")
 
 
 def mp3_damage(lines: Sequence[str], frames: int, header_frames: int | None, sample_rate: int) -> str | None:

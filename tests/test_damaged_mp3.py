@@ -21,7 +21,7 @@ from tests.conftest import WRITABLE_AUDIO, drop_length_tag, warbling_tone, write
 
 needs_mp3 = pytest.mark.skipif("mp3" not in WRITABLE_AUDIO, reason="this libsndfile cannot write MP3")
 
-MPG123 = ("libmpg123", "Note: ", "] error:")  # what mpg123 itself prints (our warning quotes its message)
+MPG123 = ("libmpg123", "Note: ", "Warning: ", "] error:")  # what mpg123 itself prints (our warning quotes its message)
 
 
 def write_damaged_mp3(path: Path, seed: int = 2, hits: int = 40) -> Path:
@@ -82,6 +82,21 @@ def test_a_damaged_mp3_loads_with_a_warning_and_nothing_on_descriptor_2(tmp_path
     assert "s of the 3.00 s its header gives" in info.warning and info.duration < 2.9
     assert len(starts) == len(windows) >= 1 and np.isfinite(windows).all()
     assert probe_audio(bad).warning == info.warning  # probing counts an MP3 by decoding it: the same damage
+
+
+@needs_mp3
+def test_a_cut_mp3_loads_shorter_with_a_warning_and_nothing_on_descriptor_2(tmp_path: Path, capfd) -> None:
+    """A file cut short (a broken copy) keeps its Xing tag's length: mpg123 says "Warning: Xing stream size off..."."""
+    from soundlib.audio import load_windows_and_info
+
+    whole = write_audio(tmp_path / "whole.mp3", warbling_tone(), 44_100)
+    (cut := tmp_path / "cut.mp3").write_bytes(whole.read_bytes()[:3_000])
+    info = load_windows_and_info(cut)[0]
+    err = capfd.readouterr().err
+    assert not any(m in err for m in MPG123), err
+    assert info.duration < 1.0 and info.warning is not None, info
+    assert info.warning.startswith('damaged MP3 (decoder: "Xing stream size off'), info.warning
+    assert "s of the 3.00 s its header gives" in info.warning
 
 
 def test_a_shortfall_is_told_only_against_a_stated_length() -> None:
