@@ -25,8 +25,9 @@ Errors (:class:`soundlib.errors.AudioError`, one reason each; checked in this or
       samples than the header promises by more than 1 % + 50 ms. MP3 headers (without a Xing tag) and some
       FFmpeg containers only *estimate* the length: there the decoded length wins (it is counted when the
       estimate is at most :data:`FULL_READ_SECONDS`; longer files lose windows past the real end silently), so a
-      cut MP3 loads as a shorter sound (with a warning when it keeps a Xing tag: :func:`mp3_damage`). libsndfile never reads past its estimate, so an MP3 without a tag whose
-      decode stops exactly there (a variable bitrate that opens high) is read by FFmpeg when FFmpeg decodes more.
+      cut MP3 loads as a shorter sound (with a warning when it keeps a Xing tag: :func:`mp3_damage`). libsndfile
+      never reads past its estimate, so an MP3 without a tag whose decode stops exactly there (a variable bitrate
+      that opens high) is read by FFmpeg when FFmpeg decodes more.
       An MP4/M4A cut before its index cannot be told from a non-audio file.
     - ``"unsupported audio codec"``: FFmpeg sees an audio stream it has no decoder for.
     - ``"no audio samples (0 frames)"``: a valid header with nothing after it.
